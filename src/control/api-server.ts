@@ -1,0 +1,177 @@
+// The control plane's HTTP JSON API, used by the CLI (and later the
+// dashboard). Every request carries the bearer token kept in the home.
+import { timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { Logger } from '../util/logger.js';
+import { ControlError, type Supervisor } from './supervisor.js';
+
+/** Request bodies are small JSON documents. */
+const REQUEST_BYTES_MAX = 64 * 1024;
+const EVENTS_LIMIT_MAX = 1000;
+
+type Handler = (match: RegExpExecArray, body: unknown, url: URL) => Promise<[number, unknown]> | [number, unknown];
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class ApiServer {
+  private readonly server: http.Server;
+  private readonly routes: Array<{ method: string; pattern: RegExp; handler: Handler }>;
+
+  constructor(
+    private readonly supervisor: Supervisor,
+    private readonly token: string,
+    private readonly log: Logger,
+    private readonly onShutdownRequested: () => void,
+  ) {
+    this.routes = [
+      { method: 'GET', pattern: /^\/v1\/status$/, handler: () => [200, supervisor.status()] },
+      { method: 'GET', pattern: /^\/v1\/clusters$/, handler: () => [200, { clusters: supervisor.status().clusters }] },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/clusters$/,
+        handler: async (_m, body) => {
+          const input = asObject(body);
+          const name = optionalString(input, 'name');
+          if (!name) throw new HttpError(400, 'InvalidParameterValue', 'name is required');
+          const username = optionalString(input, 'masterUsername');
+          const password = optionalString(input, 'masterPassword');
+          const created = await supervisor.createCluster({ name, ...(username ? { masterUsername: username } : {}), ...(password ? { masterPassword: password } : {}) });
+          return [201, { cluster: this.findCluster(name), credentials: created }];
+        },
+      },
+      { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)$/, handler: (m) => [200, this.findCluster(decodeURIComponent(m[1]!))] },
+      {
+        method: 'DELETE',
+        pattern: /^\/v1\/clusters\/([^/]+)$/,
+        handler: async (m) => {
+          await supervisor.deleteCluster(decodeURIComponent(m[1]!));
+          return [200, { deleted: decodeURIComponent(m[1]!) }];
+        },
+      },
+      { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)\/credentials$/, handler: (m) => [200, supervisor.credentials(decodeURIComponent(m[1]!))] },
+      {
+        method: 'GET',
+        pattern: /^\/v1\/events$/,
+        handler: (_m, _b, url) => {
+          const limit = Math.min(EVENTS_LIMIT_MAX, Number(url.searchParams.get('limit') ?? 100) || 100);
+          const sinceId = Number(url.searchParams.get('sinceId') ?? 0) || 0;
+          const sourceId = url.searchParams.get('sourceId') ?? undefined;
+          return [200, { events: supervisor.listEvents({ limit, sinceId, ...(sourceId ? { sourceId } : {}) }) }];
+        },
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/shutdown$/,
+        handler: () => {
+          setImmediate(this.onShutdownRequested);
+          return [202, { shuttingDown: true }];
+        },
+      },
+    ];
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+  }
+
+  private findCluster(name: string) {
+    const cluster = this.supervisor.status().clusters.find((c) => c.name === name);
+    if (!cluster) throw new ControlError('not-found', `cluster "${name}" does not exist`);
+    return cluster;
+  }
+
+  listen(port: number, host: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(`http://${host}:${port}`);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://borealis');
+    try {
+      if (!this.authorized(req.headers.authorization)) throw new HttpError(401, 'Unauthorized', 'missing or wrong API token');
+      const route = this.routes.find((r) => r.method === req.method && r.pattern.test(url.pathname));
+      if (!route) throw new HttpError(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
+      const body = await readJson(req);
+      const [status, payload] = await route.handler(route.pattern.exec(url.pathname)!, body, url);
+      send(res, status, payload);
+    } catch (err) {
+      const [status, code] = errorStatus(err);
+      if (status >= 500) this.log.error('API request failed', { method: req.method, path: url.pathname, error: (err as Error).message });
+      send(res, status, { error: { code, message: status >= 500 ? 'internal error; see the supervisor log' : (err as Error).message } });
+    }
+  }
+
+  private authorized(header: string | undefined): boolean {
+    const expected = Buffer.from(`Bearer ${this.token}`);
+    const given = Buffer.from(header ?? '');
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+}
+
+function errorStatus(err: unknown): [number, string] {
+  if (err instanceof HttpError) return [err.status, err.code];
+  if (err instanceof ControlError) {
+    switch (err.kind) {
+      case 'invalid':
+        return [400, 'InvalidParameterValue'];
+      case 'not-found':
+        return [404, 'NotFound'];
+      case 'conflict':
+        return [409, 'AlreadyExists'];
+      case 'unavailable':
+        return [503, 'Unavailable'];
+    }
+  }
+  return [500, 'InternalError'];
+}
+
+function send(res: http.ServerResponse, status: number, payload: unknown): void {
+  const text = JSON.stringify(payload);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > REQUEST_BYTES_MAX) throw new HttpError(413, 'PayloadTooLarge', `request body over ${REQUEST_BYTES_MAX} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > REQUEST_BYTES_MAX) throw new HttpError(413, 'PayloadTooLarge', `request body over ${REQUEST_BYTES_MAX} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new HttpError(400, 'MalformedJson', 'request body is not valid JSON');
+  }
+}
+
+function asObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'InvalidParameterValue', 'request body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+function optionalString(o: Record<string, unknown>, key: string): string | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new HttpError(400, 'InvalidParameterValue', `${key} must be a string`);
+  return v;
+}

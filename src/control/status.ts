@@ -1,0 +1,45 @@
+// The documented shape of `borealis status --json` and GET /v1/status.
+// Scripts rely on it: add fields, never rename or remove them.
+import type { EndpointType, InstanceKind, InstanceRole, InstanceState } from './model.js';
+
+export interface StatusDocument {
+  /** Shape version; bumped only for incompatible changes. */
+  readonly version: 1;
+  readonly home: string;
+  readonly supervisor: { readonly pid: number; readonly startedAt: string };
+  readonly services: {
+    readonly api: { readonly url: string };
+  };
+  readonly engine: { readonly version: string; readonly binDir: string };
+  readonly clusters: readonly ClusterStatus[];
+}
+
+export interface ClusterStatus {
+  readonly name: string;
+  readonly engineVersion: string;
+  readonly masterUsername: string;
+  /** available when the writer is available; otherwise the writer's state. */
+  readonly status: InstanceState | 'no-writer';
+  readonly instances: readonly InstanceStatus[];
+  readonly endpoints: readonly EndpointStatus[];
+}
+
+export interface InstanceStatus {
+  readonly id: string;
+  readonly role: InstanceRole;
+  readonly kind: InstanceKind;
+  readonly state: InstanceState;
+  readonly promotionTier: number;
+  /** Capacity in ACUs (Aurora's ServerlessDatabaseCapacity). */
+  readonly capacityAcu: number;
+  /** postmaster pid while running. */
+  readonly pid: number | null;
+}
+
+export interface EndpointStatus {
+  readonly type: EndpointType;
+  readonly host: string;
+  readonly port: number;
+  /** Connection URL without the password. */
+  readonly url: string;
+}

@@ -1,0 +1,205 @@
+// Persistent control-plane state in SQLite (better-sqlite3, synchronous and
+// transactional). Users are stored as SCRAM verifiers only; secret values
+// (which must be given back, like Secrets Manager's) are encrypted at rest
+// with a key kept in a 0600 file beside the database.
+import Database from 'better-sqlite3';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import type { ClusterRecord, EndpointRecord, EndpointType, EventRecord, InstanceRecord } from './model.js';
+
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE clusters (
+     name TEXT PRIMARY KEY,
+     engine_version TEXT NOT NULL,
+     master_username TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE instances (
+     id TEXT PRIMARY KEY,
+     cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+     role TEXT NOT NULL CHECK (role IN ('writer', 'reader')),
+     kind TEXT NOT NULL CHECK (kind IN ('provisioned', 'serverless')),
+     promotion_tier INTEGER NOT NULL CHECK (promotion_tier BETWEEN 0 AND 15),
+     capacity_acu REAL NOT NULL,
+     engine_port INTEGER NOT NULL UNIQUE,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE endpoints (
+     cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+     type TEXT NOT NULL,
+     port INTEGER NOT NULL UNIQUE,
+     PRIMARY KEY (cluster, type)
+   );
+   CREATE TABLE users (
+     cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+     name TEXT NOT NULL,
+     scram_verifier TEXT NOT NULL,
+     PRIMARY KEY (cluster, name)
+   );
+   CREATE TABLE secrets (
+     arn TEXT PRIMARY KEY,
+     cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+     username TEXT NOT NULL,
+     sealed TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE events (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     time TEXT NOT NULL,
+     source_type TEXT NOT NULL,
+     source_id TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     message TEXT NOT NULL
+   );`,
+];
+
+/** Events kept; older ones are trimmed so the store stays bounded. */
+const EVENTS_KEPT_MAX = 10_000;
+
+export class Store {
+  private readonly db: Database.Database;
+  private readonly key: Buffer;
+
+  constructor(file: string, keyFile: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.migrate();
+    this.key = loadOrCreateKey(keyFile);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  listClusters(): ClusterRecord[] {
+    return this.db
+      .prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters ORDER BY created_at, name')
+      .all() as ClusterRecord[];
+  }
+
+  getCluster(name: string): ClusterRecord | null {
+    return (this.db
+      .prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters WHERE name = ?')
+      .get(name) as ClusterRecord | undefined) ?? null;
+  }
+
+  insertCluster(c: ClusterRecord): void {
+    this.db.prepare('INSERT INTO clusters (name, engine_version, master_username, created_at) VALUES (?, ?, ?, ?)').run(c.name, c.engineVersion, c.masterUsername, c.createdAt);
+  }
+
+  deleteCluster(name: string): void {
+    this.db.prepare('DELETE FROM clusters WHERE name = ?').run(name);
+  }
+
+  listInstances(cluster?: string): InstanceRecord[] {
+    const sql = `SELECT id, cluster, role, kind, promotion_tier AS promotionTier, capacity_acu AS capacityAcu, engine_port AS enginePort, created_at AS createdAt
+                 FROM instances ${cluster === undefined ? '' : 'WHERE cluster = ?'} ORDER BY created_at, id`;
+    const stmt = this.db.prepare(sql);
+    return (cluster === undefined ? stmt.all() : stmt.all(cluster)) as InstanceRecord[];
+  }
+
+  insertInstance(i: InstanceRecord): void {
+    this.db
+      .prepare('INSERT INTO instances (id, cluster, role, kind, promotion_tier, capacity_acu, engine_port, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(i.id, i.cluster, i.role, i.kind, i.promotionTier, i.capacityAcu, i.enginePort, i.createdAt);
+  }
+
+  usedEnginePorts(): Set<number> {
+    return new Set((this.db.prepare('SELECT engine_port AS p FROM instances').all() as Array<{ p: number }>).map((r) => r.p));
+  }
+
+  listEndpoints(cluster?: string): EndpointRecord[] {
+    const sql = `SELECT cluster, type, port FROM endpoints ${cluster === undefined ? '' : 'WHERE cluster = ?'} ORDER BY port`;
+    const stmt = this.db.prepare(sql);
+    return (cluster === undefined ? stmt.all() : stmt.all(cluster)) as EndpointRecord[];
+  }
+
+  insertEndpoint(cluster: string, type: EndpointType, port: number): void {
+    this.db.prepare('INSERT INTO endpoints (cluster, type, port) VALUES (?, ?, ?)').run(cluster, type, port);
+  }
+
+  getUserVerifier(cluster: string, name: string): string | null {
+    const row = this.db.prepare('SELECT scram_verifier AS v FROM users WHERE cluster = ? AND name = ?').get(cluster, name) as { v: string } | undefined;
+    return row?.v ?? null;
+  }
+
+  upsertUser(cluster: string, name: string, verifier: string): void {
+    this.db
+      .prepare('INSERT INTO users (cluster, name, scram_verifier) VALUES (?, ?, ?) ON CONFLICT (cluster, name) DO UPDATE SET scram_verifier = excluded.scram_verifier')
+      .run(cluster, name, verifier);
+  }
+
+  insertSecret(arn: string, cluster: string, username: string, value: Record<string, string>): void {
+    this.db.prepare('INSERT INTO secrets (arn, cluster, username, sealed, created_at) VALUES (?, ?, ?, ?, ?)').run(arn, cluster, username, this.seal(JSON.stringify(value)), new Date().toISOString());
+  }
+
+  getSecret(arn: string): { cluster: string; username: string; value: Record<string, string> } | null {
+    const row = this.db.prepare('SELECT cluster, username, sealed FROM secrets WHERE arn = ?').get(arn) as { cluster: string; username: string; sealed: string } | undefined;
+    if (!row) return null;
+    return { cluster: row.cluster, username: row.username, value: JSON.parse(this.unseal(row.sealed)) as Record<string, string> };
+  }
+
+  listSecrets(cluster: string): Array<{ arn: string; username: string }> {
+    return this.db.prepare('SELECT arn, username FROM secrets WHERE cluster = ? ORDER BY created_at').all(cluster) as Array<{ arn: string; username: string }>;
+  }
+
+  addEvent(e: Omit<EventRecord, 'id' | 'time'>): EventRecord {
+    const time = new Date().toISOString();
+    const info = this.db.prepare('INSERT INTO events (time, source_type, source_id, kind, message) VALUES (?, ?, ?, ?, ?)').run(time, e.sourceType, e.sourceId, e.kind, e.message);
+    const id = Number(info.lastInsertRowid);
+    if (id % 1000 === 0) this.db.prepare('DELETE FROM events WHERE id <= ?').run(id - EVENTS_KEPT_MAX);
+    return { id, time, ...e };
+  }
+
+  listEvents(opts: { sinceId?: number; limit: number; sourceId?: string }): EventRecord[] {
+    return this.db
+      .prepare(
+        `SELECT id, time, source_type AS sourceType, source_id AS sourceId, kind, message FROM events
+         WHERE id > ? AND (? IS NULL OR source_id = ?) ORDER BY id DESC LIMIT ?`,
+      )
+      .all(opts.sinceId ?? 0, opts.sourceId ?? null, opts.sourceId ?? null, opts.limit) as EventRecord[];
+  }
+
+  private seal(plain: string): string {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.key, iv);
+    const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
+    return Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64');
+  }
+
+  private unseal(sealed: string): string {
+    const raw = Buffer.from(sealed, 'base64');
+    const decipher = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
+    decipher.setAuthTag(raw.subarray(12, 28));
+    return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
+  }
+}
+
+function loadOrCreateKey(file: string): Buffer {
+  try {
+    const key = Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
+    if (key.length !== 32) throw new Error(`${file} does not hold a 256-bit key`);
+    return key;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const key = randomBytes(32);
+    fs.writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    return key;
+  }
+}

@@ -1,0 +1,321 @@
+// The supervisor: one per Borealis home. It owns the state store, the
+// compute instances, the proxy and the control API; it creates clusters,
+// restarts crashed instances and records every transition as an event.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import pg from 'pg';
+import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT, type ScramVerifier } from '../auth/scram.js';
+import { LocalInstance } from '../compute/local-instance.js';
+import type { Settings } from '../config/settings.js';
+import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
+import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
+import type { ProxyDirectory, WriterTarget } from '../proxy/client-connection.js';
+import { ProxyServer } from '../proxy/proxy-server.js';
+import { ensureTlsMaterial } from '../proxy/tls-material.js';
+import type { Logger } from '../util/logger.js';
+import { validateClusterName, validateUsername, type ClusterRecord } from './model.js';
+import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
+import type { ClusterStatus, StatusDocument } from './status.js';
+import { Store } from './store.js';
+
+export class ControlError extends Error {
+  override readonly name = 'ControlError';
+  constructor(
+    readonly kind: 'invalid' | 'not-found' | 'conflict' | 'unavailable',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface CreateClusterInput {
+  readonly name: string;
+  readonly masterUsername?: string;
+  readonly masterPassword?: string;
+}
+
+export interface ClusterCredentials {
+  readonly cluster: string;
+  readonly username: string;
+  readonly password: string;
+  readonly secretArn: string;
+}
+
+const SECRET_ARN_PREFIX = 'arn:aws:secretsmanager:local:000000000000:secret:borealis';
+const PASSWORD_BYTES = 18;
+
+export class Supervisor implements ProxyDirectory {
+  readonly paths: HomePaths;
+  private store!: Store;
+  private binaries!: EngineBinaries;
+  private identity: ProcessIdentity | null = null;
+  private proxy!: ProxyServer;
+  private readonly instances = new Map<string, LocalInstance>();
+  private readonly startedAt = new Date().toISOString();
+  private apiUrl = '';
+  private shuttingDown = false;
+
+  constructor(
+    readonly settings: Settings,
+    private readonly log: Logger,
+  ) {
+    this.paths = homePaths(settings.home);
+  }
+
+  /** Prepares the home, engine, store and proxy; starts every instance. */
+  async start(onProgress: (step: string) => void = () => undefined): Promise<void> {
+    const p = this.paths;
+    ensureHome(p);
+    fs.mkdirSync(p.instancesDir, { recursive: true, mode: 0o711 });
+    onProgress('checking the PostgreSQL engine');
+    this.identity = ensureServiceUser(this.settings.serviceUser);
+    this.binaries = this.prepareBinaries(resolveBinaries(this.settings.engineBinDir));
+    if (!canAccess(this.identity, '-x', p.instancesDir)) {
+      throw new ControlError('invalid', `the user that runs PostgreSQL (${this.identity?.name ?? 'current user'}) cannot reach ${p.instancesDir}; choose a --home it can traverse, such as /var/lib/borealis`);
+    }
+    this.store = new Store(p.stateDb, p.secretKey);
+    fs.chmodSync(p.stateDb, 0o600);
+    onProgress('preparing TLS');
+    const tlsMaterial = await ensureTlsMaterial(p.tlsDir);
+    this.proxy = new ProxyServer(tlsMaterial, this, this.settings, this.log.child('proxy'));
+    if (this.store.listClusters().length === 0) {
+      onProgress('creating cluster "default"');
+      await this.createCluster({ name: 'default', ...(process.env.BOREALIS_PASSWORD ? { masterPassword: process.env.BOREALIS_PASSWORD } : {}) });
+    } else {
+      for (const cluster of this.store.listClusters()) {
+        onProgress(`starting cluster "${cluster.name}"`);
+        await this.startCluster(cluster);
+      }
+    }
+  }
+
+  /** Records where the API listens, for the CLI. */
+  announce(apiUrl: string): void {
+    this.apiUrl = apiUrl;
+    const info: SupervisorInfo = { pid: process.pid, apiUrl, startedAt: this.startedAt };
+    fs.writeFileSync(this.paths.supervisorFile, JSON.stringify(info) + '\n', { mode: 0o600 });
+  }
+
+  /**
+   * The embedded binaries may sit where the service user cannot reach them
+   * (a checkout under /root); then a copy in the home serves instead.
+   */
+  private prepareBinaries(found: EngineBinaries): EngineBinaries {
+    if (canAccess(this.identity, '-x', path.join(found.binDir, 'postgres'))) return found;
+    const root = path.dirname(found.binDir);
+    const copy = path.join(this.paths.engineDir, `postgresql-${found.version}`);
+    if (!fs.existsSync(path.join(copy, 'bin', 'postgres'))) {
+      this.log.info('copying PostgreSQL binaries where the service user can reach them', { from: root, to: copy });
+      fs.mkdirSync(this.paths.engineDir, { recursive: true, mode: 0o755 });
+      fs.cpSync(root, copy + '.partial', { recursive: true, verbatimSymlinks: true });
+      fs.renameSync(copy + '.partial', copy);
+    }
+    const binaries = { ...found, binDir: path.join(copy, 'bin') };
+    if (!canAccess(this.identity, '-x', path.join(binaries.binDir, 'postgres'))) {
+      throw new ControlError('invalid', `the user that runs PostgreSQL cannot execute ${binaries.binDir}/postgres; choose a --home it can traverse`);
+    }
+    return binaries;
+  }
+
+  async createCluster(input: CreateClusterInput): Promise<ClusterCredentials> {
+    const nameError = validateClusterName(input.name);
+    if (nameError) throw new ControlError('invalid', nameError);
+    const username = input.masterUsername ?? 'postgres';
+    const userError = validateUsername(username);
+    if (userError) throw new ControlError('invalid', userError);
+    if (input.masterPassword !== undefined && (input.masterPassword.length < 8 || input.masterPassword.length > 128)) {
+      throw new ControlError('invalid', 'the master password must be 8 to 128 characters');
+    }
+    if (this.store.getCluster(input.name)) throw new ControlError('conflict', `cluster "${input.name}" already exists`);
+    const password = input.masterPassword ?? randomBytes(PASSWORD_BYTES).toString('base64url');
+    const verifier = formatVerifier(deriveVerifier(password, randomBytes(16), SCRAM_ITERATIONS_DEFAULT));
+    const secretArn = `${SECRET_ARN_PREFIX}/${input.name}/${username}-${randomBytes(3).toString('hex')}`;
+    const now = new Date().toISOString();
+    const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, createdAt: now };
+    const endpointPort = await this.allocatePort(this.settings.proxyPort, new Set(this.store.listEndpoints().map((e) => e.port)));
+    const enginePort = await this.allocatePort(this.settings.enginePortBase, this.store.usedEnginePorts());
+    this.store.transaction(() => {
+      this.store.insertCluster(cluster);
+      this.store.insertInstance({
+        id: `${input.name}-writer-1`,
+        cluster: input.name,
+        role: 'writer',
+        kind: 'provisioned',
+        promotionTier: 1,
+        capacityAcu: this.settings.instanceCapacityAcu,
+        enginePort,
+        createdAt: now,
+      });
+      this.store.insertEndpoint(input.name, 'writer', endpointPort);
+      this.store.upsertUser(input.name, username, verifier);
+      this.store.insertSecret(secretArn, input.name, username, { username, password, engine: 'postgres', host: this.settings.listenHost, port: String(endpointPort), dbClusterIdentifier: input.name });
+    });
+    this.event('cluster', input.name, 'created', `cluster created with master user ${username}`);
+    await this.startCluster(cluster);
+    await this.syncRolePassword(input.name, username, verifier);
+    return { cluster: input.name, username, password, secretArn };
+  }
+
+  private async startCluster(cluster: ClusterRecord): Promise<void> {
+    for (const record of this.store.listInstances(cluster.name)) {
+      const instance = new LocalInstance({
+        record,
+        dir: this.paths.instanceDir(record.id),
+        binaries: this.binaries,
+        identity: this.identity,
+        superuser: cluster.masterUsername,
+        acuMemoryMiB: this.settings.acuMemoryMiB,
+        startTimeoutMs: this.settings.engineStartTimeoutMs,
+        stopTimeoutMs: this.settings.engineStopTimeoutMs,
+        restartBackoffMsMax: this.settings.restartBackoffMsMax,
+        log: this.log.child(`instance:${record.id}`),
+      });
+      instance.on('transition', (t) => this.event('instance', record.id, t.to, t.reason));
+      this.instances.set(record.id, instance);
+      // Listen first: clients that arrive while the instance starts are held.
+      for (const endpoint of this.store.listEndpoints(cluster.name)) {
+        await this.proxy.listen({ cluster: cluster.name, type: endpoint.type, host: this.settings.listenHost, port: endpoint.port });
+      }
+      try {
+        await instance.start();
+      } catch (err) {
+        this.event('instance', record.id, 'failed', `start failed: ${(err as Error).message}`);
+        throw err;
+      }
+    }
+  }
+
+  /** The role's password inside postgres carries the same SCRAM verifier. */
+  private async syncRolePassword(cluster: string, username: string, verifier: string): Promise<void> {
+    const writer = this.writerOf(cluster);
+    if (!writer) throw new ControlError('unavailable', `cluster "${cluster}" has no writer`);
+    const client = new pg.Client({ host: writer.server.options.socketDir, port: writer.options.record.enginePort, user: username, database: 'postgres' });
+    await client.connect();
+    try {
+      await client.query(`ALTER ROLE ${client.escapeIdentifier(username)} PASSWORD ${client.escapeLiteral(verifier)}`);
+    } finally {
+      await client.end();
+    }
+  }
+
+  async deleteCluster(name: string): Promise<void> {
+    const cluster = this.store.getCluster(name);
+    if (!cluster) throw new ControlError('not-found', `cluster "${name}" does not exist`);
+    for (const endpoint of this.store.listEndpoints(name)) await this.proxy.unlisten(endpoint.port);
+    for (const record of this.store.listInstances(name)) {
+      const instance = this.instances.get(record.id);
+      if (instance) {
+        await instance.stop();
+        this.instances.delete(record.id);
+      }
+      fs.rmSync(this.paths.instanceDir(record.id), { recursive: true, force: true });
+    }
+    this.store.deleteCluster(name);
+    this.event('cluster', name, 'deleted', 'cluster deleted');
+  }
+
+  credentials(cluster: string): ClusterCredentials {
+    const record = this.store.getCluster(cluster);
+    if (!record) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    const secret = this.store.listSecrets(cluster).find((s) => s.username === record.masterUsername);
+    const value = secret ? this.store.getSecret(secret.arn) : null;
+    if (!secret || !value) throw new ControlError('not-found', `no secret holds the master password of cluster "${cluster}"`);
+    return { cluster, username: record.masterUsername, password: value.value.password ?? '', secretArn: secret.arn };
+  }
+
+  // ProxyDirectory
+  userVerifier(cluster: string, user: string): ScramVerifier | null {
+    const text = this.store.getUserVerifier(cluster, user);
+    return text ? parseVerifier(text) : null;
+  }
+
+  async awaitWriter(cluster: string, timeoutMs: number): Promise<WriterTarget | null> {
+    const writer = this.writerOf(cluster);
+    if (!writer || this.shuttingDown) return null;
+    const available = await writer.waitAvailable(timeoutMs);
+    return available ? { socketPath: writer.server.socketPath } : null;
+  }
+
+  private writerOf(cluster: string): LocalInstance | null {
+    const record = this.store.listInstances(cluster).find((i) => i.role === 'writer');
+    return record ? (this.instances.get(record.id) ?? null) : null;
+  }
+
+  listEvents(opts: { sinceId?: number; limit: number; sourceId?: string }) {
+    return this.store.listEvents(opts);
+  }
+
+  status(): StatusDocument {
+    const host = this.settings.listenHost;
+    const clusters: ClusterStatus[] = this.store.listClusters().map((c) => {
+      const instances = this.store.listInstances(c.name).map((r) => {
+        const live = this.instances.get(r.id);
+        return {
+          id: r.id,
+          role: r.role,
+          kind: r.kind,
+          state: live?.state ?? 'stopped',
+          promotionTier: r.promotionTier,
+          capacityAcu: r.capacityAcu,
+          pid: live?.server.pid ?? null,
+        };
+      });
+      const writer = instances.find((i) => i.role === 'writer');
+      return {
+        name: c.name,
+        engineVersion: c.engineVersion,
+        masterUsername: c.masterUsername,
+        status: writer ? writer.state : 'no-writer',
+        instances,
+        endpoints: this.store.listEndpoints(c.name).map((e) => ({
+          type: e.type,
+          host,
+          port: e.port,
+          url: `postgres://${encodeURIComponent(c.masterUsername)}@${host}:${e.port}/postgres`,
+        })),
+      };
+    });
+    return {
+      version: 1,
+      home: this.paths.home,
+      supervisor: { pid: process.pid, startedAt: this.startedAt },
+      services: { api: { url: this.apiUrl } },
+      engine: { version: this.binaries.version, binDir: this.binaries.binDir },
+      clusters,
+    };
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.log.info('shutting down');
+    await this.proxy?.close();
+    await Promise.all([...this.instances.values()].map((i) => i.stop()));
+    this.store?.close();
+    fs.rmSync(this.paths.supervisorFile, { force: true });
+  }
+
+  private event(sourceType: 'cluster' | 'instance', sourceId: string, kind: string, message: string): void {
+    const e = this.store.addEvent({ sourceType, sourceId, kind, message });
+    this.log.info(message, { event: e.id, sourceType, sourceId, kind });
+  }
+
+  /** The first port at or above `from` that is neither recorded nor bound. */
+  private async allocatePort(from: number, taken: Set<number>): Promise<number> {
+    for (let port = from; port <= 65535; port++) {
+      if (taken.has(port)) continue;
+      if (await portIsFree(this.settings.listenHost, port)) return port;
+    }
+    throw new ControlError('unavailable', `no free port at or above ${from}`);
+  }
+}
+
+function portIsFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, host, () => probe.close(() => resolve(true)));
+  });
+}

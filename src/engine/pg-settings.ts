@@ -1,0 +1,118 @@
+// The PostgreSQL settings Borealis manages, in one table. Each says whether
+// a reload is enough to change it or a restart is needed; the autoscaler may
+// only move the reloadable ones (restart-time ones come from max capacity,
+// as Aurora does). https://www.postgresql.org/docs/17/runtime-config.html
+
+export type PgContext = 'reload' | 'restart';
+export type PgValue = string | number | boolean;
+
+export interface PgSettingSpec {
+  readonly name: string;
+  readonly context: PgContext;
+  /** Unit of the numeric value as PostgreSQL reads it ('' for none). */
+  readonly unit: '' | 'kB' | 'MB' | 'ms' | 's';
+  readonly doc: string;
+}
+
+export const PG_SETTINGS: readonly PgSettingSpec[] = [
+  { name: 'listen_addresses', context: 'restart', unit: '', doc: 'Loopback only: clients come through the proxy.' },
+  { name: 'port', context: 'restart', unit: '', doc: 'Instance port, allocated from enginePortBase.' },
+  { name: 'unix_socket_directories', context: 'restart', unit: '', doc: 'Private socket directory the proxy uses.' },
+  { name: 'unix_socket_permissions', context: 'restart', unit: '', doc: 'Socket readable by the service user only.' },
+  { name: 'max_connections', context: 'restart', unit: '', doc: 'From capacity (Aurora sizes it from memory).' },
+  { name: 'shared_buffers', context: 'restart', unit: 'MB', doc: 'From capacity.' },
+  { name: 'work_mem', context: 'reload', unit: 'kB', doc: 'From capacity.' },
+  { name: 'maintenance_work_mem', context: 'reload', unit: 'MB', doc: 'From capacity.' },
+  { name: 'effective_cache_size', context: 'reload', unit: 'MB', doc: 'From capacity.' },
+  { name: 'password_encryption', context: 'reload', unit: '', doc: 'SCRAM verifiers only.' },
+  { name: 'wal_level', context: 'restart', unit: '', doc: 'replica: storage nodes and readers stream WAL.' },
+  { name: 'max_wal_senders', context: 'restart', unit: '', doc: 'Room for storage nodes, readers and base backups.' },
+  { name: 'max_replication_slots', context: 'restart', unit: '', doc: 'One per storage node and reader.' },
+  { name: 'fsync', context: 'reload', unit: '', doc: 'Always on: acknowledged commits are durable.' },
+  { name: 'logging_collector', context: 'restart', unit: '', doc: 'Off: the supervisor captures stderr.' },
+  { name: 'log_line_prefix', context: 'reload', unit: '', doc: 'Time, pid, user, database.' },
+  { name: 'log_min_messages', context: 'reload', unit: '', doc: 'Server log level.' },
+  { name: 'dynamic_shared_memory_type', context: 'restart', unit: '', doc: 'posix.' },
+  { name: 'timezone', context: 'reload', unit: '', doc: 'UTC.' },
+  { name: 'lc_messages', context: 'reload', unit: '', doc: 'C: stable messages for the proxy and clients.' },
+];
+
+const BY_NAME = new Map(PG_SETTINGS.map((s) => [s.name, s]));
+
+export function pgSetting(name: string): PgSettingSpec {
+  const spec = BY_NAME.get(name);
+  if (!spec) throw new Error(`setting ${name} is not managed by Borealis`);
+  return spec;
+}
+
+export interface InstanceSizing {
+  readonly capacityAcu: number;
+  readonly acuMemoryMiB: number;
+}
+
+/** Settings derived from capacity (memory in MiB = ACU × acuMemoryMiB). */
+export function sizedSettings(size: InstanceSizing): Record<string, PgValue> {
+  const memoryMiB = Math.max(256, Math.round(size.capacityAcu * size.acuMemoryMiB));
+  return {
+    // A local instance shares its machine; a quarter of its memory in
+    // buffers leaves room for the page cache and for backends.
+    shared_buffers: Math.max(32, Math.floor(memoryMiB / 8)),
+    max_connections: Math.min(5000, Math.max(100, Math.floor(memoryMiB / 20))),
+    work_mem: Math.max(4096, Math.floor((memoryMiB * 1024) / 512)),
+    maintenance_work_mem: Math.max(64, Math.floor(memoryMiB / 16)),
+    effective_cache_size: Math.max(128, Math.floor((memoryMiB * 3) / 4)),
+  };
+}
+
+export function baseSettings(port: number, socketDir: string): Record<string, PgValue> {
+  return {
+    listen_addresses: '127.0.0.1',
+    port,
+    unix_socket_directories: socketDir,
+    unix_socket_permissions: '0700',
+    password_encryption: 'scram-sha-256',
+    wal_level: 'replica',
+    max_wal_senders: 16,
+    max_replication_slots: 16,
+    fsync: true,
+    logging_collector: false,
+    log_line_prefix: '%m [%p] %q%u@%d ',
+    log_min_messages: 'warning',
+    dynamic_shared_memory_type: 'posix',
+    timezone: 'UTC',
+    lc_messages: 'C',
+  };
+}
+
+function quote(value: PgValue): string {
+  if (typeof value === 'boolean') return value ? 'on' : 'off';
+  if (typeof value === 'number') return String(value);
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+/** postgresql.conf text; every name must be in PG_SETTINGS. */
+export function renderPostgresqlConf(values: Record<string, PgValue>): string {
+  const lines = ['# Written by Borealis; edits are overwritten at the next start.'];
+  for (const [name, value] of Object.entries(values)) {
+    const spec = pgSetting(name);
+    const rendered = typeof value === 'number' && spec.unit !== '' ? `'${value}${spec.unit}'` : quote(value);
+    lines.push(`${name} = ${rendered}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * Client authentication: the private socket trusts (only the service user
+ * and the proxy can reach it); TCP on loopback requires SCRAM, and
+ * replication needs SCRAM too.
+ */
+export function renderPgHbaConf(): string {
+  return [
+    '# Written by Borealis.',
+    'local all all trust',
+    'local replication all trust',
+    'host all all 127.0.0.1/32 scram-sha-256',
+    'host replication all 127.0.0.1/32 scram-sha-256',
+    '',
+  ].join('\n');
+}

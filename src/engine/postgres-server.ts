@@ -1,0 +1,241 @@
+// One PostgreSQL process tree: initdb, start, readiness, stop, and crash
+// detection. The postmaster is spawned directly (not through pg_ctl) so its
+// exit is seen at once.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { Logger } from '../util/logger.js';
+import type { EngineBinaries } from './binaries.js';
+import { renderPgHbaConf, renderPostgresqlConf, type PgValue } from './pg-settings.js';
+import { chownTree, type ProcessIdentity } from './service-user.js';
+
+export type PostgresState = 'stopped' | 'starting' | 'ready' | 'stopping';
+
+export interface PostgresServerOptions {
+  readonly binaries: EngineBinaries;
+  readonly dataDir: string;
+  readonly socketDir: string;
+  readonly port: number;
+  readonly logFile: string;
+  readonly identity: ProcessIdentity | null;
+  readonly superuser: string;
+  readonly log: Logger;
+}
+
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+}
+
+export interface PostgresExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** True when Borealis asked it to stop. */
+  readonly expected: boolean;
+}
+
+export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
+  private child: ChildProcess | null = null;
+  private stateValue: PostgresState = 'stopped';
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(readonly options: PostgresServerOptions) {
+    super();
+  }
+
+  get state(): PostgresState {
+    return this.stateValue;
+  }
+
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  get socketPath(): string {
+    return path.join(this.options.socketDir, `.s.PGSQL.${this.options.port}`);
+  }
+
+  isInitialized(): boolean {
+    return fs.existsSync(path.join(this.options.dataDir, 'PG_VERSION'));
+  }
+
+  async initdb(): Promise<void> {
+    const { dataDir, binaries, identity, superuser } = this.options;
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    chownTree(identity, path.dirname(dataDir));
+    const args = ['-D', dataDir, '-U', superuser, '-E', 'UTF8', '--locale=C', '--auth-local=trust', '--auth-host=scram-sha-256'];
+    const output = await runTool(path.join(binaries.binDir, 'initdb'), args, identity);
+    if (output.code !== 0) {
+      throw new EngineError(`initdb failed (exit ${output.code}): ${output.text.trim().split('\n').slice(-3).join(' ')}`);
+    }
+  }
+
+  /** Writes postgresql.conf and pg_hba.conf from Borealis's tables. */
+  writeConfig(values: Record<string, PgValue>): void {
+    const { dataDir, identity } = this.options;
+    for (const [file, text] of [
+      ['postgresql.conf', renderPostgresqlConf(values)],
+      ['pg_hba.conf', renderPgHbaConf()],
+    ] as const) {
+      const target = path.join(dataDir, file);
+      fs.writeFileSync(target, text, { mode: 0o600 });
+      if (identity) fs.chownSync(target, identity.uid, identity.gid);
+    }
+  }
+
+  async start(timeoutMs: number): Promise<void> {
+    if (this.stateValue !== 'stopped') throw new EngineError(`cannot start: postgres is ${this.stateValue}`);
+    const { binaries, dataDir, socketDir, logFile, identity, log } = this.options;
+    await this.stopStalePostmaster();
+    fs.mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+    if (identity) fs.chownSync(socketDir, identity.uid, identity.gid);
+    const logFd = fs.openSync(logFile, 'a', 0o640);
+    this.stateValue = 'starting';
+    const child = spawn(path.join(binaries.binDir, 'postgres'), ['-D', dataDir], {
+      stdio: ['ignore', logFd, logFd],
+      // Own process group: a Ctrl-C in the terminal reaches the supervisor,
+      // which then shuts postgres down in order.
+      detached: true,
+      ...(identity ? { uid: identity.uid, gid: identity.gid } : {}),
+    });
+    fs.closeSync(logFd);
+    this.child = child;
+    this.exited = new Promise<void>((resolve) => {
+      child.once('exit', (code, signal) => {
+        const expected = this.stateValue === 'stopping';
+        this.child = null;
+        this.stateValue = 'stopped';
+        resolve();
+        this.emit('exit', { code, signal, expected });
+      });
+    });
+    child.once('error', (err) => log.error('postgres could not be spawned', { error: err.message }));
+    const deadline = Date.now() + timeoutMs;
+    while (this.child === child) {
+      if (await this.probe()) {
+        this.stateValue = 'ready';
+        log.info('postgres ready', { pid: child.pid, port: this.options.port });
+        return;
+      }
+      if (Date.now() > deadline) {
+        await this.stop(5_000);
+        throw new EngineError(`postgres did not become ready within ${timeoutMs} ms (see ${logFile})`);
+      }
+      await sleep(15);
+    }
+    throw new EngineError(`postgres exited during startup (see ${logFile}): ${tail(logFile)}`);
+  }
+
+  /** Fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL. */
+  async stop(timeoutMs: number): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.stateValue = 'stopping';
+    const steps: Array<[NodeJS.Signals, number]> = [
+      ['SIGINT', timeoutMs],
+      ['SIGQUIT', 5_000],
+      ['SIGKILL', 5_000],
+    ];
+    for (const [signal, waitMs] of steps) {
+      child.kill(signal);
+      const done = await Promise.race([this.exited.then(() => true), sleep(waitMs).then(() => false)]);
+      if (done) return;
+      this.options.log.warn('postgres did not stop in time; escalating', { signal, waitMs });
+    }
+  }
+
+  /** True once the postmaster accepts a session on its private socket. */
+  private async probe(): Promise<boolean> {
+    const pidFile = path.join(this.options.dataDir, 'postmaster.pid');
+    let status: string | undefined;
+    try {
+      status = fs.readFileSync(pidFile, 'utf8').split('\n')[7]?.trim();
+    } catch {
+      return false;
+    }
+    if (status !== 'ready') return false;
+    const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres' });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A postmaster left running by a supervisor that was killed holds the data
+   * directory. Stop it, by the pid it wrote, if it is still a postgres.
+   */
+  private async stopStalePostmaster(): Promise<void> {
+    const pidFile = path.join(this.options.dataDir, 'postmaster.pid');
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+    } catch {
+      return;
+    }
+    if (!Number.isInteger(pid) || pid <= 0 || !isPostgres(pid)) return;
+    this.options.log.warn('stopping a postgres left running from an earlier run', { pid });
+    for (const [signal, waitMs] of [['SIGINT', 30_000], ['SIGKILL', 5_000]] as const) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        return;
+      }
+      const deadline = Date.now() + waitMs;
+      while (Date.now() < deadline) {
+        if (!isAlive(pid)) return;
+        await sleep(50);
+      }
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isPostgres(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres');
+  } catch {
+    return false;
+  }
+}
+
+function tail(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
+function runTool(file: string, args: string[], identity: ProcessIdentity | null): Promise<{ code: number | null; text: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(identity ? { uid: identity.uid, gid: identity.gid } : {}) });
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    const keep = (b: Buffer): void => {
+      // Bounded: only the tail matters for an error message.
+      chunks.push(b);
+      kept += b.length;
+      while (kept > 64 * 1024 && chunks.length > 1) kept -= chunks.shift()!.length;
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, text: Buffer.concat(chunks).toString('utf8') }));
+  });
+}

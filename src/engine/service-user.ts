@@ -1,0 +1,66 @@
+// PostgreSQL refuses to run as root. When Borealis runs as root it runs
+// postgres as an unprivileged system user, creating it if needed, and makes
+// sure that user can reach the binaries and the data.
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface ProcessIdentity {
+  readonly uid: number;
+  readonly gid: number;
+  readonly name: string;
+}
+
+export class ServiceUserError extends Error {
+  override readonly name = 'ServiceUserError';
+}
+
+/** Null when Borealis does not run as root: postgres then runs as we do. */
+export function ensureServiceUser(name: string): ProcessIdentity | null {
+  if (process.getuid?.() !== 0) return null;
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(name)) throw new ServiceUserError(`invalid service user name "${name}"`);
+  let ids = lookup(name);
+  if (!ids) {
+    try {
+      execFileSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', name], { stdio: 'pipe' });
+    } catch (err) {
+      throw new ServiceUserError(`cannot create the system user "${name}" that runs PostgreSQL: ${(err as Error).message}`);
+    }
+    ids = lookup(name);
+    if (!ids) throw new ServiceUserError(`system user "${name}" was created but cannot be found`);
+  }
+  return { ...ids, name };
+}
+
+function lookup(name: string): { uid: number; gid: number } | null {
+  const r = spawnSync('id', [name], { encoding: 'utf8' });
+  if (r.status !== 0) return null;
+  const uid = /uid=(\d+)/.exec(r.stdout);
+  const gid = /gid=(\d+)/.exec(r.stdout);
+  return uid && gid ? { uid: Number(uid[1]), gid: Number(gid[1]) } : null;
+}
+
+/** True when `who` may do `test <flag> target` (e.g. -x on a binary, -w on a dir). */
+export function canAccess(who: ProcessIdentity | null, flag: '-x' | '-w' | '-r', target: string): boolean {
+  if (!who) {
+    const mode = flag === '-x' ? fs.constants.X_OK : flag === '-w' ? fs.constants.W_OK : fs.constants.R_OK;
+    try {
+      fs.accessSync(target, mode);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  return spawnSync('test', [flag, target], { uid: who.uid, gid: who.gid }).status === 0;
+}
+
+/** Gives a directory (and everything in it) to the service user. */
+export function chownTree(who: ProcessIdentity | null, dir: string): void {
+  if (!who) return;
+  fs.chownSync(dir, who.uid, who.gid);
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) chownTree(who, p);
+    else fs.lchownSync(p, who.uid, who.gid);
+  }
+}

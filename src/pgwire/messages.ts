@@ -1,0 +1,115 @@
+// Serializers and parsers for the typed messages the front door exchanges
+// during authentication and session set-up. Everything else passes through
+// as opaque frames.
+import { Auth, Backend, ErrorField, Frontend } from './codes.js';
+import { ProtocolViolation } from './frame-reader.js';
+
+function typed(code: number, payload: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + payload.length);
+  out[0] = code;
+  out.writeInt32BE(4 + payload.length, 1);
+  payload.copy(out, 5);
+  return out;
+}
+
+function int32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeInt32BE(n, 0);
+  return b;
+}
+
+export function authenticationOk(): Buffer {
+  return typed(Backend.Authentication, int32(Auth.Ok));
+}
+
+export function authenticationSasl(mechanisms: readonly string[]): Buffer {
+  const names = mechanisms.map((m) => `${m}\0`).join('') + '\0';
+  return typed(Backend.Authentication, Buffer.concat([int32(Auth.SASL), Buffer.from(names, 'utf8')]));
+}
+
+export function authenticationSaslContinue(data: Buffer): Buffer {
+  return typed(Backend.Authentication, Buffer.concat([int32(Auth.SASLContinue), data]));
+}
+
+export function authenticationSaslFinal(data: Buffer): Buffer {
+  return typed(Backend.Authentication, Buffer.concat([int32(Auth.SASLFinal), data]));
+}
+
+export function parameterStatus(name: string, value: string): Buffer {
+  return typed(Backend.ParameterStatus, Buffer.from(`${name}\0${value}\0`, 'utf8'));
+}
+
+export function backendKeyData(processId: number, secretKey: number): Buffer {
+  return typed(Backend.BackendKeyData, Buffer.concat([int32(processId), int32(secretKey)]));
+}
+
+export type TransactionStatus = 'I' | 'T' | 'E';
+
+export function readyForQuery(status: TransactionStatus): Buffer {
+  return typed(Backend.ReadyForQuery, Buffer.from(status, 'latin1'));
+}
+
+export interface ErrorFields {
+  readonly severity: 'ERROR' | 'FATAL' | 'PANIC';
+  /** SQLSTATE, five characters. */
+  readonly code: string;
+  readonly message: string;
+  readonly detail?: string;
+  readonly hint?: string;
+}
+
+export function errorResponse(fields: ErrorFields): Buffer {
+  const parts: string[] = [];
+  const add = (field: number, value: string | undefined): void => {
+    if (value !== undefined) parts.push(String.fromCharCode(field) + value + '\0');
+  };
+  add(ErrorField.Severity, fields.severity);
+  add(ErrorField.SeverityNonLocalized, fields.severity);
+  add(ErrorField.Code, fields.code);
+  add(ErrorField.Message, fields.message);
+  add(ErrorField.Detail, fields.detail);
+  add(ErrorField.Hint, fields.hint);
+  return typed(Backend.ErrorResponse, Buffer.from(parts.join('') + '\0', 'utf8'));
+}
+
+export function terminate(): Buffer {
+  return typed(Frontend.Terminate, Buffer.alloc(0));
+}
+
+/** SASLInitialResponse body: mechanism name, int32 length (-1 = none), data. */
+export function parseSaslInitialResponse(body: Buffer): { mechanism: string; data: Buffer } {
+  const nameEnd = body.indexOf(0);
+  if (nameEnd < 0 || body.length < nameEnd + 5) throw new ProtocolViolation('malformed SASLInitialResponse');
+  const mechanism = body.toString('utf8', 0, nameEnd);
+  const length = body.readInt32BE(nameEnd + 1);
+  const data = body.subarray(nameEnd + 5);
+  if (length === -1 ? data.length !== 0 : length !== data.length) {
+    throw new ProtocolViolation('SASLInitialResponse length does not match its data');
+  }
+  return { mechanism, data };
+}
+
+export type AuthenticationRequest = { readonly code: number; readonly data: Buffer };
+
+export function parseAuthentication(body: Buffer): AuthenticationRequest {
+  if (body.length < 4) throw new ProtocolViolation('malformed Authentication message');
+  return { code: body.readInt32BE(0), data: body.subarray(4) };
+}
+
+export function parseBackendKeyData(body: Buffer): { processId: number; secretKey: number } {
+  if (body.length !== 8) throw new ProtocolViolation('malformed BackendKeyData');
+  return { processId: body.readInt32BE(0), secretKey: body.readInt32BE(4) };
+}
+
+/** ErrorResponse / NoticeResponse body → field code → value. */
+export function parseErrorFields(body: Buffer): Map<string, string> {
+  const fields = new Map<string, string>();
+  let at = 0;
+  while (at < body.length && body[at] !== 0) {
+    const end = body.indexOf(0, at + 1);
+    if (end < 0) throw new ProtocolViolation('unterminated error field');
+    fields.set(String.fromCharCode(body[at]!), body.toString('utf8', at + 1, end));
+    at = end + 1;
+  }
+  return fields;
+}

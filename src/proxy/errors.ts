@@ -1,0 +1,40 @@
+// Every way the front door can refuse or drop a client, mapped in one place
+// to a client-safe message and a real SQLSTATE.
+// https://www.postgresql.org/docs/17/errcodes-appendix.html
+import type { ErrorFields } from '../pgwire/messages.js';
+
+export type ProxyFailure =
+  | { readonly kind: 'protocol-violation'; readonly detail: string }
+  | { readonly kind: 'unsupported'; readonly what: string }
+  | { readonly kind: 'auth-failed'; readonly user: string }
+  | { readonly kind: 'auth-timeout' }
+  | { readonly kind: 'unencrypted-after-ssl-request' }
+  | { readonly kind: 'writer-not-ready'; readonly cluster: string; readonly waitedMs: number }
+  | { readonly kind: 'writer-unreachable'; readonly cluster: string }
+  | { readonly kind: 'shutting-down' };
+
+export function toErrorFields(f: ProxyFailure): ErrorFields {
+  switch (f.kind) {
+    case 'protocol-violation':
+      return { severity: 'FATAL', code: '08P01', message: `invalid frontend message: ${f.detail}` };
+    case 'unsupported':
+      return { severity: 'FATAL', code: '0A000', message: `${f.what} is not supported by the Borealis proxy` };
+    case 'auth-failed':
+      return { severity: 'FATAL', code: '28P01', message: `password authentication failed for user "${f.user}"` };
+    case 'auth-timeout':
+      return { severity: 'FATAL', code: '08006', message: 'authentication timed out' };
+    case 'unencrypted-after-ssl-request':
+      return { severity: 'FATAL', code: '08P01', message: 'received unencrypted data after SSL request' };
+    case 'writer-not-ready':
+      return {
+        severity: 'FATAL',
+        code: '57P03',
+        message: `the database system is starting up: cluster "${f.cluster}" has no available writer after ${Math.round(f.waitedMs / 1000)} s`,
+        hint: 'Retry shortly; `borealis status` shows the instance state.',
+      };
+    case 'writer-unreachable':
+      return { severity: 'FATAL', code: '08006', message: `could not reach the writer of cluster "${f.cluster}"` };
+    case 'shutting-down':
+      return { severity: 'FATAL', code: '57P01', message: 'terminating connection because Borealis is shutting down' };
+  }
+}

@@ -1,0 +1,104 @@
+// Opens a session on a PostgreSQL backend over its private Unix socket and
+// runs it up to the first ReadyForQuery. The backend trusts that socket; the
+// client was authenticated by the proxy already.
+import net from 'node:net';
+import { Auth, Backend } from '../pgwire/codes.js';
+import { FrameReader, ProtocolViolation } from '../pgwire/frame-reader.js';
+import { parseAuthentication, parseBackendKeyData, parseErrorFields } from '../pgwire/messages.js';
+import { serializeStartupMessage } from '../pgwire/startup.js';
+
+export interface ServerSession {
+  readonly socket: net.Socket;
+  readonly processId: number;
+  readonly secretKey: number;
+  /** ParameterStatus frames, ready to send to the client. */
+  readonly parameterFrames: Buffer[];
+  /** Bytes that arrived after ReadyForQuery, if any. */
+  readonly leftover: Buffer;
+}
+
+export class ServerStartupError extends Error {
+  override readonly name = 'ServerStartupError';
+  constructor(
+    /** The backend's ErrorResponse frame, to relay as is; null if it never answered. */
+    readonly errorFrame: Buffer | null,
+    message: string,
+    readonly sqlstate: string | null,
+  ) {
+    super(message);
+  }
+}
+
+/** Backend frames during startup are small; anything bigger is not postgres. */
+const SERVER_STARTUP_FRAME_BYTES_MAX = 1024 * 1024;
+
+export function openServerSession(socketPath: string, params: ReadonlyMap<string, string>, timeoutMs: number): Promise<ServerSession> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath);
+    const reader = new FrameReader('typed', SERVER_STARTUP_FRAME_BYTES_MAX);
+    const parameterFrames: Buffer[] = [];
+    let key: { processId: number; secretKey: number } | null = null;
+    let settled = false;
+    const timer = setTimeout(() => fail(new ServerStartupError(null, `backend did not finish startup within ${timeoutMs} ms`, null)), timeoutMs);
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('connect', () => socket.write(serializeStartupMessage(params)));
+    socket.on('error', (err) => fail(new ServerStartupError(null, err.message, null)));
+    socket.on('close', () => fail(new ServerStartupError(null, 'backend closed the connection during startup', null)));
+    socket.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      reader.push(chunk);
+      try {
+        for (let frame = reader.next(); frame; frame = reader.next()) {
+          const whole = Buffer.concat([Buffer.from([frame.code!]), lengthWord(frame.body.length), frame.body]);
+          switch (frame.code) {
+            case Backend.Authentication: {
+              const auth = parseAuthentication(frame.body);
+              if (auth.code !== Auth.Ok) throw new ProtocolViolation(`backend asked for authentication method ${auth.code} on the trusted socket`);
+              break;
+            }
+            case Backend.ParameterStatus:
+              parameterFrames.push(whole);
+              break;
+            case Backend.BackendKeyData:
+              key = parseBackendKeyData(frame.body);
+              break;
+            case Backend.NoticeResponse:
+              break;
+            case Backend.ErrorResponse: {
+              const fields = parseErrorFields(frame.body);
+              fail(new ServerStartupError(whole, fields.get('M') ?? 'backend refused the session', fields.get('C') ?? null));
+              return;
+            }
+            case Backend.ReadyForQuery: {
+              if (!key) throw new ProtocolViolation('backend sent no BackendKeyData');
+              settled = true;
+              clearTimeout(timer);
+              socket.removeAllListeners('data');
+              socket.removeAllListeners('close');
+              socket.removeAllListeners('error');
+              socket.pause();
+              resolve({ socket, ...key, parameterFrames, leftover: reader.drain() });
+              return;
+            }
+            default:
+              throw new ProtocolViolation(`unexpected backend message ${String.fromCharCode(frame.code!)} during startup`);
+          }
+        }
+      } catch (err) {
+        fail(new ServerStartupError(null, (err as Error).message, null));
+      }
+    });
+  });
+}
+
+function lengthWord(bodyLength: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeInt32BE(bodyLength + 4, 0);
+  return b;
+}
