@@ -1,0 +1,143 @@
+// Starts a real Borealis (supervisor, PostgreSQL, proxy) in a temporary home
+// on free loopback ports, through the same CLI a user runs.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import type { StatusDocument } from '../../src/control/status.js';
+
+export const BIN = fileURLToPath(new URL('../../bin/borealis.js', import.meta.url));
+export const PASSWORD = 'correct-horse-battery';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export class Borealis {
+  private constructor(
+    readonly home: string,
+    readonly proxyPort: number,
+    readonly apiPort: number,
+    readonly enginePortBase: number,
+    readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  static async start(extraEnv: Record<string, string> = {}): Promise<Borealis> {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-test-'));
+    const b = new Borealis(home, await freePort(), await freePort(), 20000 + Math.floor(Math.random() * 30000), {
+      ...process.env,
+      BOREALIS_PASSWORD: PASSWORD,
+      ...extraEnv,
+    });
+    await b.up();
+    return b;
+  }
+
+  cli(args: readonly string[], timeoutMs = 180_000): Promise<CliResult> {
+    return new Promise((resolve) => {
+      execFile(process.execPath, [BIN, '--home', this.home, ...args], { env: this.env, timeout: timeoutMs }, (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      });
+    });
+  }
+
+  async up(): Promise<CliResult> {
+    const r = await this.cli(['up', '--detach', '--proxy-port', String(this.proxyPort), '--api-port', String(this.apiPort), '--engine-port-base', String(this.enginePortBase)]);
+    if (r.code !== 0) throw new Error(`borealis up failed (${r.code}): ${r.stdout}\n${r.stderr}\n${this.logTail()}`);
+    return r;
+  }
+
+  async down(): Promise<CliResult> {
+    return this.cli(['down']);
+  }
+
+  async status(): Promise<StatusDocument> {
+    const r = await this.cli(['status', '--json']);
+    if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as StatusDocument;
+  }
+
+  async writerPid(cluster = 'default'): Promise<number | null> {
+    const s = await this.status();
+    return s.clusters.find((c) => c.name === cluster)?.instances.find((i) => i.role === 'writer')?.pid ?? null;
+  }
+
+  async waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 60_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await probe();
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(100);
+    }
+  }
+
+  url(opts: { user?: string; password?: string; database?: string; sslmode?: string } = {}): string {
+    const user = encodeURIComponent(opts.user ?? 'postgres');
+    const password = encodeURIComponent(opts.password ?? PASSWORD);
+    return `postgres://${user}:${password}@127.0.0.1:${this.proxyPort}/${opts.database ?? 'postgres'}?sslmode=${opts.sslmode ?? 'require'}`;
+  }
+
+  /** Connection settings for node-postgres; TLS unless `tls: false`. */
+  pgConfig(opts: { user?: string; password?: string; database?: string; tls?: boolean } = {}): import('pg').ClientConfig {
+    return {
+      host: '127.0.0.1',
+      port: this.proxyPort,
+      user: opts.user ?? 'postgres',
+      password: opts.password ?? PASSWORD,
+      database: opts.database ?? 'postgres',
+      ssl: opts.tls === false ? false : { rejectUnauthorized: false },
+    };
+  }
+
+  logTail(): string {
+    try {
+      return fs.readFileSync(path.join(this.home, 'logs', 'borealis.log'), 'utf8').trim().split('\n').slice(-20).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Stops everything and removes the home. */
+  async destroy(): Promise<void> {
+    await this.down();
+    fs.rmSync(this.home, { recursive: true, force: true });
+  }
+}
+
+/** pids of live processes whose command line mentions `needle`. */
+export function processesMentioning(needle: string): number[] {
+  const found: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmd.includes(needle)) found.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+export function rssKiB(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
