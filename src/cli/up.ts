@@ -87,14 +87,14 @@ export async function upDetached(settings: Settings, argv: readonly string[]): P
     env: { ...process.env, BOREALIS_DETACHED: '1', BOREALIS_HOME: settings.home },
   });
   fs.closeSync(out);
-  let exited: number | null = null;
-  child.once('exit', (code) => (exited = code ?? 1));
+  const child_ = { exitCode: null as number | null };
+  child.once('exit', (code) => (child_.exitCode = code ?? 1));
   child.unref();
   process.stdout.write(`Starting Borealis in the background (pid ${child.pid}, log ${paths.logFile})...\n`);
   const deadline = Date.now() + settings.engineStartTimeoutMs + 60_000;
   while (Date.now() < deadline) {
-    if (exited !== null) {
-      process.stderr.write(`borealis up: the supervisor exited with code ${exited}:\n${tail(paths.detachedLogFile)}\n`);
+    if (child_.exitCode !== null) {
+      process.stderr.write(`borealis up: the supervisor exited with code ${child_.exitCode}:\n${tail(paths.detachedLogFile)}\n`);
       process.exit(1);
     }
     const info = readSupervisorInfo(settings.home);

@@ -207,7 +207,7 @@ export class ClientConnection {
         if (!transient) {
           // The backend's own refusal (unknown database, bad option...) is the
           // client's answer, word for word.
-          return this.refuse(err.errorFrame!);
+          return this.refuse(err.errorFrame);
         }
         log.debug('writer not reachable yet; retrying', { cluster, error: err.message });
         await new Promise((r) => setTimeout(r, WRITER_RETRY_MS));
@@ -259,6 +259,9 @@ export class ClientConnection {
   private refuse(errorFrame: Buffer): void {
     const socket = this.socket;
     this.close(false);
+    // Read nothing more from a refused client: whatever it still sends stays
+    // in kernel buffers until the socket is destroyed.
+    socket.pause();
     socket.end(errorFrame);
     setTimeout(() => socket.destroy(), ERROR_LINGER_MS).unref();
   }

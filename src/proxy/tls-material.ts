@@ -31,7 +31,7 @@ export async function ensureTlsMaterial(dir: string, hostNames: readonly string[
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + 10 * 365 * 24 * 3600_000),
     signingAlgorithm: alg,
-    keys: keys as unknown as CryptoKeyPair,
+    keys,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
