@@ -18,7 +18,7 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-node --import tsx --test --test-reporter=spec --test-concurrency=1 "${files[@]}" 2>&1 | tee "$log"
+node --import tsx --test --test-reporter=spec --test-concurrency=1 --test-timeout=300000 "${files[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 if ! grep -Eq '^ℹ tests [1-9]' "$log"; then

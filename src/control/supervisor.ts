@@ -203,7 +203,7 @@ export class Supervisor implements ProxyDirectory {
   async deleteCluster(name: string): Promise<void> {
     const cluster = this.store.getCluster(name);
     if (!cluster) throw new ControlError('not-found', `cluster "${name}" does not exist`);
-    for (const endpoint of this.store.listEndpoints(name)) await this.proxy.unlisten(endpoint.port);
+    for (const endpoint of this.store.listEndpoints(name)) this.proxy.unlisten(endpoint.port);
     for (const record of this.store.listInstances(name)) {
       const instance = this.instances.get(record.id);
       if (instance) {
@@ -291,7 +291,7 @@ export class Supervisor implements ProxyDirectory {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     this.log.info('shutting down');
-    await this.proxy?.close();
+    this.proxy?.close();
     await Promise.all([...this.instances.values()].map((i) => i.stop()));
     this.store?.close();
     fs.rmSync(this.paths.supervisorFile, { force: true });

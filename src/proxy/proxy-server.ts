@@ -47,11 +47,16 @@ export class ProxyServer {
     this.log.info('endpoint listening', { cluster: binding.cluster, type: binding.type, host: binding.host, port: binding.port });
   }
 
-  async unlisten(port: number): Promise<void> {
+  /**
+   * Stops accepting on a port. Sessions already forwarded stay up until their
+   * backend ends them (close()'s callback would wait for them, so it is not
+   * awaited).
+   */
+  unlisten(port: number): void {
     const entry = this.listeners.get(port);
     if (!entry) return;
     this.listeners.delete(port);
-    await new Promise<void>((resolve) => entry.server.close(() => resolve()));
+    entry.server.close();
   }
 
   private accept(socket: net.Socket, binding: EndpointBinding): void {
@@ -74,8 +79,8 @@ export class ProxyServer {
   }
 
   /** Stops accepting and ends every client that has not reached a backend. */
-  async close(): Promise<void> {
-    await Promise.all([...this.listeners.keys()].map((port) => this.unlisten(port)));
+  close(): void {
+    for (const port of [...this.listeners.keys()]) this.unlisten(port);
     for (const client of this.clients) client.fail({ kind: 'shutting-down' });
   }
 
