@@ -15,6 +15,13 @@ export interface Settings {
   serviceUser: string;
   startupPacketBytesMax: number;
   messageBytesMax: number;
+  clientMessageBytesMax: number;
+  clientConnectionsMax: number;
+  serverPoolSizeMax: number;
+  clientQueueMax: number;
+  clientQueueTimeoutMs: number;
+  clientIdleTimeoutMs: number;
+  serverIdleTimeoutMs: number;
   clientAuthTimeoutMs: number;
   clientWaitForWriterMs: number;
   engineStartTimeoutMs: number;
@@ -49,6 +56,13 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'serviceUser', env: 'BOREALIS_SERVICE_USER', kind: 'string', defaultValue: () => 'borealis', doc: 'Unprivileged system user that runs PostgreSQL when Borealis runs as root (created if missing).' },
   { key: 'startupPacketBytesMax', env: 'BOREALIS_STARTUP_PACKET_BYTES_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Largest startup packet the proxy accepts (PostgreSQL\'s own limit is 10,000 bytes).' },
   { key: 'messageBytesMax', env: 'BOREALIS_MESSAGE_BYTES_MAX', kind: 'integer', defaultValue: () => 65_536, doc: 'Largest message the proxy accepts while it authenticates a client.' },
+  { key: 'clientMessageBytesMax', env: 'BOREALIS_CLIENT_MESSAGE_BYTES_MAX', kind: 'integer', defaultValue: () => 16 * 1024 * 1024, doc: 'Largest single protocol message (a query, a Bind with its parameters, a CopyData) a client may send; larger gets 54000.' },
+  { key: 'clientConnectionsMax', env: 'BOREALIS_CLIENT_CONNECTIONS_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Client connections the proxy accepts across all endpoints; more get 53300.' },
+  { key: 'serverPoolSizeMax', env: 'BOREALIS_SERVER_POOL_SIZE_MAX', kind: 'integer', defaultValue: () => 20, doc: 'Server connections per pool (one pool per cluster, user, database and startup options).' },
+  { key: 'clientQueueMax', env: 'BOREALIS_CLIENT_QUEUE_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Clients that may wait for a server connection in one pool; more get 53300 at once.' },
+  { key: 'clientQueueTimeoutMs', env: 'BOREALIS_CLIENT_QUEUE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'How long a client waits for a server connection before it gets 53300.' },
+  { key: 'clientIdleTimeoutMs', env: 'BOREALIS_CLIENT_IDLE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 0, doc: 'Close clients that hold no server and have been silent this long (57P05); 0 keeps them.' },
+  { key: 'serverIdleTimeoutMs', env: 'BOREALIS_SERVER_IDLE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Close pooled server connections unused this long.' },
   { key: 'clientAuthTimeoutMs', env: 'BOREALIS_CLIENT_AUTH_TIMEOUT_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Time a client has to complete startup and authentication (PostgreSQL: authentication_timeout).' },
   { key: 'clientWaitForWriterMs', env: 'BOREALIS_CLIENT_WAIT_FOR_WRITER_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'How long an authenticated client is held while its writer starts or restarts before it gets 57P03.' },
   { key: 'engineStartTimeoutMs', env: 'BOREALIS_ENGINE_START_TIMEOUT_MS', kind: 'integer', defaultValue: () => 120_000, doc: 'Longest wait for PostgreSQL to accept connections after it is started (includes crash recovery).' },

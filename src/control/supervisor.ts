@@ -11,7 +11,7 @@ import { LocalInstance } from '../compute/local-instance.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
 import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
-import type { ProxyDirectory, WriterTarget } from '../proxy/client-connection.js';
+import type { ProxyDirectory } from '../proxy/client-connection.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
@@ -204,6 +204,7 @@ export class Supervisor implements ProxyDirectory {
     const cluster = this.store.getCluster(name);
     if (!cluster) throw new ControlError('not-found', `cluster "${name}" does not exist`);
     for (const endpoint of this.store.listEndpoints(name)) this.proxy.unlisten(endpoint.port);
+    this.proxy.closePools(name);
     for (const record of this.store.listInstances(name)) {
       const instance = this.instances.get(record.id);
       if (instance) {
@@ -231,7 +232,7 @@ export class Supervisor implements ProxyDirectory {
     return text ? parseVerifier(text) : null;
   }
 
-  async awaitWriter(cluster: string, timeoutMs: number): Promise<WriterTarget | null> {
+  async awaitWriter(cluster: string, timeoutMs: number): Promise<{ socketPath: string } | null> {
     const writer = this.writerOf(cluster);
     if (!writer || this.shuttingDown) return null;
     const available = await writer.waitAvailable(timeoutMs);

@@ -16,6 +16,8 @@ export interface Frame {
   readonly code: number | null;
   /** The payload after the length word. A view into received memory. */
   readonly body: Buffer;
+  /** The whole message, header included, ready to forward as is. */
+  readonly raw: Buffer;
 }
 
 export type Framing = 'startup' | 'typed';
@@ -70,8 +72,8 @@ export class FrameReader {
     }
     const total = headerBytes - 4 + length;
     if (this.buffered < total) return null;
-    const frame = this.take(total);
-    return { code, body: frame.subarray(headerBytes) };
+    const raw = this.take(total);
+    return { code, body: raw.subarray(headerBytes), raw };
   }
 
   /** The first n buffered bytes, copying only when they span chunks. */

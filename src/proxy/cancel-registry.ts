@@ -1,5 +1,6 @@
-// Maps the cancel keys Borealis hands to clients onto the backends they are
-// attached to. Clients never learn a backend's real pid or secret.
+// Maps the cancel keys Borealis hands to clients onto the backend each
+// client is using at that moment (in transaction pooling that changes from
+// one transaction to the next). Clients never learn a backend's pid or key.
 import { randomInt } from 'node:crypto';
 
 export interface BackendKey {
@@ -8,23 +9,31 @@ export interface BackendKey {
   readonly secretKey: number;
 }
 
+export interface ClientKey {
+  readonly processId: number;
+  readonly secretKey: number;
+}
+
 export class CancelRegistry {
-  private readonly byKey = new Map<string, BackendKey>();
+  private readonly byKey = new Map<string, BackendKey | null>();
   private nextProcessId = 1;
 
-  /** Allocates a client-facing key; bind it to a backend with attach(). */
-  allocate(): { processId: number; secretKey: number } {
+  /** Allocates a client-facing key, attached to no backend yet. */
+  allocate(): ClientKey {
     const processId = this.nextProcessId;
     this.nextProcessId = this.nextProcessId >= 0x7fffffff ? 1 : this.nextProcessId + 1;
-    return { processId, secretKey: randomInt(-0x80000000, 0x7fffffff) };
+    const key = { processId, secretKey: randomInt(-0x80000000, 0x7fffffff) };
+    this.byKey.set(`${key.processId}:${key.secretKey}`, null);
+    return key;
   }
 
-  attach(processId: number, secretKey: number, backend: BackendKey): void {
-    this.byKey.set(`${processId}:${secretKey}`, backend);
+  /** Points the key at a backend, or at none (between transactions). */
+  attach(key: ClientKey, backend: BackendKey | null): void {
+    this.byKey.set(`${key.processId}:${key.secretKey}`, backend);
   }
 
-  release(processId: number, secretKey: number): void {
-    this.byKey.delete(`${processId}:${secretKey}`);
+  release(key: ClientKey): void {
+    this.byKey.delete(`${key.processId}:${key.secretKey}`);
   }
 
   lookup(processId: number, secretKey: number): BackendKey | null {

@@ -14,33 +14,36 @@ import {
   authenticationSaslFinal,
   backendKeyData,
   errorResponse,
+  parameterStatus,
   parseSaslInitialResponse,
   readyForQuery,
 } from '../pgwire/messages.js';
 import { parseStartupPacket, serializeCancelRequest, type StartupPacket } from '../pgwire/startup.js';
 import type { Logger } from '../util/logger.js';
-import type { CancelRegistry } from './cancel-registry.js';
+import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import { toErrorFields, type ProxyFailure } from './errors.js';
-import { openServerSession, ServerStartupError, type ServerSession } from './server-connection.js';
+import { PooledSession, SYNCED_PARAMS } from './pooled-session.js';
+import { OpenError, type WriterLocator } from './server-connection.js';
+import { AcquireError, type ServerPool } from './server-pool.js';
 
-export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'connecting' | 'forwarding' | 'closed';
-
-export interface WriterTarget {
-  readonly socketPath: string;
-}
+export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'connecting' | 'session' | 'closed';
 
 /** What the front door needs to know from the control plane. */
-export interface ProxyDirectory {
+export interface ProxyDirectory extends WriterLocator {
   userVerifier(cluster: string, user: string): ScramVerifier | null;
-  /** Resolves when the cluster's writer is available, or null at the deadline. */
-  awaitWriter(cluster: string, timeoutMs: number): Promise<WriterTarget | null>;
 }
 
 export interface ProxyLimits {
   readonly startupPacketBytesMax: number;
   readonly messageBytesMax: number;
+  readonly clientMessageBytesMax: number;
+  readonly clientIdleTimeoutMs: number;
   readonly clientAuthTimeoutMs: number;
   readonly clientWaitForWriterMs: number;
+}
+
+export interface PoolDirectory {
+  poolFor(cluster: string, startupParams: ReadonlyMap<string, string>): ServerPool;
 }
 
 export interface ClientContext {
@@ -49,14 +52,14 @@ export interface ClientContext {
   readonly secureContext: tls.SecureContext;
   readonly cancels: CancelRegistry;
   readonly directory: ProxyDirectory;
+  readonly pools: PoolDirectory;
+  readonly onPinChange: (delta: 1 | -1) => void;
   /** Keys the fake verifiers of unknown users. */
   readonly mockSecret: Buffer;
   readonly log: Logger;
   readonly onStateChange: (from: ClientState, to: ClientState) => void;
 }
 
-/** Pause between attempts to reach a writer that is restarting. */
-const WRITER_RETRY_MS = 100;
 /** How long a refused client may take to read its error before it is cut off. */
 const ERROR_LINGER_MS = 1_000;
 
@@ -67,8 +70,8 @@ export class ClientConnection {
   private readonly authTimer: NodeJS.Timeout;
   private params: ReadonlyMap<string, string> = new Map();
   private exchange: ScramServerExchange | null = null;
-  private server: ServerSession | null = null;
-  private cancelKey: { processId: number; secretKey: number } | null = null;
+  private session: PooledSession | null = null;
+  private cancelKey: ClientKey | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
 
   constructor(
@@ -178,65 +181,74 @@ export class ClientConnection {
     this.socket.write(Buffer.concat([authenticationSaslFinal(Buffer.from(serverFinal, 'utf8')), authenticationOk()]));
     this.setState('connecting');
     this.socket.pause();
-    void this.connectToWriter();
+    void this.startSession();
   }
 
-  /** Holds the client until the writer is available, within the deadline. */
-  private async connectToWriter(): Promise<void> {
-    const { cluster, limits, directory, log } = this.ctx;
-    const started = Date.now();
-    const deadline = started + limits.clientWaitForWriterMs;
-    let reachedWriter = false;
-    while (this.stateValue === 'connecting') {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) break;
-      const target = await directory.awaitWriter(cluster, remaining);
-      if (!target || this.stateValue !== 'connecting') break;
-      reachedWriter = true;
+  /**
+   * Welcomes an authenticated client: the pool's server parameters (opening
+   * a first server if the pool has none, which is where a client waits for a
+   * starting writer), a cancel key, ReadyForQuery; then the pooled session.
+   */
+  private async startSession(): Promise<void> {
+    const pool = this.ctx.pools.poolFor(this.ctx.cluster, this.params);
+    if (!pool.welcomeParams) {
       try {
-        const session = await openServerSession(target.socketPath, this.params, Math.max(1, deadline - Date.now()));
-        if (this.stateValue !== 'connecting') {
-          session.socket.destroy();
-          return;
-        }
-        this.startForwarding(session, target);
-        return;
+        const first = await pool.acquire();
+        pool.release(first);
       } catch (err) {
-        if (!(err instanceof ServerStartupError)) throw err;
-        const transient = err.errorFrame === null || err.sqlstate === '57P03' || err.sqlstate === '57P01';
-        if (!transient) {
-          // The backend's own refusal (unknown database, bad option...) is the
-          // client's answer, word for word.
-          return this.refuse(err.errorFrame);
-        }
-        log.debug('writer not reachable yet; retrying', { cluster, error: err.message });
-        await new Promise((r) => setTimeout(r, WRITER_RETRY_MS));
+        return this.failAcquire(err);
       }
     }
     if (this.stateValue !== 'connecting') return;
-    const waitedMs = Date.now() - started;
-    this.fail(reachedWriter ? { kind: 'writer-unreachable', cluster } : { kind: 'writer-not-ready', cluster, waitedMs });
-  }
-
-  private startForwarding(session: ServerSession, target: WriterTarget): void {
     clearTimeout(this.authTimer);
-    this.server = session;
+    const params = new Map(pool.welcomeParams);
+    for (const [name, value] of this.params) if (SYNCED_PARAMS.has(name)) params.set(name, value);
     const key = this.ctx.cancels.allocate();
     this.cancelKey = key;
-    this.ctx.cancels.attach(key.processId, key.secretKey, { socketPath: target.socketPath, processId: session.processId, secretKey: session.secretKey });
-    const server = session.socket;
-    server.setNoDelay?.(true);
-    this.socket.write(Buffer.concat([...session.parameterFrames, backendKeyData(key.processId, key.secretKey), readyForQuery('I'), session.leftover]));
-    const pending = this.reader.drain();
-    if (pending.length > 0) server.write(pending);
-    this.setState('forwarding');
-    server.on('error', () => this.close());
-    server.on('close', () => this.close());
+    const welcome = [...[...params].map(([n, v]) => parameterStatus(n, v)), backendKeyData(key.processId, key.secretKey), readyForQuery('I')];
+    this.socket.write(Buffer.concat(welcome));
+    this.reader.setFraming('typed', this.ctx.limits.clientMessageBytesMax);
+    this.setState('session');
+    this.session = new PooledSession(this.socket, this.reader, pool, this.params, key, this.ctx.cancels, {
+      onPinned: () => this.ctx.onPinChange(+1),
+      onEnd: (end) => {
+        if (this.session?.pinned) this.ctx.onPinChange(-1);
+        switch (end.kind) {
+          case 'client-left':
+            return this.close();
+          case 'server-lost':
+            return this.fail({ kind: 'server-lost', cluster: this.ctx.cluster });
+          case 'acquire-failed':
+            return this.failAcquire(end.error);
+          case 'protocol-violation':
+            return this.fail({ kind: 'protocol-violation', detail: end.detail });
+          case 'message-too-large':
+            return this.fail({ kind: 'message-too-large', detail: end.detail });
+        }
+      },
+    });
     this.socket.off('data', this.onData);
-    this.socket.pipe(server);
-    server.pipe(this.socket);
-    server.resume();
-    this.socket.resume();
+    if (this.ctx.limits.clientIdleTimeoutMs > 0) {
+      this.socket.setTimeout(this.ctx.limits.clientIdleTimeoutMs, () => {
+        if (!this.session?.hasServer) this.fail({ kind: 'client-idle-timeout' });
+      });
+    }
+    this.session.start();
+  }
+
+  private failAcquire(err: unknown): void {
+    const cluster = this.ctx.cluster;
+    if (err instanceof OpenError) {
+      const f = err.failure;
+      if (f.kind === 'backend-refused') return this.refuse(f.errorFrame);
+      return this.fail(f.kind === 'writer-not-ready' ? { kind: 'writer-not-ready', cluster, waitedMs: f.waitedMs } : { kind: 'writer-unreachable', cluster });
+    }
+    if (err instanceof AcquireError) {
+      const f = err.failure;
+      return this.fail(f.kind === 'queue-full' ? { kind: 'queue-full', cluster } : { kind: 'queue-timeout', cluster, waitedMs: f.waitedMs });
+    }
+    this.ctx.log.error('unexpected error while acquiring a server', { error: (err as Error).message });
+    this.fail({ kind: 'writer-unreachable', cluster });
   }
 
   private forwardCancel(processId: number, secretKey: number): void {
@@ -250,7 +262,6 @@ export class ClientConnection {
   /** Sends an ErrorResponse and closes; the client gets a moment to read it. */
   fail(failure: ProxyFailure): void {
     if (this.stateValue === 'closed') return;
-    if (this.stateValue === 'forwarding') return this.close();
     if (failure.kind !== 'auth-failed') this.ctx.log.info('client refused', { cluster: this.ctx.cluster, reason: failure.kind });
     else this.ctx.log.info('client authentication failed', { cluster: this.ctx.cluster, user: failure.user });
     this.refuse(errorResponse(toErrorFields(failure)));
@@ -270,8 +281,8 @@ export class ClientConnection {
     if (this.stateValue === 'closed') return;
     this.setState('closed');
     clearTimeout(this.authTimer);
-    if (this.cancelKey) this.ctx.cancels.release(this.cancelKey.processId, this.cancelKey.secretKey);
-    this.server?.socket.destroy();
+    if (this.cancelKey) this.ctx.cancels.release(this.cancelKey);
+    this.session?.end({ kind: 'client-left' });
     this.socket.off('data', this.onData);
     if (destroy) {
       this.socket.destroy();

@@ -11,6 +11,12 @@ export type ProxyFailure =
   | { readonly kind: 'unencrypted-after-ssl-request' }
   | { readonly kind: 'writer-not-ready'; readonly cluster: string; readonly waitedMs: number }
   | { readonly kind: 'writer-unreachable'; readonly cluster: string }
+  | { readonly kind: 'server-lost'; readonly cluster: string }
+  | { readonly kind: 'queue-full'; readonly cluster: string }
+  | { readonly kind: 'queue-timeout'; readonly cluster: string; readonly waitedMs: number }
+  | { readonly kind: 'too-many-clients'; readonly limit: number }
+  | { readonly kind: 'message-too-large'; readonly detail: string }
+  | { readonly kind: 'client-idle-timeout' }
   | { readonly kind: 'shutting-down' };
 
 export function toErrorFields(f: ProxyFailure): ErrorFields {
@@ -34,6 +40,23 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       };
     case 'writer-unreachable':
       return { severity: 'FATAL', code: '08006', message: `could not reach the writer of cluster "${f.cluster}"` };
+    case 'server-lost':
+      return { severity: 'FATAL', code: '08006', message: `the connection to the writer of cluster "${f.cluster}" was lost` };
+    case 'queue-full':
+      return { severity: 'FATAL', code: '53300', message: `too many clients are waiting for a server connection to cluster "${f.cluster}"` };
+    case 'queue-timeout':
+      return {
+        severity: 'FATAL',
+        code: '53300',
+        message: `no server connection to cluster "${f.cluster}" became free within ${Math.round(f.waitedMs)} ms`,
+        hint: 'The pool is busy: raise serverPoolSizeMax or clientQueueTimeoutMs, or shorten transactions.',
+      };
+    case 'too-many-clients':
+      return { severity: 'FATAL', code: '53300', message: `sorry, too many clients already (limit ${f.limit})` };
+    case 'message-too-large':
+      return { severity: 'FATAL', code: '54000', message: f.detail };
+    case 'client-idle-timeout':
+      return { severity: 'FATAL', code: '57P05', message: 'terminating connection due to idle timeout' };
     case 'shutting-down':
       return { severity: 'FATAL', code: '57P01', message: 'terminating connection because Borealis is shutting down' };
   }

@@ -1,12 +1,17 @@
-// The front door's listeners: one TCP port per endpoint. Each accepted
-// socket becomes a ClientConnection; counts per state are kept for status
-// and metrics.
+// The front door's listeners (one TCP port per endpoint), its pools, and
+// the counts that status and metrics show.
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
+import { errorResponse } from '../pgwire/messages.js';
 import type { Logger } from '../util/logger.js';
 import { CancelRegistry } from './cancel-registry.js';
-import { ClientConnection, type ClientState, type ProxyDirectory, type ProxyLimits } from './client-connection.js';
-import { randomBytes } from 'node:crypto';
+import { ClientConnection, type ClientState, type PoolDirectory, type ProxyDirectory, type ProxyLimits } from './client-connection.js';
+import { toErrorFields } from './errors.js';
+import { SYNCED_PARAMS } from './pooled-session.js';
+import { PooledServer } from './pooled-server.js';
+import { openWriterSession } from './server-connection.js';
+import { ServerPool, setParam, type PoolStats } from './server-pool.js';
 
 export interface EndpointBinding {
   readonly cluster: string;
@@ -15,18 +20,37 @@ export interface EndpointBinding {
   readonly port: number;
 }
 
-export class ProxyServer {
+export interface ProxySettings extends ProxyLimits {
+  readonly clientConnectionsMax: number;
+  readonly serverPoolSizeMax: number;
+  readonly clientQueueMax: number;
+  readonly clientQueueTimeoutMs: number;
+  readonly serverIdleTimeoutMs: number;
+}
+
+export interface ProxyStats {
+  readonly clientsByState: Readonly<Record<ClientState, number>>;
+  readonly pinnedClients: number;
+  readonly pools: ReadonlyArray<{ readonly cluster: string; readonly user: string; readonly database: string } & PoolStats>;
+}
+
+/** Startup parameters that never reach a server's startup packet. */
+const CLIENT_ONLY_PARAMS = new Set(['user', 'database', ...SYNCED_PARAMS]);
+
+export class ProxyServer implements PoolDirectory {
   private readonly listeners = new Map<number, { server: net.Server; binding: EndpointBinding }>();
   private readonly clients = new Set<ClientConnection>();
+  private readonly pools = new Map<string, { pool: ServerPool; cluster: string; user: string; database: string }>();
   private readonly cancels = new CancelRegistry();
   private readonly secureContext: tls.SecureContext;
   private readonly mockSecret = randomBytes(32);
-  readonly clientsByState: Record<ClientState, number> = { startup: 0, 'tls-handshake': 0, authenticating: 0, connecting: 0, forwarding: 0, closed: 0 };
+  private readonly clientsByState: Record<ClientState, number> = { startup: 0, 'tls-handshake': 0, authenticating: 0, connecting: 0, session: 0, closed: 0 };
+  private pinnedClients = 0;
 
   constructor(
     tlsMaterial: { key: string; cert: string },
     private readonly directory: ProxyDirectory,
-    private readonly limits: ProxyLimits,
+    private readonly settings: ProxySettings,
     private readonly log: Logger,
   ) {
     this.secureContext = tls.createSecureContext({ key: tlsMaterial.key, cert: tlsMaterial.cert, minVersion: 'TLSv1.2' });
@@ -37,7 +61,7 @@ export class ProxyServer {
     const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, binding));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(binding.port, binding.host, () => {
+      server.listen({ port: binding.port, host: binding.host, backlog: 4096 }, () => {
         server.off('error', reject);
         resolve();
       });
@@ -48,8 +72,8 @@ export class ProxyServer {
   }
 
   /**
-   * Stops accepting on a port. Sessions already forwarded stay up until their
-   * backend ends them (close()'s callback would wait for them, so it is not
+   * Stops accepting on a port. Sessions already running stay up until their
+   * server ends them (close()'s callback would wait for them, so it is not
    * awaited).
    */
   unlisten(port: number): void {
@@ -59,13 +83,60 @@ export class ProxyServer {
     entry.server.close();
   }
 
+  /** Drops a cluster's pools (its instances are going away). */
+  closePools(cluster: string): void {
+    for (const [key, entry] of this.pools) {
+      if (entry.cluster !== cluster) continue;
+      entry.pool.close();
+      this.pools.delete(key);
+    }
+  }
+
+  poolFor(cluster: string, startupParams: ReadonlyMap<string, string>): ServerPool {
+    const user = startupParams.get('user')!;
+    const database = startupParams.get('database') ?? user;
+    // Parameters a server does not report cannot be re-aligned later, so
+    // they are part of the pool's identity and of its servers' startup.
+    const fixed = [...startupParams].filter(([name]) => !CLIENT_ONLY_PARAMS.has(name)).sort(([a], [b]) => (a < b ? -1 : 1));
+    const key = JSON.stringify([cluster, user, database, fixed]);
+    const existing = this.pools.get(key);
+    if (existing) return existing.pool;
+    const serverParams = new Map([['user', user], ['database', database], ...fixed]);
+    const pool = new ServerPool(
+      key,
+      async () => {
+        const s = await openWriterSession(this.directory, cluster, serverParams, Date.now() + this.settings.clientWaitForWriterMs);
+        const server = new PooledServer(s.socket, { socketPath: s.socketPath, processId: s.processId, secretKey: s.secretKey });
+        for (const frame of s.parameterFrames) setParam(server, frame.subarray(5));
+        if (s.leftover.length > 0) server.close();
+        return server;
+      },
+      {
+        serversMax: this.settings.serverPoolSizeMax,
+        queueMax: this.settings.clientQueueMax,
+        queueTimeoutMs: this.settings.clientQueueTimeoutMs,
+        serverIdleTimeoutMs: this.settings.serverIdleTimeoutMs,
+      },
+    );
+    this.pools.set(key, { pool, cluster, user, database });
+    return pool;
+  }
+
   private accept(socket: net.Socket, binding: EndpointBinding): void {
+    if (this.clients.size >= this.settings.clientConnectionsMax) {
+      // Refused before reading a byte: the startup packet would say nothing new.
+      socket.on('error', () => undefined);
+      socket.end(errorResponse(toErrorFields({ kind: 'too-many-clients', limit: this.settings.clientConnectionsMax })));
+      setTimeout(() => socket.destroy(), 1_000).unref();
+      return;
+    }
     const client = new ClientConnection(socket, {
       cluster: binding.cluster,
-      limits: this.limits,
+      limits: this.settings,
       secureContext: this.secureContext,
       cancels: this.cancels,
       directory: this.directory,
+      pools: this,
       mockSecret: this.mockSecret,
       log: this.log,
       onStateChange: (from, to) => {
@@ -73,15 +144,25 @@ export class ProxyServer {
         if (to === 'closed') this.clients.delete(client);
         else this.clientsByState[to]++;
       },
+      onPinChange: (delta) => (this.pinnedClients += delta),
     });
     this.clientsByState.startup++;
     this.clients.add(client);
   }
 
-  /** Stops accepting and ends every client that has not reached a backend. */
+  stats(): ProxyStats {
+    return {
+      clientsByState: { ...this.clientsByState },
+      pinnedClients: this.pinnedClients,
+      pools: [...this.pools.values()].map(({ pool, cluster, user, database }) => ({ cluster, user, database, ...pool.stats() })),
+    };
+  }
+
+  /** Stops accepting, ends clients still starting up, closes idle servers. */
   close(): void {
     for (const port of [...this.listeners.keys()]) this.unlisten(port);
-    for (const client of this.clients) client.fail({ kind: 'shutting-down' });
+    for (const client of this.clients) if (client.state !== 'session') client.fail({ kind: 'shutting-down' });
+    for (const { pool } of this.pools.values()) pool.close();
   }
 
   get clientCount(): number {

@@ -102,3 +102,50 @@ function lengthWord(bodyLength: number): Buffer {
   b.writeInt32BE(bodyLength + 4, 0);
   return b;
 }
+
+/** Pause between attempts to reach a writer that is restarting. */
+const WRITER_RETRY_MS = 100;
+
+export interface WriterLocator {
+  /** Resolves with the writer's socket when it is available, or null at the deadline. */
+  awaitWriter(cluster: string, timeoutMs: number): Promise<{ readonly socketPath: string } | null>;
+}
+
+export type OpenFailure =
+  | { readonly kind: 'writer-not-ready'; readonly waitedMs: number }
+  | { readonly kind: 'writer-unreachable' }
+  /** The backend refused the session itself (unknown database, bad option): relay its frame. */
+  | { readonly kind: 'backend-refused'; readonly errorFrame: Buffer };
+
+export class OpenError extends Error {
+  override readonly name = 'OpenError';
+  constructor(readonly failure: OpenFailure) {
+    super(failure.kind);
+  }
+}
+
+/**
+ * Opens a session on the cluster's writer, waiting (until `deadline`) while
+ * it starts or restarts. Throws OpenError.
+ */
+export async function openWriterSession(locator: WriterLocator, cluster: string, params: ReadonlyMap<string, string>, deadline: number, isAbandoned: () => boolean = () => false): Promise<ServerSession & { socketPath: string }> {
+  const started = Date.now();
+  let reachedWriter = false;
+  while (!isAbandoned()) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) break;
+    const target = await locator.awaitWriter(cluster, remaining);
+    if (!target) break;
+    reachedWriter = true;
+    try {
+      const session = await openServerSession(target.socketPath, params, Math.max(1, deadline - Date.now()));
+      return { ...session, socketPath: target.socketPath };
+    } catch (err) {
+      if (!(err instanceof ServerStartupError)) throw err;
+      const transient = err.errorFrame === null || err.sqlstate === '57P03' || err.sqlstate === '57P01';
+      if (!transient) throw new OpenError({ kind: 'backend-refused', errorFrame: err.errorFrame });
+      await new Promise((r) => setTimeout(r, WRITER_RETRY_MS));
+    }
+  }
+  throw new OpenError(reachedWriter ? { kind: 'writer-unreachable' } : { kind: 'writer-not-ready', waitedMs: Date.now() - started });
+}

@@ -1,0 +1,194 @@
+// A bounded pool of server connections for one (cluster, user, database,
+// startup options) key, with a bounded, deadline-ordered queue of clients
+// waiting for one. Idle servers are reused last-in first-out (warm caches)
+// and closed after serverIdleTimeoutMs.
+import { BackendScanner } from '../pgwire/backend-scanner.js';
+import { queryMessage } from '../pgwire/extended.js';
+import { PooledServer } from './pooled-server.js';
+
+export interface PoolLimits {
+  /** Servers this pool may open. */
+  serversMax: number;
+  /** Clients that may wait for a server (per pool). */
+  readonly queueMax: number;
+  readonly queueTimeoutMs: number;
+  readonly serverIdleTimeoutMs: number;
+}
+
+export type AcquireFailure = { readonly kind: 'queue-full' } | { readonly kind: 'queue-timeout'; readonly waitedMs: number };
+
+export class AcquireError extends Error {
+  override readonly name = 'AcquireError';
+  constructor(readonly failure: AcquireFailure) {
+    super(failure.kind);
+  }
+}
+
+interface Waiter {
+  readonly since: number;
+  readonly resolve: (s: PooledServer) => void;
+  readonly reject: (e: unknown) => void;
+  timer: NodeJS.Timeout | null;
+}
+
+export interface PoolStats {
+  readonly servers: number;
+  readonly idle: number;
+  readonly active: number;
+  readonly opening: number;
+  readonly waiting: number;
+  readonly waitedMsMax: number;
+}
+
+export class ServerPool {
+  private readonly idle: PooledServer[] = [];
+  private readonly all = new Set<PooledServer>();
+  private opening = 0;
+  private readonly waiters: Waiter[] = [];
+  private readonly sweepTimer: NodeJS.Timeout;
+  /** ParameterStatus values of the first server opened: what clients are welcomed with. */
+  welcomeParams: ReadonlyMap<string, string> | null = null;
+
+  constructor(
+    readonly key: string,
+    private readonly open: () => Promise<PooledServer>,
+    readonly limits: PoolLimits,
+  ) {
+    this.sweepTimer = setInterval(() => this.closeIdle(), Math.max(1_000, Math.min(limits.serverIdleTimeoutMs, 10_000)));
+    this.sweepTimer.unref();
+  }
+
+  stats(): PoolStats {
+    const now = Date.now();
+    return {
+      servers: this.all.size,
+      idle: this.idle.length,
+      active: this.all.size - this.idle.length,
+      opening: this.opening,
+      waiting: this.waiters.length,
+      waitedMsMax: this.waiters.length ? now - this.waiters[0]!.since : 0,
+    };
+  }
+
+  /** A server for one client. Throws AcquireError or the opener's error. */
+  acquire(): Promise<PooledServer> {
+    const s = this.idle.pop();
+    if (s) return Promise.resolve(this.lend(s));
+    if (this.all.size + this.opening < this.limits.serversMax) return this.openOne();
+    if (this.waiters.length >= this.limits.queueMax) return Promise.reject(new AcquireError({ kind: 'queue-full' }));
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { since: Date.now(), resolve, reject, timer: null };
+      waiter.timer = setTimeout(() => {
+        const at = this.waiters.indexOf(waiter);
+        if (at >= 0) this.waiters.splice(at, 1);
+        reject(new AcquireError({ kind: 'queue-timeout', waitedMs: Date.now() - waiter.since }));
+      }, this.limits.queueTimeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Gives a clean, idle-in-transaction-free server back. */
+  release(server: PooledServer): void {
+    if (server.state === 'closed') return;
+    server.owner = null;
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      clearTimeout(waiter.timer!);
+      waiter.resolve(this.lend(server));
+      return;
+    }
+    server.state = 'idle';
+    server.idleSince = Date.now();
+    this.idle.push(server);
+  }
+
+  /**
+   * Returns a server whose session may hold state: rolls back an open
+   * transaction and, for a pinned session, discards all session state first.
+   */
+  resetAndRelease(server: PooledServer, rollback: boolean, discardAll: boolean): void {
+    const queries = [...(rollback ? ['ROLLBACK'] : []), ...(discardAll ? ['DISCARD ALL'] : [])];
+    if (queries.length === 0) return this.release(server);
+    server.state = 'resetting';
+    let owed = queries.length;
+    let failed = false;
+    const scanner = new BackendScanner({
+      onMessage: ({ code }) => {
+        if (code === 0x45) failed = true; // 'E'
+        return false;
+      },
+      onInspected: (code, body) => {
+        if (code === 0x5a) owed--; // 'Z'
+        else if (code === 0x53) setParam(server, body); // 'S'
+      },
+    });
+    server.owner = {
+      onServerData: (chunk) => {
+        scanner.scan(chunk, () => undefined);
+        if (owed > 0) return;
+        if (failed) return server.close();
+        if (discardAll) server.prepared.clear();
+        this.release(server);
+      },
+      onServerClosed: () => undefined,
+    };
+    server.socket.write(Buffer.concat(queries.map(queryMessage)));
+  }
+
+  /** Closes a server whose state is unknown; a waiting client gets a new one. */
+  discard(server: PooledServer): void {
+    server.close();
+  }
+
+  close(): void {
+    clearInterval(this.sweepTimer);
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer!);
+      w.reject(new AcquireError({ kind: 'queue-timeout', waitedMs: Date.now() - w.since }));
+    }
+    for (const s of [...this.all]) s.close();
+  }
+
+  private lend(server: PooledServer): PooledServer {
+    server.state = 'active';
+    return server;
+  }
+
+  private async openOne(): Promise<PooledServer> {
+    this.opening++;
+    let server: PooledServer;
+    try {
+      server = await this.open();
+    } finally {
+      this.opening--;
+    }
+    this.all.add(server);
+    this.welcomeParams ??= new Map(server.params);
+    server.onClose(() => this.forget(server));
+    return this.lend(server);
+  }
+
+  private forget(server: PooledServer): void {
+    this.all.delete(server);
+    const at = this.idle.indexOf(server);
+    if (at >= 0) this.idle.splice(at, 1);
+    // Room for one more: serve the longest waiter.
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      clearTimeout(waiter.timer!);
+      this.openOne().then(waiter.resolve, waiter.reject);
+    }
+  }
+
+  private closeIdle(): void {
+    const cutoff = Date.now() - this.limits.serverIdleTimeoutMs;
+    for (const s of [...this.idle]) if (s.idleSince < cutoff) s.close();
+  }
+}
+
+export function setParam(server: PooledServer, body: Buffer): void {
+  const nameEnd = body.indexOf(0);
+  if (nameEnd < 0) return;
+  const valueEnd = body.indexOf(0, nameEnd + 1);
+  server.params.set(body.toString('utf8', 0, nameEnd), body.toString('utf8', nameEnd + 1, valueEnd < 0 ? body.length : valueEnd));
+}
