@@ -11,6 +11,7 @@ export interface StatusDocument {
     readonly api: { readonly url: string };
   };
   readonly engine: { readonly version: string; readonly binDir: string };
+  readonly proxy: ProxyStatus;
   readonly clusters: readonly ClusterStatus[];
 }
 
@@ -42,4 +43,24 @@ export interface EndpointStatus {
   readonly port: number;
   /** Connection URL without the password. */
   readonly url: string;
+}
+
+export interface ProxyStatus {
+  /** Client connections by state: startup, tls-handshake, authenticating, connecting, session. */
+  readonly clientsByState: Readonly<Record<string, number>>;
+  /** Clients holding a server for good because of session state. */
+  readonly pinnedClients: number;
+  /** One per (cluster, user, database, startup options). */
+  readonly pools: ReadonlyArray<{
+    readonly cluster: string;
+    readonly user: string;
+    readonly database: string;
+    readonly servers: number;
+    readonly idle: number;
+    readonly active: number;
+    readonly opening: number;
+    /** Clients queued for a server, and the longest wait so far. */
+    readonly waiting: number;
+    readonly waitedMsMax: number;
+  }>;
 }

@@ -284,6 +284,7 @@ export class Supervisor implements ProxyDirectory {
       supervisor: { pid: process.pid, startedAt: this.startedAt },
       services: { api: { url: this.apiUrl } },
       engine: { version: this.binaries.version, binDir: this.binaries.binDir },
+      proxy: this.proxy.stats(),
       clusters,
     };
   }

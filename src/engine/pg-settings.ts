@@ -57,7 +57,8 @@ export function sizedSettings(size: InstanceSizing): Record<string, PgValue> {
     // A local instance shares its machine; a quarter of its memory in
     // buffers leaves room for the page cache and for backends.
     shared_buffers: Math.max(32, Math.floor(memoryMiB / 8)),
-    max_connections: Math.min(5000, Math.max(100, Math.floor(memoryMiB / 20))),
+    // 100 per 2 GiB: one ACU gets PostgreSQL's default of 100.
+    max_connections: Math.min(5000, Math.max(100, Math.floor((memoryMiB * 100) / 2048))),
     work_mem: Math.max(4096, Math.floor((memoryMiB * 1024) / 512)),
     maintenance_work_mem: Math.max(64, Math.floor(memoryMiB / 16)),
     effective_cache_size: Math.max(128, Math.floor((memoryMiB * 3) / 4)),

@@ -1,0 +1,92 @@
+// Each of the front door's limits, with its own setting and its own error.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { Borealis } from '../helpers/borealis.js';
+
+let b: Borealis;
+before(async () => {
+  b = await Borealis.start({
+    BOREALIS_SERVER_POOL_SIZE_MAX: '1',
+    BOREALIS_CLIENT_QUEUE_MAX: '2',
+    BOREALIS_CLIENT_QUEUE_TIMEOUT_MS: '700',
+    BOREALIS_CLIENT_CONNECTIONS_MAX: '12',
+    BOREALIS_CLIENT_MESSAGE_BYTES_MAX: '100000',
+    BOREALIS_CLIENT_IDLE_TIMEOUT_MS: '1500',
+  });
+});
+after(async () => {
+  await b?.destroy();
+});
+
+async function connect(): Promise<pg.Client> {
+  const c = new pg.Client(b.pgConfig({ tls: false }));
+  c.on('error', () => undefined);
+  await c.connect();
+  return c;
+}
+
+test('a client waiting longer than clientQueueTimeoutMs for a server gets 53300', async () => {
+  const holder = await connect();
+  await holder.query('BEGIN'); // holds the only server
+  const waiter = await connect();
+  const started = Date.now();
+  await assert.rejects(waiter.query('SELECT 1'), (e: pg.DatabaseError) => e.code === '53300' && /became free within/.test(e.message));
+  assert.ok(Date.now() - started >= 600);
+  await holder.query('COMMIT');
+  // Once the transaction ends the server serves others again.
+  const next = await connect();
+  assert.equal((await next.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+  await Promise.all([holder.end(), next.end()]);
+});
+
+test('past clientQueueMax waiting clients, the next one is refused at once', async () => {
+  const holder = await connect();
+  await holder.query('BEGIN');
+  const waiters = await Promise.all([connect(), connect()]);
+  const waiting = waiters.map((w) => w.query('SELECT 1').then(() => 'ok', (e: pg.DatabaseError) => e.code));
+  await b.waitFor('two queued clients', async () => (await b.status()).proxy.pools[0]!.waiting === 2);
+  const extra = await connect();
+  const started = Date.now();
+  await assert.rejects(extra.query('SELECT 1'), (e: pg.DatabaseError) => e.code === '53300' && /too many clients are waiting/.test(e.message));
+  assert.ok(Date.now() - started < 500, 'refused without waiting');
+  await holder.query('COMMIT');
+  // The queued clients are served in turn once the server is free.
+  assert.deepEqual(await Promise.all(waiting), ['ok', 'ok']);
+  await holder.end();
+});
+
+test('clientConnectionsMax caps client connections with 53300', async () => {
+  const clients: pg.Client[] = [];
+  try {
+    let refused: pg.DatabaseError | null = null;
+    for (let i = 0; i < 14 && !refused; i++) {
+      try {
+        clients.push(await connect());
+      } catch (e) {
+        refused = e as pg.DatabaseError;
+      }
+    }
+    assert.ok(refused, 'a client was refused');
+    assert.equal(refused.code, '53300');
+    assert.match(refused.message, /too many clients already \(limit 12\)/);
+  } finally {
+    await Promise.all(clients.map((c) => c.end()));
+  }
+  await b.waitFor('clients to go', async () => (await b.status()).proxy.clientsByState.session === 0);
+});
+
+test('a message over clientMessageBytesMax gets 54000; other clients are unharmed', async () => {
+  const bystander = await connect();
+  const big = await connect();
+  await assert.rejects(big.query(`SELECT '${'x'.repeat(200_000)}'`), (e: pg.DatabaseError) => e.code === '54000' && /exceeds the limit of 100000 bytes/.test(e.message));
+  assert.equal((await bystander.query<{ n: number }>('SELECT 2 AS n')).rows[0]!.n, 2);
+  await bystander.end();
+});
+
+test('an idle client is closed after clientIdleTimeoutMs with 57P05', async () => {
+  const idle = await connect();
+  const ended = new Promise<pg.DatabaseError>((resolve) => idle.once('error', (e) => resolve(e as pg.DatabaseError)));
+  const e = await ended;
+  assert.equal(e.code, '57P05');
+});
