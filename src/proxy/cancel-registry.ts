@@ -15,32 +15,36 @@ export interface ClientKey {
 }
 
 export class CancelRegistry {
-  private readonly byKey = new Map<string, BackendKey | null>();
+  /** By client-facing process id (unique while allocated); the secret is checked on lookup. */
+  private readonly byProcessId = new Map<number, { secretKey: number; backend: BackendKey | null }>();
   private nextProcessId = 1;
 
   /** Allocates a client-facing key, attached to no backend yet. */
   allocate(): ClientKey {
-    const processId = this.nextProcessId;
-    this.nextProcessId = this.nextProcessId >= 0x7fffffff ? 1 : this.nextProcessId + 1;
-    const key = { processId, secretKey: randomInt(-0x80000000, 0x7fffffff) };
-    this.byKey.set(`${key.processId}:${key.secretKey}`, null);
-    return key;
+    let processId = this.nextProcessId;
+    while (this.byProcessId.has(processId)) processId = processId >= 0x7fffffff ? 1 : processId + 1;
+    this.nextProcessId = processId >= 0x7fffffff ? 1 : processId + 1;
+    const secretKey = randomInt(-0x80000000, 0x7fffffff);
+    this.byProcessId.set(processId, { secretKey, backend: null });
+    return { processId, secretKey };
   }
 
   /** Points the key at a backend, or at none (between transactions). */
   attach(key: ClientKey, backend: BackendKey | null): void {
-    this.byKey.set(`${key.processId}:${key.secretKey}`, backend);
+    const entry = this.byProcessId.get(key.processId);
+    if (entry) entry.backend = backend;
   }
 
   release(key: ClientKey): void {
-    this.byKey.delete(`${key.processId}:${key.secretKey}`);
+    this.byProcessId.delete(key.processId);
   }
 
   lookup(processId: number, secretKey: number): BackendKey | null {
-    return this.byKey.get(`${processId}:${secretKey}`) ?? null;
+    const entry = this.byProcessId.get(processId);
+    return entry && entry.secretKey === secretKey ? entry.backend : null;
   }
 
   get size(): number {
-    return this.byKey.size;
+    return this.byProcessId.size;
   }
 }

@@ -178,6 +178,7 @@ export class ClientConnection {
       return;
     }
     const serverFinal = exchange.clientFinal(frame.body.toString('utf8'));
+    this.exchange = null;
     this.socket.write(Buffer.concat([authenticationSaslFinal(Buffer.from(serverFinal, 'utf8')), authenticationOk()]));
     this.setState('connecting');
     this.socket.pause();

@@ -1,7 +1,9 @@
 // A server connection owned by a pool: a PostgreSQL session on the writer's
 // private socket, lent to one client at a time.
 import type net from 'node:net';
+import { BackendScanner } from '../pgwire/backend-scanner.js';
 import type { BackendKey } from './cancel-registry.js';
+import { ResponseQueue } from './response-queue.js';
 
 export type PooledServerState = 'idle' | 'active' | 'resetting' | 'closed';
 
@@ -18,6 +20,24 @@ export class PooledServer {
   readonly params = new Map<string, string>();
   /** Statement names prepared on this server (Borealis's names, not clients'). */
   readonly prepared = new Set<string>();
+  /** Replies this server still owes; empty whenever it is idle in the pool. */
+  readonly queue = new ResponseQueue();
+  /** Transaction status from the last ReadyForQuery: 'I', 'T' or 'E'. */
+  txStatus = 0x49;
+  /**
+   * Walks the server's output. It lives with the server, not the client, so
+   * that a transaction costs no allocation and an idle client holds none.
+   */
+  readonly scanner = new BackendScanner({
+    onMessage: ({ code }, emit) => {
+      this.queue.flushSynthetic(emit);
+      return this.queue.onServerMessage(code);
+    },
+    onInspected: (code, body) => {
+      if (code === 0x5a) this.txStatus = body[0] ?? 0x49; // 'Z'
+      else setParam(this.params, body); // 'S'
+    },
+  });
   idleSince = Date.now();
   private readonly closeListeners: Array<() => void> = [];
 
@@ -49,4 +69,12 @@ export class PooledServer {
     owner?.onServerClosed();
     for (const l of this.closeListeners) l();
   }
+}
+
+/** Records a ParameterStatus body (name NUL value NUL). */
+export function setParam(params: Map<string, string>, body: Buffer): void {
+  const nameEnd = body.indexOf(0);
+  if (nameEnd < 0) return;
+  const valueEnd = body.indexOf(0, nameEnd + 1);
+  params.set(body.toString('utf8', 0, nameEnd), body.toString('utf8', nameEnd + 1, valueEnd < 0 ? body.length : valueEnd));
 }

@@ -5,15 +5,13 @@
 // and prepared on whichever server the client gets, as needed.
 import { createHash } from 'node:crypto';
 import type net from 'node:net';
-import { BackendScanner } from '../pgwire/backend-scanner.js';
 import { Frontend } from '../pgwire/codes.js';
 import { CLOSE_COMPLETE, PARSE_COMPLETE, parseBind, parseParse, parseTarget, queryMessage, serializeBind, serializeParse, serializeTarget } from '../pgwire/extended.js';
 import { ProtocolViolation, type Frame, type FrameReader } from '../pgwire/frame-reader.js';
 import { pinReasons, type PinReason } from '../pgwire/session-state.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import type { PooledServer, ServerOwner } from './pooled-server.js';
-import { setParam, type ServerPool } from './server-pool.js';
-import { ResponseQueue } from './response-queue.js';
+import type { ServerPool } from './server-pool.js';
 
 /** Startup parameters a server reports (GUC_REPORT) and the pooler aligns with SET. */
 export const SYNCED_PARAMS: ReadonlySet<string> = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'standard_conforming_strings']);
@@ -51,9 +49,6 @@ export class PooledSession implements ServerOwner {
   private ended = false;
   private readonly statements = new Map<string, ClientStatement>();
   private readonly pins = new Set<PinReason>();
-  private queue = new ResponseQueue();
-  private scanner: BackendScanner;
-  private txStatus = 0x49; // 'I'
   private readonly toClient: Buffer[] = [];
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
 
@@ -65,9 +60,7 @@ export class PooledSession implements ServerOwner {
     private readonly cancelKey: ClientKey,
     private readonly cancels: CancelRegistry,
     private readonly hooks: SessionHooks,
-  ) {
-    this.scanner = this.newScanner();
-  }
+  ) {}
 
   get pinned(): boolean {
     return this.pins.size > 0;
@@ -101,17 +94,24 @@ export class PooledSession implements ServerOwner {
           this.flushToServer(out);
           return this.end({ kind: 'client-left' });
         }
-        if (!this.server) {
-          this.held = frame;
-          this.flushToServer(out);
-          this.acquire();
-          return;
+        let server = this.server;
+        if (!server) {
+          server = this.pool.tryAcquire();
+          if (server) this.attach(server);
+          else {
+            this.held = frame;
+            this.acquire();
+            return;
+          }
         }
-        this.translate(frame, this.server, out);
+        this.translate(frame, server, out);
       }
-      this.flushToServer(out);
-      this.queue.flushSynthetic((b) => this.toClient.push(b));
-      this.flushToClient();
+      const server = this.server;
+      if (server) {
+        this.flushToServer(out);
+        server.queue.flushSynthetic((b) => this.toClient.push(b));
+        this.flushToClient();
+      }
     } catch (err) {
       if (err instanceof ProtocolViolation) {
         const tooLarge = /exceeds the limit/.test(err.message);
@@ -148,9 +148,6 @@ export class PooledSession implements ServerOwner {
   private attach(server: PooledServer): void {
     this.server = server;
     server.owner = this;
-    this.queue = new ResponseQueue();
-    this.scanner = this.newScanner();
-    this.txStatus = 0x49;
     this.cancels.attach(this.cancelKey, server.key);
     // Align the server with the client's startup parameters, quietly.
     const sets: string[] = [];
@@ -158,22 +155,9 @@ export class PooledSession implements ServerOwner {
       if (SYNCED_PARAMS.has(name) && server.params.get(name) !== value) sets.push(`SET ${name} TO '${value.replace(/'/g, "''")}'`);
     }
     if (sets.length > 0) {
-      this.queue.expect('query', false);
+      server.queue.expect('query', false);
       server.socket.write(queryMessage(sets.join('; ')));
     }
-  }
-
-  private newScanner(): BackendScanner {
-    return new BackendScanner({
-      onMessage: ({ code }, emit) => {
-        this.queue.flushSynthetic(emit);
-        return this.queue.onServerMessage(code);
-      },
-      onInspected: (code, body) => {
-        if (code === 0x5a) this.txStatus = body[0] ?? 0x49; // 'Z'
-        else if (this.server) setParam(this.server, body); // 'S'
-      },
-    });
   }
 
   /** Rewrites one client message for the attached server. */
@@ -181,7 +165,7 @@ export class PooledSession implements ServerOwner {
     switch (frame.code) {
       case Frontend.Query: {
         this.pin(pinReasons(frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1))));
-        this.queue.expect('query');
+        server.queue.expect('query');
         out.push(frame.raw);
         return;
       }
@@ -189,17 +173,17 @@ export class PooledSession implements ServerOwner {
         const p = parseParse(frame.body);
         this.pin(pinReasons(p.query));
         if (p.statement === '') {
-          this.queue.expect('parse');
+          server.queue.expect('parse');
           out.push(frame.raw);
           return;
         }
         const st: ClientStatement = { serverName: serverStatementName(p.query, p.paramTypes), query: p.query, paramTypes: p.paramTypes };
         this.statements.set(p.statement, st);
         if (server.prepared.has(st.serverName)) {
-          this.queue.synthesize(PARSE_COMPLETE);
+          server.queue.synthesize(PARSE_COMPLETE);
         } else {
           server.prepared.add(st.serverName);
-          this.queue.expect('parse', true, () => server.prepared.delete(st.serverName));
+          server.queue.expect('parse', true, () => server.prepared.delete(st.serverName));
           out.push(serializeParse(st.serverName, st.query, st.paramTypes));
         }
         return;
@@ -211,7 +195,7 @@ export class PooledSession implements ServerOwner {
           this.ensurePrepared(st, server, out);
           out.push(serializeBind(b.portal, st.serverName, b.rest));
         } else out.push(frame.raw); // unnamed, or unknown: the server answers
-        this.queue.expect('bind');
+        server.queue.expect('bind');
         return;
       }
       case FRONTEND_DESCRIBE: {
@@ -221,7 +205,7 @@ export class PooledSession implements ServerOwner {
           this.ensurePrepared(st, server, out);
           out.push(serializeTarget(FRONTEND_DESCRIBE, 'S', st.serverName));
         } else out.push(frame.raw);
-        this.queue.expect('describe');
+        server.queue.expect('describe');
         return;
       }
       case FRONTEND_CLOSE: {
@@ -229,23 +213,23 @@ export class PooledSession implements ServerOwner {
         if (t.target === 'S' && t.name !== '') {
           // The server keeps it for other clients; this client forgets it.
           this.statements.delete(t.name);
-          this.queue.synthesize(CLOSE_COMPLETE);
+          server.queue.synthesize(CLOSE_COMPLETE);
           return;
         }
-        this.queue.expect('close');
+        server.queue.expect('close');
         out.push(frame.raw);
         return;
       }
       case FRONTEND_EXECUTE:
-        this.queue.expect('execute');
+        server.queue.expect('execute');
         out.push(frame.raw);
         return;
       case FRONTEND_SYNC:
-        this.queue.expect('sync');
+        server.queue.expect('sync');
         out.push(frame.raw);
         return;
       case FRONTEND_FUNCTION_CALL:
-        this.queue.expect('function-call');
+        server.queue.expect('function-call');
         out.push(frame.raw);
         return;
       case Frontend.Password:
@@ -260,7 +244,7 @@ export class PooledSession implements ServerOwner {
   private ensurePrepared(st: ClientStatement, server: PooledServer, out: Buffer[]): void {
     if (server.prepared.has(st.serverName)) return;
     server.prepared.add(st.serverName);
-    this.queue.expect('parse', false, () => server.prepared.delete(st.serverName));
+    server.queue.expect('parse', false, () => server.prepared.delete(st.serverName));
     out.push(serializeParse(st.serverName, st.query, st.paramTypes));
   }
 
@@ -273,12 +257,18 @@ export class PooledSession implements ServerOwner {
 
   // ServerOwner
   onServerData(chunk: Buffer): void {
+    const server = this.server;
+    if (!server) return;
     this.socket.cork();
-    this.scanner.scan(chunk, (slice) => this.socket.write(slice));
-    if (this.scanner.atBoundary) this.queue.flushSynthetic((b) => this.socket.write(b));
+    server.scanner.scan(chunk, this.writeToClient);
+    if (server.scanner.atBoundary) server.queue.flushSynthetic(this.writeToClient);
     this.socket.uncork();
     this.maybeDetach();
   }
+
+  private readonly writeToClient = (bytes: Buffer): void => {
+    this.socket.write(bytes);
+  };
 
   onServerClosed(): void {
     this.server = null;
@@ -294,7 +284,7 @@ export class PooledSession implements ServerOwner {
   /** Between transactions, an unpinned client gives its server back. */
   private maybeDetach(): void {
     const server = this.server;
-    if (!server || this.pinned || this.txStatus !== 0x49 || !this.queue.isEmpty || !this.scanner.atBoundary) return;
+    if (!server || this.pinned || server.txStatus !== 0x49 || !server.queue.isEmpty || !server.scanner.atBoundary) return;
     this.server = null;
     this.cancels.attach(this.cancelKey, null);
     this.pool.release(server);
@@ -309,8 +299,8 @@ export class PooledSession implements ServerOwner {
     this.server = null;
     if (server && server.state !== 'closed') {
       server.owner = null;
-      if (!this.queue.isEmpty || !this.scanner.atBoundary) this.pool.discard(server);
-      else this.pool.resetAndRelease(server, this.txStatus !== 0x49, this.pinned);
+      if (!server.queue.isEmpty || !server.scanner.atBoundary) this.pool.discard(server);
+      else this.pool.resetAndRelease(server, server.txStatus !== 0x49, this.pinned);
     }
     this.hooks.onEnd(how);
   }

@@ -9,9 +9,9 @@ import { CancelRegistry } from './cancel-registry.js';
 import { ClientConnection, type ClientState, type PoolDirectory, type ProxyDirectory, type ProxyLimits } from './client-connection.js';
 import { toErrorFields } from './errors.js';
 import { SYNCED_PARAMS } from './pooled-session.js';
-import { PooledServer } from './pooled-server.js';
+import { PooledServer, setParam } from './pooled-server.js';
 import { openWriterSession } from './server-connection.js';
-import { ServerPool, setParam, type PoolStats } from './server-pool.js';
+import { ServerPool, type PoolStats } from './server-pool.js';
 
 export interface EndpointBinding {
   readonly cluster: string;
@@ -107,7 +107,7 @@ export class ProxyServer implements PoolDirectory {
       async () => {
         const s = await openWriterSession(this.directory, cluster, serverParams, Date.now() + this.settings.clientWaitForWriterMs);
         const server = new PooledServer(s.socket, { socketPath: s.socketPath, processId: s.processId, secretKey: s.secretKey });
-        for (const frame of s.parameterFrames) setParam(server, frame.subarray(5));
+        for (const frame of s.parameterFrames) setParam(server.params, frame.subarray(5));
         if (s.leftover.length > 0) server.close();
         return server;
       },

@@ -2,9 +2,8 @@
 // startup options) key, with a bounded, deadline-ordered queue of clients
 // waiting for one. Idle servers are reused last-in first-out (warm caches)
 // and closed after serverIdleTimeoutMs.
-import { BackendScanner } from '../pgwire/backend-scanner.js';
 import { queryMessage } from '../pgwire/extended.js';
-import { PooledServer } from './pooled-server.js';
+import type { PooledServer } from './pooled-server.js';
 
 export interface PoolLimits {
   /** Servers this pool may open. */
@@ -70,6 +69,12 @@ export class ServerPool {
     };
   }
 
+  /** An idle server at once, or null: the hot path, with no promise. */
+  tryAcquire(): PooledServer | null {
+    const s = this.idle.pop();
+    return s ? this.lend(s) : null;
+  }
+
   /** A server for one client. Throws AcquireError or the opener's error. */
   acquire(): Promise<PooledServer> {
     const s = this.idle.pop();
@@ -110,23 +115,13 @@ export class ServerPool {
     const queries = [...(rollback ? ['ROLLBACK'] : []), ...(discardAll ? ['DISCARD ALL'] : [])];
     if (queries.length === 0) return this.release(server);
     server.state = 'resetting';
-    let owed = queries.length;
-    let failed = false;
-    const scanner = new BackendScanner({
-      onMessage: ({ code }) => {
-        if (code === 0x45) failed = true; // 'E'
-        return false;
-      },
-      onInspected: (code, body) => {
-        if (code === 0x5a) owed--; // 'Z'
-        else if (code === 0x53) setParam(server, body); // 'S'
-      },
-    });
+    for (let i = 0; i < queries.length; i++) server.queue.expect('query', false);
     server.owner = {
       onServerData: (chunk) => {
-        scanner.scan(chunk, () => undefined);
-        if (owed > 0) return;
-        if (failed) return server.close();
+        // Nobody reads the replies; an error shows in the final status.
+        server.scanner.scan(chunk, () => undefined);
+        if (!server.queue.isEmpty || !server.scanner.atBoundary) return;
+        if (server.txStatus !== 0x49) return server.close();
         if (discardAll) server.prepared.clear();
         this.release(server);
       },
@@ -184,11 +179,4 @@ export class ServerPool {
     const cutoff = Date.now() - this.limits.serverIdleTimeoutMs;
     for (const s of [...this.idle]) if (s.idleSince < cutoff) s.close();
   }
-}
-
-export function setParam(server: PooledServer, body: Buffer): void {
-  const nameEnd = body.indexOf(0);
-  if (nameEnd < 0) return;
-  const valueEnd = body.indexOf(0, nameEnd + 1);
-  server.params.set(body.toString('utf8', 0, nameEnd), body.toString('utf8', nameEnd + 1, valueEnd < 0 ? body.length : valueEnd));
 }
