@@ -1,5 +1,6 @@
 // The documented shape of `borealis status --json` and GET /v1/status.
 // Scripts rely on it: add fields, never rename or remove them.
+import type { ProxyStats } from '../proxy/proxy-server.js';
 import type { EndpointType, InstanceKind, InstanceRole, InstanceState } from './model.js';
 
 export interface StatusDocument {
@@ -45,22 +46,5 @@ export interface EndpointStatus {
   readonly url: string;
 }
 
-export interface ProxyStatus {
-  /** Client connections by state: startup, tls-handshake, authenticating, connecting, session. */
-  readonly clientsByState: Readonly<Record<string, number>>;
-  /** Clients holding a server for good because of session state. */
-  readonly pinnedClients: number;
-  /** One per (cluster, user, database, startup options). */
-  readonly pools: ReadonlyArray<{
-    readonly cluster: string;
-    readonly user: string;
-    readonly database: string;
-    readonly servers: number;
-    readonly idle: number;
-    readonly active: number;
-    readonly opening: number;
-    /** Clients queued for a server, and the longest wait so far. */
-    readonly waiting: number;
-    readonly waitedMsMax: number;
-  }>;
-}
+/** The proxy's counts; see ProxyStats and PoolStats for each field. */
+export type ProxyStatus = ProxyStats;

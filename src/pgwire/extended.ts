@@ -2,6 +2,7 @@
 // are per client, but servers are shared, so the pooler renames them.
 // https://www.postgresql.org/docs/17/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
 import { ProtocolViolation } from './frame-reader.js';
+import { typedMessage } from './messages.js';
 
 function cstring(body: Buffer, at: number, what: string): [string, number] {
   const end = body.indexOf(0, at);
@@ -26,13 +27,7 @@ export function parseParse(body: Buffer): ParseMessage {
 }
 
 export function serializeParse(statement: string, query: string, paramTypes: Buffer): Buffer {
-  const s = Buffer.from(statement + '\0' + query + '\0', 'utf8');
-  const out = Buffer.allocUnsafe(5 + s.length + paramTypes.length);
-  out[0] = 0x50; // 'P'
-  out.writeInt32BE(4 + s.length + paramTypes.length, 1);
-  s.copy(out, 5);
-  paramTypes.copy(out, 5 + s.length);
-  return out;
+  return typedMessage(0x50 /* 'P' */, Buffer.from(statement + '\0' + query + '\0', 'utf8'), paramTypes);
 }
 
 export interface BindMessage {
@@ -49,13 +44,7 @@ export function parseBind(body: Buffer): BindMessage {
 }
 
 export function serializeBind(portal: string, statement: string, rest: Buffer): Buffer {
-  const names = Buffer.from(portal + '\0' + statement + '\0', 'utf8');
-  const out = Buffer.allocUnsafe(5 + names.length + rest.length);
-  out[0] = 0x42; // 'B'
-  out.writeInt32BE(4 + names.length + rest.length, 1);
-  names.copy(out, 5);
-  rest.copy(out, 5 + names.length);
-  return out;
+  return typedMessage(0x42 /* 'B' */, Buffer.from(portal + '\0' + statement + '\0', 'utf8'), rest);
 }
 
 /** Describe ('D') and Close ('C') share a shape: 'S' or 'P', then a name. */
@@ -73,23 +62,12 @@ export function parseTarget(body: Buffer): TargetMessage {
 }
 
 export function serializeTarget(code: number, target: 'S' | 'P', name: string): Buffer {
-  const n = Buffer.from(target + name + '\0', 'utf8');
-  const out = Buffer.allocUnsafe(5 + n.length);
-  out[0] = code;
-  out.writeInt32BE(4 + n.length, 1);
-  n.copy(out, 5);
-  return out;
+  return typedMessage(code, Buffer.from(target + name + '\0', 'utf8'));
 }
 
-const empty = (code: number): Buffer => Buffer.from([code, 0, 0, 0, 4]);
-export const PARSE_COMPLETE = empty(0x31); // '1'
-export const CLOSE_COMPLETE = empty(0x33); // '3'
+export const PARSE_COMPLETE = typedMessage(0x31); // '1'
+export const CLOSE_COMPLETE = typedMessage(0x33); // '3'
 
 export function queryMessage(sql: string): Buffer {
-  const s = Buffer.from(sql + '\0', 'utf8');
-  const out = Buffer.allocUnsafe(5 + s.length);
-  out[0] = 0x51; // 'Q'
-  out.writeInt32BE(4 + s.length, 1);
-  s.copy(out, 5);
-  return out;
+  return typedMessage(0x51 /* 'Q' */, Buffer.from(sql + '\0', 'utf8'));
 }

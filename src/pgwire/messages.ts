@@ -4,13 +4,19 @@
 import { Auth, Backend, ErrorField, Frontend } from './codes.js';
 import { ProtocolViolation } from './frame-reader.js';
 
-function typed(code: number, payload: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + payload.length);
+/** One typed message: the code, the length word, then the parts in order. */
+export function typedMessage(code: number, ...parts: readonly Buffer[]): Buffer {
+  let length = 4;
+  for (const p of parts) length += p.length;
+  const out = Buffer.allocUnsafe(1 + length);
   out[0] = code;
-  out.writeInt32BE(4 + payload.length, 1);
-  payload.copy(out, 5);
+  out.writeInt32BE(length, 1);
+  let at = 5;
+  for (const p of parts) at += p.copy(out, at);
   return out;
 }
+
+const typed = (code: number, payload: Buffer): Buffer => typedMessage(code, payload);
 
 function int32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);

@@ -29,8 +29,11 @@ export interface ProxySettings extends ProxyLimits {
 }
 
 export interface ProxyStats {
+  /** Client connections by state: startup, tls-handshake, authenticating, connecting, session. */
   readonly clientsByState: Readonly<Record<ClientState, number>>;
+  /** Clients holding a server for good because of session state. */
   readonly pinnedClients: number;
+  /** One per (cluster, user, database, startup options). */
   readonly pools: ReadonlyArray<{ readonly cluster: string; readonly user: string; readonly database: string } & PoolStats>;
 }
 

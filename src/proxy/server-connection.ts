@@ -55,7 +55,8 @@ export function openServerSession(socketPath: string, params: ReadonlyMap<string
       reader.push(chunk);
       try {
         for (let frame = reader.next(); frame; frame = reader.next()) {
-          const whole = Buffer.concat([Buffer.from([frame.code!]), lengthWord(frame.body.length), frame.body]);
+          // Kept until the client is welcomed: a copy, so it does not pin the whole chunk.
+          const whole = Buffer.from(frame.raw);
           switch (frame.code) {
             case Backend.Authentication: {
               const auth = parseAuthentication(frame.body);
@@ -97,11 +98,6 @@ export function openServerSession(socketPath: string, params: ReadonlyMap<string
   });
 }
 
-function lengthWord(bodyLength: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeInt32BE(bodyLength + 4, 0);
-  return b;
-}
 
 /** Pause between attempts to reach a writer that is restarting. */
 const WRITER_RETRY_MS = 100;

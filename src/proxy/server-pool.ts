@@ -31,10 +31,13 @@ interface Waiter {
 }
 
 export interface PoolStats {
+  /** Servers open (idle + active). */
   readonly servers: number;
   readonly idle: number;
+  /** Lent to a client, or being reset. */
   readonly active: number;
   readonly opening: number;
+  /** Clients queued for a server, and the longest wait so far. */
   readonly waiting: number;
   readonly waitedMsMax: number;
 }
