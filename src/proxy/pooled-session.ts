@@ -259,15 +259,15 @@ export class PooledSession implements ServerOwner {
   onServerData(chunk: Buffer): void {
     const server = this.server;
     if (!server) return;
-    this.socket.cork();
-    server.scanner.scan(chunk, this.writeToClient);
-    if (server.scanner.atBoundary) server.queue.flushSynthetic(this.writeToClient);
-    this.socket.uncork();
+    server.scanner.scan(chunk, this.collectForClient);
+    if (server.scanner.atBoundary) server.queue.flushSynthetic(this.collectForClient);
+    // One write per server chunk: usually the chunk itself, untouched.
+    this.flushToClient();
     this.maybeDetach();
   }
 
-  private readonly writeToClient = (bytes: Buffer): void => {
-    this.socket.write(bytes);
+  private readonly collectForClient = (bytes: Buffer): void => {
+    this.toClient.push(bytes);
   };
 
   onServerClosed(): void {
