@@ -5,6 +5,7 @@
 import { createHash, createHmac, pbkdf2Sync, timingSafeEqual } from 'node:crypto';
 
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
+export const SCRAM_SHA_256_PLUS = 'SCRAM-SHA-256-PLUS';
 export const SCRAM_ITERATIONS_DEFAULT = 4096;
 
 export interface ScramVerifier {
@@ -59,7 +60,7 @@ export class ScramFailure extends Error {
 
 type ExchangeState =
   | { readonly step: 'expect-client-first' }
-  | { readonly step: 'expect-client-final'; readonly clientFirstBare: string; readonly serverFirst: string; readonly nonce: string; readonly gs2Header: string }
+  | { readonly step: 'expect-client-final'; readonly clientFirstBare: string; readonly serverFirst: string; readonly nonce: string; readonly expectedC: string }
   | { readonly step: 'done' };
 
 /**
@@ -73,6 +74,11 @@ export class ScramServerExchange {
   constructor(
     private readonly verifier: ScramVerifier,
     private readonly serverNonce: string,
+    /**
+     * tls-server-end-point binding data (RFC 5929: the hash of the server
+     * certificate) when the connection is TLS and -PLUS was offered; null otherwise.
+     */
+    private readonly channelBinding: Buffer | null = null,
   ) {}
 
   /** True once the client-first-message has been taken. */
@@ -80,14 +86,22 @@ export class ScramServerExchange {
     return this.state.step !== 'expect-client-first';
   }
 
-  /** Takes client-first-message, returns server-first-message. */
-  clientFirst(message: string): string {
+  /** Takes client-first-message for `mechanism`, returns server-first-message. */
+  clientFirst(message: string, mechanism: string = SCRAM_SHA_256): string {
     if (this.state.step !== 'expect-client-first') throw new ScramFailure('protocol', 'unexpected SCRAM client-first-message');
     // gs2-header: cbind-flag "," [authzid] ","
-    const match = /^([ny]),(?:a=[^,]*)?,(.*)$/s.exec(message);
-    if (!match) {
-      if (message.startsWith('p=')) throw new ScramFailure('protocol', 'channel binding was not offered by the server');
-      throw new ScramFailure('protocol', 'malformed SCRAM client-first-message');
+    const match = /^(n|y|p=[A-Za-z0-9.-]+),(?:a=[^,]*)?,(.*)$/s.exec(message);
+    if (!match) throw new ScramFailure('protocol', 'malformed SCRAM client-first-message');
+    const flag = match[1]!;
+    if (mechanism === SCRAM_SHA_256_PLUS) {
+      if (!this.channelBinding) throw new ScramFailure('protocol', 'SCRAM-SHA-256-PLUS needs a TLS connection');
+      if (flag !== 'p=tls-server-end-point') throw new ScramFailure('protocol', 'SCRAM-SHA-256-PLUS requires channel binding type tls-server-end-point');
+    } else if (flag.startsWith('p=')) {
+      throw new ScramFailure('protocol', 'channel binding requested with a mechanism that does not use it');
+    } else if (flag === 'y' && this.channelBinding) {
+      // The client thinks the server cannot bind, but it offered -PLUS: a
+      // man in the middle removed it from the list (RFC 5802, section 6).
+      throw new ScramFailure('protocol', 'SCRAM channel binding negotiation error');
     }
     const clientFirstBare = match[2]!;
     const attrs = /^(?:m=[^,]*,)?n=[^,]*,r=([\x21-\x2b\x2d-\x7e]+)(?:,.*)?$/s.exec(clientFirstBare);
@@ -96,7 +110,9 @@ export class ScramServerExchange {
     const gs2Header = message.slice(0, message.length - clientFirstBare.length);
     const nonce = attrs[1]! + this.serverNonce;
     const serverFirst = `r=${nonce},s=${this.verifier.salt.toString('base64')},i=${this.verifier.iterations}`;
-    this.state = { step: 'expect-client-final', clientFirstBare, serverFirst, nonce, gs2Header };
+    const binding = flag.startsWith('p=') ? this.channelBinding! : Buffer.alloc(0);
+    const expectedC = Buffer.concat([Buffer.from(gs2Header, 'latin1'), binding]).toString('base64');
+    this.state = { step: 'expect-client-final', clientFirstBare, serverFirst, nonce, expectedC };
     return serverFirst;
   }
 
@@ -107,9 +123,7 @@ export class ScramServerExchange {
     this.state = { step: 'done' };
     const match = /^c=([A-Za-z0-9+/=]*),r=([^,]*)(?:,[^p][^,]*)*,p=([A-Za-z0-9+/=]+)$/s.exec(message);
     if (!match) throw new ScramFailure('protocol', 'malformed SCRAM client-final-message');
-    if (Buffer.from(match[1]!, 'base64').toString('latin1') !== s.gs2Header) {
-      throw new ScramFailure('protocol', 'SCRAM channel binding check failed');
-    }
+    if (match[1] !== s.expectedC) throw new ScramFailure('protocol', 'SCRAM channel binding check failed');
     if (match[2] !== s.nonce) throw new ScramFailure('protocol', 'SCRAM nonce mismatch');
     const proof = Buffer.from(match[3]!, 'base64');
     if (proof.length !== 32) throw new ScramFailure('protocol', 'malformed SCRAM proof');

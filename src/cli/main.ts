@@ -106,6 +106,22 @@ cluster
     process.stdout.write(opts.json ? JSON.stringify(c, null, 2) + '\n' : describeCluster(c));
   });
 cluster
+  .command('modify <name>')
+  .description("change a cluster's access rules (applies to new connections)")
+  .option('--allow <cidrs>', 'comma-separated CIDR ranges allowed to connect (replaces the list)')
+  .option('--allow-any', 'allow every source address (empty allow-list)')
+  .option('--require-tls', 'refuse plaintext connections')
+  .option('--no-require-tls', 'accept plaintext connections')
+  .action(async (name: string, opts: { allow?: string; allowAny?: boolean; requireTls?: boolean }) => {
+    const body: { allowedCidrs?: string[]; requireTls?: boolean } = {};
+    if (opts.allow !== undefined && opts.allowAny) throw new Error('--allow and --allow-any contradict each other');
+    if (opts.allow !== undefined) body.allowedCidrs = opts.allow.split(',').map((c) => c.trim()).filter((c) => c !== '');
+    if (opts.allowAny) body.allowedCidrs = [];
+    if (opts.requireTls !== undefined) body.requireTls = opts.requireTls;
+    const c = await ApiClient.connect(home()).request<ClusterStatus>('PATCH', `/v1/clusters/${encodeURIComponent(name)}`, body);
+    process.stdout.write(describeCluster(c));
+  });
+cluster
   .command('delete <name>')
   .description('delete a cluster and all of its data')
   .requiredOption('--yes', 'confirm that the data is to be destroyed')
@@ -151,6 +167,7 @@ function describeCluster(c: ClusterStatus): string {
   const lines = [`cluster ${c.name}: ${c.status} (PostgreSQL ${c.engineVersion}, master user ${c.masterUsername})`];
   for (const i of c.instances) lines.push(`  instance ${i.id}  ${i.role}  ${i.kind}  ${i.state}  ${i.capacityAcu} ACU${i.pid ? `  pid ${i.pid}` : ''}`);
   for (const e of c.endpoints) lines.push(`  endpoint ${e.type}  ${e.url}`);
+  lines.push(`  access   ${c.access.allowedCidrs.length ? c.access.allowedCidrs.join(', ') : 'any source'}; TLS ${c.access.requireTls ? 'required' : 'optional'}`);
   return lines.join('\n') + '\n';
 }
 

@@ -22,6 +22,8 @@ export interface Settings {
   clientQueueTimeoutMs: number;
   clientIdleTimeoutMs: number;
   serverIdleTimeoutMs: number;
+  authFailuresPerSourceMax: number;
+  authFailureWindowMs: number;
   clientAuthTimeoutMs: number;
   clientWaitForWriterMs: number;
   engineStartTimeoutMs: number;
@@ -63,6 +65,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'clientQueueTimeoutMs', env: 'BOREALIS_CLIENT_QUEUE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'How long a client waits for a server connection before it gets 53300.' },
   { key: 'clientIdleTimeoutMs', env: 'BOREALIS_CLIENT_IDLE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 0, doc: 'Close clients that hold no server and have been silent this long (57P05); 0 keeps them.' },
   { key: 'serverIdleTimeoutMs', env: 'BOREALIS_SERVER_IDLE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Close pooled server connections unused this long.' },
+  { key: 'authFailuresPerSourceMax', env: 'BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX', kind: 'integer', defaultValue: () => 20, doc: 'Failed authentications one source address may make within authFailureWindowMs before it is refused (28000); 0 disables.' },
+  { key: 'authFailureWindowMs', env: 'BOREALIS_AUTH_FAILURE_WINDOW_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Sliding window for authFailuresPerSourceMax.' },
   { key: 'clientAuthTimeoutMs', env: 'BOREALIS_CLIENT_AUTH_TIMEOUT_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Time a client has to complete startup and authentication (PostgreSQL: authentication_timeout).' },
   { key: 'clientWaitForWriterMs', env: 'BOREALIS_CLIENT_WAIT_FOR_WRITER_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'How long an authenticated client is held while its writer starts or restarts before it gets 57P03.' },
   { key: 'engineStartTimeoutMs', env: 'BOREALIS_ENGINE_START_TIMEOUT_MS', kind: 'integer', defaultValue: () => 120_000, doc: 'Longest wait for PostgreSQL to accept connections after it is started (includes crash recovery).' },

@@ -56,6 +56,22 @@ export class ApiServer {
           return [200, { deleted: decodeURIComponent(m[1]!) }];
         },
       },
+      {
+        method: 'PATCH',
+        pattern: /^\/v1\/clusters\/([^/]+)$/,
+        handler: (m, body) => {
+          const input = asObject(body);
+          const name = decodeURIComponent(m[1]!);
+          const cidrs = input.allowedCidrs;
+          if (cidrs !== undefined && (!Array.isArray(cidrs) || !cidrs.every((c) => typeof c === 'string'))) {
+            throw new HttpError(400, 'InvalidParameterValue', 'allowedCidrs must be an array of CIDR strings');
+          }
+          const requireTls = input.requireTls;
+          if (requireTls !== undefined && typeof requireTls !== 'boolean') throw new HttpError(400, 'InvalidParameterValue', 'requireTls must be a boolean');
+          supervisor.modifyClusterAccess(name, { ...(cidrs ? { allowedCidrs: cidrs } : {}), ...(requireTls !== undefined ? { requireTls } : {}) });
+          return [200, this.findCluster(name)];
+        },
+      },
       { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)\/credentials$/, handler: (m) => [200, supervisor.credentials(decodeURIComponent(m[1]!))] },
       {
         method: 'GET',

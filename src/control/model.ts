@@ -18,6 +18,13 @@ export interface ClusterRecord {
   readonly createdAt: string;
 }
 
+/** Who may connect to a cluster (Aurora's security group and TLS requirement). */
+export interface ClusterAccess {
+  /** CIDR ranges allowed to connect; empty allows every source. */
+  readonly allowedCidrs: readonly string[];
+  readonly requireTls: boolean;
+}
+
 export interface InstanceRecord {
   readonly id: string;
   readonly cluster: string;
@@ -56,4 +63,16 @@ export function validateClusterName(name: string): string | null {
 /** PostgreSQL role names Borealis accepts for users it manages. */
 export function validateUsername(name: string): string | null {
   return /^[a-z_][a-z0-9_]{0,62}$/.test(name) ? null : 'user names are 1-63 lowercase letters, digits or underscores, not starting with a digit';
+}
+
+/** Validates an IPv4 or IPv6 CIDR range such as 10.0.0.0/8 or ::1/128. */
+export function validateCidr(cidr: string): string | null {
+  const m = /^([0-9a-fA-F:.]+)\/(\d{1,3})$/.exec(cidr);
+  if (!m) return `"${cidr}" is not a CIDR range (address/prefix)`;
+  const isV4 = /^\d{1,3}(\.\d{1,3}){3}$/.test(m[1]!) && m[1]!.split('.').every((o) => Number(o) <= 255);
+  const isV6 = !isV4 && m[1]!.includes(':');
+  const prefix = Number(m[2]);
+  if (!isV4 && !isV6) return `"${cidr}" has no valid address`;
+  if (prefix > (isV4 ? 32 : 128)) return `"${cidr}" has a prefix longer than the address`;
+  return null;
 }

@@ -1,7 +1,7 @@
 // The documented shape of `borealis status --json` and GET /v1/status.
 // Scripts rely on it: add fields, never rename or remove them.
 import type { ProxyStats } from '../proxy/proxy-server.js';
-import type { EndpointType, InstanceKind, InstanceRole, InstanceState } from './model.js';
+import type { ClusterAccess, EndpointType, InstanceKind, InstanceRole, InstanceState } from './model.js';
 
 export interface StatusDocument {
   /** Shape version; bumped only for incompatible changes. */
@@ -24,6 +24,8 @@ export interface ClusterStatus {
   readonly status: InstanceState | 'no-writer';
   readonly instances: readonly InstanceStatus[];
   readonly endpoints: readonly EndpointStatus[];
+  /** Who may connect: CIDR allow-list (empty = any source) and whether TLS is required. */
+  readonly access: ClusterAccess;
 }
 
 export interface InstanceStatus {

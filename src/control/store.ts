@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import type { ClusterRecord, EndpointRecord, EndpointType, EventRecord, InstanceRecord } from './model.js';
+import type { ClusterAccess, ClusterRecord, EndpointRecord, EndpointType, EventRecord, InstanceRecord } from './model.js';
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE clusters (
@@ -51,6 +51,8 @@ const MIGRATIONS: readonly string[] = [
      kind TEXT NOT NULL,
      message TEXT NOT NULL
    );`,
+  `ALTER TABLE clusters ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT '[]';
+   ALTER TABLE clusters ADD COLUMN require_tls INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -97,6 +99,15 @@ export class Store {
     return (this.db
       .prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters WHERE name = ?')
       .get(name) as ClusterRecord | undefined) ?? null;
+  }
+
+  getClusterAccess(name: string): ClusterAccess | null {
+    const row = this.db.prepare('SELECT allowed_cidrs AS cidrs, require_tls AS tls FROM clusters WHERE name = ?').get(name) as { cidrs: string; tls: number } | undefined;
+    return row ? { allowedCidrs: JSON.parse(row.cidrs) as string[], requireTls: row.tls === 1 } : null;
+  }
+
+  setClusterAccess(name: string, access: ClusterAccess): void {
+    this.db.prepare('UPDATE clusters SET allowed_cidrs = ?, require_tls = ? WHERE name = ?').run(JSON.stringify(access.allowedCidrs), access.requireTls ? 1 : 0, name);
   }
 
   insertCluster(c: ClusterRecord): void {

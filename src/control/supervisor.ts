@@ -11,11 +11,12 @@ import { LocalInstance } from '../compute/local-instance.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
 import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
+import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
 import type { ProxyDirectory } from '../proxy/client-connection.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
-import { validateClusterName, validateUsername, type ClusterRecord } from './model.js';
+import { validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, StatusDocument } from './status.js';
 import { Store } from './store.js';
@@ -53,6 +54,7 @@ export class Supervisor implements ProxyDirectory {
   private identity: ProcessIdentity | null = null;
   private proxy!: ProxyServer;
   private readonly instances = new Map<string, LocalInstance>();
+  private readonly accessPolicies = new Map<string, AccessPolicy>();
   private readonly startedAt = new Date().toISOString();
   private apiUrl = '';
   private shuttingDown = false;
@@ -214,6 +216,7 @@ export class Supervisor implements ProxyDirectory {
       fs.rmSync(this.paths.instanceDir(record.id), { recursive: true, force: true });
     }
     this.store.deleteCluster(name);
+    this.accessPolicies.delete(name);
     this.event('cluster', name, 'deleted', 'cluster deleted');
   }
 
@@ -227,6 +230,32 @@ export class Supervisor implements ProxyDirectory {
   }
 
   // ProxyDirectory
+  accessPolicy(cluster: string): AccessPolicy {
+    let policy = this.accessPolicies.get(cluster);
+    if (!policy) {
+      const access = this.store.getClusterAccess(cluster);
+      policy = access ? compileAccessPolicy(access) : OPEN_POLICY;
+      this.accessPolicies.set(cluster, policy);
+    }
+    return policy;
+  }
+
+  /** Changes who may connect; applies to the next connection. */
+  modifyClusterAccess(name: string, change: { allowedCidrs?: readonly string[]; requireTls?: boolean }): ClusterAccess {
+    const current = this.store.getClusterAccess(name);
+    if (!current) throw new ControlError('not-found', `cluster "${name}" does not exist`);
+    for (const cidr of change.allowedCidrs ?? []) {
+      const error = validateCidr(cidr);
+      if (error) throw new ControlError('invalid', error);
+    }
+    const next: ClusterAccess = { allowedCidrs: change.allowedCidrs ?? current.allowedCidrs, requireTls: change.requireTls ?? current.requireTls };
+    this.store.setClusterAccess(name, next);
+    this.accessPolicies.delete(name);
+    const cidrs = next.allowedCidrs.length ? next.allowedCidrs.join(', ') : 'any source';
+    this.event('cluster', name, 'modified', `access: ${cidrs}; TLS ${next.requireTls ? 'required' : 'optional'}`);
+    return next;
+  }
+
   userVerifier(cluster: string, user: string): ScramVerifier | null {
     const text = this.store.getUserVerifier(cluster, user);
     return text ? parseVerifier(text) : null;
@@ -276,6 +305,7 @@ export class Supervisor implements ProxyDirectory {
           port: e.port,
           url: `postgres://${encodeURIComponent(c.masterUsername)}@${host}:${e.port}/postgres`,
         })),
+        access: this.store.getClusterAccess(c.name) ?? { allowedCidrs: [], requireTls: false },
       };
     });
     return {

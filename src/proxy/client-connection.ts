@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
-import { SCRAM_SHA_256, ScramFailure, ScramServerExchange, mockVerifier, type ScramVerifier } from '../auth/scram.js';
+import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramFailure, ScramServerExchange, mockVerifier, type ScramVerifier } from '../auth/scram.js';
 import { Frontend } from '../pgwire/codes.js';
 import { FrameReader, ProtocolViolation, type Frame } from '../pgwire/frame-reader.js';
 import {
@@ -20,6 +20,8 @@ import {
 } from '../pgwire/messages.js';
 import { parseStartupPacket, serializeCancelRequest, type StartupPacket } from '../pgwire/startup.js';
 import type { Logger } from '../util/logger.js';
+import type { AccessPolicy } from './access-policy.js';
+import type { AuthThrottle } from './auth-throttle.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import { toErrorFields, type ProxyFailure } from './errors.js';
 import { PooledSession, SYNCED_PARAMS } from './pooled-session.js';
@@ -31,6 +33,7 @@ export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'conn
 /** What the front door needs to know from the control plane. */
 export interface ProxyDirectory extends WriterLocator {
   userVerifier(cluster: string, user: string): ScramVerifier | null;
+  accessPolicy(cluster: string): AccessPolicy;
 }
 
 export interface ProxyLimits {
@@ -50,6 +53,9 @@ export interface ClientContext {
   readonly cluster: string;
   readonly limits: ProxyLimits;
   readonly secureContext: tls.SecureContext;
+  /** tls-server-end-point channel binding data: the SHA-256 of the certificate. */
+  readonly certificateHash: Buffer;
+  readonly throttle: AuthThrottle;
   readonly cancels: CancelRegistry;
   readonly directory: ProxyDirectory;
   readonly pools: PoolDirectory;
@@ -73,12 +79,19 @@ export class ClientConnection {
   private session: PooledSession | null = null;
   private cancelKey: ClientKey | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
+  private readonly policy: AccessPolicy;
+  /** Whether the source address passes the cluster's allow-list. */
+  private readonly sourceAllowed: boolean;
+  private readonly source: string;
 
   constructor(
     private readonly raw: net.Socket,
     private readonly ctx: ClientContext,
   ) {
     this.socket = raw;
+    this.source = raw.remoteAddress ?? 'unknown';
+    this.policy = ctx.directory.accessPolicy(ctx.cluster);
+    this.sourceAllowed = this.policy.allows(raw.remoteAddress);
     this.reader = new FrameReader('startup', ctx.limits.startupPacketBytesMax);
     this.authTimer = setTimeout(() => this.fail({ kind: 'auth-timeout' }), ctx.limits.clientAuthTimeoutMs);
     raw.setNoDelay(true);
@@ -111,7 +124,10 @@ export class ClientConnection {
     } catch (err) {
       if (err instanceof ProtocolViolation) this.fail({ kind: 'protocol-violation', detail: err.message });
       else if (err instanceof ScramFailure) {
-        this.fail(err.kind === 'auth' ? { kind: 'auth-failed', user: this.params.get('user') ?? '' } : { kind: 'protocol-violation', detail: err.message });
+        if (err.kind === 'auth') {
+          this.ctx.throttle.recordFailure(this.source, Date.now());
+          this.fail({ kind: 'auth-failed', user: this.params.get('user') ?? '' });
+        } else this.fail({ kind: 'protocol-violation', detail: err.message });
       } else throw err;
     }
   }
@@ -138,16 +154,25 @@ export class ClientConnection {
         this.close();
         return;
       case 'startup': {
+        const cluster = this.ctx.cluster;
+        // Refused sources still get their TLS handshake first, so that a
+        // client requiring TLS sees this refusal and not a TLS failure.
+        if (!this.sourceAllowed) return this.fail({ kind: 'source-not-allowed', cluster, source: this.source });
+        if (this.policy.requireTls && this.socket === this.raw) return this.fail({ kind: 'tls-required', cluster });
+        const retryAfterMs = this.ctx.throttle.retryAfterMs(this.source, Date.now());
+        if (retryAfterMs > 0) return this.fail({ kind: 'auth-throttled', source: this.source, retryAfterMs });
         if (packet.params.has('replication')) return this.fail({ kind: 'unsupported', what: 'a replication connection' });
         const params = new Map(packet.params);
         if (!params.get('database')) params.set('database', params.get('user')!);
         this.params = params;
         const user = params.get('user')!;
         const verifier = this.ctx.directory.userVerifier(this.ctx.cluster, user) ?? mockVerifier(user, this.ctx.mockSecret);
-        this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'));
+        // Over TLS, -PLUS (channel binding) is offered first.
+        const tlsUp = this.socket !== this.raw;
+        this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
         this.reader.setFraming('typed', this.ctx.limits.messageBytesMax);
         this.setState('authenticating');
-        this.socket.write(authenticationSasl([SCRAM_SHA_256]));
+        this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
         return;
       }
     }
@@ -173,8 +198,9 @@ export class ClientConnection {
     const exchange = this.exchange!;
     if (!exchange.started) {
       const initial = parseSaslInitialResponse(frame.body);
-      if (initial.mechanism !== SCRAM_SHA_256) throw new ProtocolViolation(`SASL mechanism ${initial.mechanism} was not offered`);
-      this.socket.write(authenticationSaslContinue(Buffer.from(exchange.clientFirst(initial.data.toString('utf8')), 'utf8')));
+      const offered = initial.mechanism === SCRAM_SHA_256 || (initial.mechanism === SCRAM_SHA_256_PLUS && this.socket !== this.raw);
+      if (!offered) throw new ProtocolViolation(`SASL mechanism ${initial.mechanism} was not offered`);
+      this.socket.write(authenticationSaslContinue(Buffer.from(exchange.clientFirst(initial.data.toString('utf8'), initial.mechanism), 'utf8')));
       return;
     }
     const serverFinal = exchange.clientFinal(frame.body.toString('utf8'));

@@ -17,6 +17,9 @@ export type ProxyFailure =
   | { readonly kind: 'too-many-clients'; readonly limit: number }
   | { readonly kind: 'message-too-large'; readonly detail: string }
   | { readonly kind: 'client-idle-timeout' }
+  | { readonly kind: 'source-not-allowed'; readonly cluster: string; readonly source: string }
+  | { readonly kind: 'tls-required'; readonly cluster: string }
+  | { readonly kind: 'auth-throttled'; readonly source: string; readonly retryAfterMs: number }
   | { readonly kind: 'shutting-down' };
 
 export function toErrorFields(f: ProxyFailure): ErrorFields {
@@ -57,6 +60,12 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       return { severity: 'FATAL', code: '54000', message: f.detail };
     case 'client-idle-timeout':
       return { severity: 'FATAL', code: '57P05', message: 'terminating connection due to idle timeout' };
+    case 'source-not-allowed':
+      return { severity: 'FATAL', code: '28000', message: `connections from ${f.source} are not allowed to cluster "${f.cluster}"`, hint: 'Add the address to the cluster\'s allow-list: borealis cluster modify --allow CIDR.' };
+    case 'tls-required':
+      return { severity: 'FATAL', code: '28000', message: `cluster "${f.cluster}" requires TLS`, hint: 'Connect with sslmode=require (or stronger).' };
+    case 'auth-throttled':
+      return { severity: 'FATAL', code: '28000', message: `too many failed authentication attempts from ${f.source}; try again in ${Math.ceil(f.retryAfterMs / 1000)} s` };
     case 'shutting-down':
       return { severity: 'FATAL', code: '57P01', message: 'terminating connection because Borealis is shutting down' };
   }

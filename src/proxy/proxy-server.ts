@@ -1,10 +1,11 @@
 // The front door's listeners (one TCP port per endpoint), its pools, and
 // the counts that status and metrics show.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { errorResponse } from '../pgwire/messages.js';
 import type { Logger } from '../util/logger.js';
+import { AuthThrottle } from './auth-throttle.js';
 import { CancelRegistry } from './cancel-registry.js';
 import { ClientConnection, type ClientState, type PoolDirectory, type ProxyDirectory, type ProxyLimits } from './client-connection.js';
 import { toErrorFields } from './errors.js';
@@ -26,6 +27,8 @@ export interface ProxySettings extends ProxyLimits {
   readonly clientQueueMax: number;
   readonly clientQueueTimeoutMs: number;
   readonly serverIdleTimeoutMs: number;
+  readonly authFailuresPerSourceMax: number;
+  readonly authFailureWindowMs: number;
 }
 
 export interface ProxyStats {
@@ -46,6 +49,8 @@ export class ProxyServer implements PoolDirectory {
   private readonly pools = new Map<string, { pool: ServerPool; cluster: string; user: string; database: string }>();
   private readonly cancels = new CancelRegistry();
   private readonly secureContext: tls.SecureContext;
+  private readonly certificateHash: Buffer;
+  private readonly throttle: AuthThrottle;
   private readonly mockSecret = randomBytes(32);
   private readonly clientsByState: Record<ClientState, number> = { startup: 0, 'tls-handshake': 0, authenticating: 0, connecting: 0, session: 0, closed: 0 };
   private pinnedClients = 0;
@@ -57,6 +62,9 @@ export class ProxyServer implements PoolDirectory {
     private readonly log: Logger,
   ) {
     this.secureContext = tls.createSecureContext({ key: tlsMaterial.key, cert: tlsMaterial.cert, minVersion: 'TLSv1.2' });
+    // RFC 5929: the certificate's hash with its signature's hash (SHA-256 here).
+    this.certificateHash = createHash('sha256').update(new X509Certificate(tlsMaterial.cert).raw).digest();
+    this.throttle = new AuthThrottle({ failuresMax: settings.authFailuresPerSourceMax, windowMs: settings.authFailureWindowMs, sourcesMax: 100_000 });
   }
 
   async listen(binding: EndpointBinding): Promise<void> {
@@ -137,6 +145,8 @@ export class ProxyServer implements PoolDirectory {
       cluster: binding.cluster,
       limits: this.settings,
       secureContext: this.secureContext,
+      certificateHash: this.certificateHash,
+      throttle: this.throttle,
       cancels: this.cancels,
       directory: this.directory,
       pools: this,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
 import { test } from 'node:test';
 import { deriveVerifier, formatVerifier, mockVerifier, parseVerifier, ScramFailure, ScramServerExchange } from '../../src/auth/scram.js';
 
@@ -61,4 +62,42 @@ test('verifiers round-trip through PostgreSQL\'s text form', () => {
   assert.deepEqual(parseVerifier(text), v);
   assert.throws(() => parseVerifier('md5abcdef'), /not a SCRAM-SHA-256 verifier/);
   assert.throws(() => parseVerifier('SCRAM-SHA-256$4096:AAAA$AAAA:AAAA'), /malformed/);
+});
+
+/** The client side of SCRAM, enough to produce a proof for any gs2 header. */
+function clientFinalFor(password: string, clientFirstBare: string, serverFirst: string, cValue: string): string {
+  const attrs = new Map(serverFirst.split(',').map((kv) => [kv[0]!, kv.slice(2)]));
+  const salted = pbkdf2Sync(password, Buffer.from(attrs.get('s') ?? '', 'base64'), Number(attrs.get('i')), 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const withoutProof = `c=${cValue},r=${attrs.get('r') ?? ''}`;
+  const signature = createHmac('sha256', storedKey).update(`${clientFirstBare},${serverFirst},${withoutProof}`).digest();
+  const proof = Buffer.from(clientKey.map((byte, i) => byte ^ signature[i]!));
+  return `${withoutProof},p=${proof.toString('base64')}`;
+}
+
+test('SCRAM-SHA-256-PLUS verifies the tls-server-end-point binding', () => {
+  const certHash = Buffer.alloc(32, 0xab);
+  const verifier = deriveVerifier('pencil', salt, 4096);
+  const header = 'p=tls-server-end-point,,';
+  const bare = 'n=,r=clientnonce';
+  const good = new ScramServerExchange(verifier, 'servernonce', certHash);
+  const sf = good.clientFirst(header + bare, 'SCRAM-SHA-256-PLUS');
+  const c = Buffer.concat([Buffer.from(header), certHash]).toString('base64');
+  assert.match(good.clientFinal(clientFinalFor('pencil', bare, sf, c)), /^v=/);
+  // Binding data from another certificate (a man in the middle) fails.
+  const bad = new ScramServerExchange(verifier, 'servernonce', certHash);
+  const sf2 = bad.clientFirst(header + bare, 'SCRAM-SHA-256-PLUS');
+  const wrongC = Buffer.concat([Buffer.from(header), Buffer.alloc(32, 0xcd)]).toString('base64');
+  assert.throws(() => bad.clientFinal(clientFinalFor('pencil', bare, sf2, wrongC)), /channel binding check failed/);
+});
+
+test('channel binding negotiation: downgrade and misuse are refused', () => {
+  const verifier = deriveVerifier('pencil', salt, 4096);
+  // 'y' while the server offered -PLUS: someone stripped it from the list.
+  assert.throws(() => new ScramServerExchange(verifier, 'n', Buffer.alloc(32)).clientFirst('y,,n=,r=abc'), /negotiation error/);
+  // -PLUS without TLS, or with another binding type.
+  assert.throws(() => new ScramServerExchange(verifier, 'n', null).clientFirst('p=tls-server-end-point,,n=,r=abc', 'SCRAM-SHA-256-PLUS'), /needs a TLS/);
+  assert.throws(() => new ScramServerExchange(verifier, 'n', Buffer.alloc(32)).clientFirst('p=tls-unique,,n=,r=abc', 'SCRAM-SHA-256-PLUS'), /tls-server-end-point/);
+  assert.throws(() => new ScramServerExchange(verifier, 'n', Buffer.alloc(32)).clientFirst('n,,n=,r=abc', 'SCRAM-SHA-256-PLUS'), /tls-server-end-point/);
 });
