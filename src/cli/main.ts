@@ -130,6 +130,38 @@ cluster
     process.stdout.write(`Deleted cluster ${name}.\n`);
   });
 
+const user = program.command('user').description('database users');
+user
+  .command('create <name>')
+  .description('create a database user with a password, or for IAM authentication')
+  .requiredOption('--cluster <cluster>', 'cluster')
+  .option('--password <password>', 'password (SCRAM-SHA-256)')
+  .option('--iam', 'authenticate with IAM tokens signed by a Borealis access key (TLS required)')
+  .action(async (name: string, opts: { cluster: string; password?: string; iam?: boolean }) => {
+    if (Boolean(opts.iam) === (opts.password !== undefined)) throw new Error('give exactly one of --password or --iam');
+    await ApiClient.connect(home()).request('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users`, opts.iam ? { name, iam: true } : { name, password: opts.password });
+    process.stdout.write(`Created user ${name} in cluster ${opts.cluster} (${opts.iam ? 'IAM' : 'password'} authentication).\n`);
+  });
+
+const accessKey = program.command('access-key').description('access keys for SigV4 (IAM database tokens, the Data API)');
+accessKey
+  .command('create')
+  .option('--description <text>', 'what the key is for', '')
+  .option('--json', 'print JSON')
+  .action(async (opts: { description: string; json?: boolean }) => {
+    const key = await ApiClient.connect(home()).request<{ accessKeyId: string; secretAccessKey: string }>('POST', '/v1/access-keys', { description: opts.description });
+    if (opts.json) process.stdout.write(JSON.stringify(key) + '\n');
+    else process.stdout.write(`AccessKeyId:     ${key.accessKeyId}\nSecretAccessKey: ${key.secretAccessKey}\n(the secret is shown only now)\n`);
+  });
+accessKey.command('list').action(async () => {
+  const { accessKeys } = await ApiClient.connect(home()).request<{ accessKeys: Array<{ id: string; description: string; createdAt: string }> }>('GET', '/v1/access-keys');
+  for (const k of accessKeys) process.stdout.write(`${k.id}\t${k.createdAt}\t${k.description}\n`);
+});
+accessKey.command('delete <id>').action(async (id: string) => {
+  await ApiClient.connect(home()).request('DELETE', `/v1/access-keys/${encodeURIComponent(id)}`);
+  process.stdout.write(`Deleted access key ${id}.\n`);
+});
+
 program
   .command('events')
   .description('recent events, newest first')

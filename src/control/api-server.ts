@@ -74,6 +74,34 @@ export class ApiServer {
       },
       { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)\/credentials$/, handler: (m) => [200, supervisor.credentials(decodeURIComponent(m[1]!))] },
       {
+        method: 'POST',
+        pattern: /^\/v1\/clusters\/([^/]+)\/users$/,
+        handler: async (m, body) => {
+          const input = asObject(body);
+          const name = optionalString(input, 'name');
+          if (!name) throw new HttpError(400, 'InvalidParameterValue', 'name is required');
+          const password = optionalString(input, 'password');
+          const iam = input.iam === true;
+          if (iam === (password !== undefined)) throw new HttpError(400, 'InvalidParameterValue', 'give exactly one of password or iam: true');
+          await supervisor.createUser(decodeURIComponent(m[1]!), name, password !== undefined ? { password } : { iam: true });
+          return [201, { name, auth: iam ? 'iam' : 'password' }];
+        },
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/access-keys$/,
+        handler: (_m, body) => [201, supervisor.createAccessKey(optionalString(asObject(body), 'description') ?? '')],
+      },
+      { method: 'GET', pattern: /^\/v1\/access-keys$/, handler: () => [200, { accessKeys: supervisor.listAccessKeys() }] },
+      {
+        method: 'DELETE',
+        pattern: /^\/v1\/access-keys\/([^/]+)$/,
+        handler: (m) => {
+          supervisor.deleteAccessKey(decodeURIComponent(m[1]!));
+          return [200, { deleted: decodeURIComponent(m[1]!) }];
+        },
+      },
+      {
         method: 'GET',
         pattern: /^\/v1\/events$/,
         handler: (_m, _b, url) => {

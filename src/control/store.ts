@@ -53,6 +53,13 @@ const MIGRATIONS: readonly string[] = [
    );`,
   `ALTER TABLE clusters ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT '[]';
    ALTER TABLE clusters ADD COLUMN require_tls INTEGER NOT NULL DEFAULT 0;`,
+  `ALTER TABLE users ADD COLUMN auth TEXT NOT NULL DEFAULT 'password' CHECK (auth IN ('password', 'iam'));
+   CREATE TABLE access_keys (
+     id TEXT PRIMARY KEY,
+     sealed_secret TEXT NOT NULL,
+     description TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -145,15 +152,36 @@ export class Store {
     this.db.prepare('INSERT INTO endpoints (cluster, type, port) VALUES (?, ?, ?)').run(cluster, type, port);
   }
 
-  getUserVerifier(cluster: string, name: string): string | null {
-    const row = this.db.prepare('SELECT scram_verifier AS v FROM users WHERE cluster = ? AND name = ?').get(cluster, name) as { v: string } | undefined;
-    return row?.v ?? null;
+  upsertUser(cluster: string, name: string, verifier: string, auth: 'password' | 'iam' = 'password'): void {
+    this.db
+      .prepare('INSERT INTO users (cluster, name, scram_verifier, auth) VALUES (?, ?, ?, ?) ON CONFLICT (cluster, name) DO UPDATE SET scram_verifier = excluded.scram_verifier, auth = excluded.auth')
+      .run(cluster, name, verifier, auth);
   }
 
-  upsertUser(cluster: string, name: string, verifier: string): void {
-    this.db
-      .prepare('INSERT INTO users (cluster, name, scram_verifier) VALUES (?, ?, ?) ON CONFLICT (cluster, name) DO UPDATE SET scram_verifier = excluded.scram_verifier')
-      .run(cluster, name, verifier);
+  getUser(cluster: string, name: string): { auth: 'password' | 'iam'; verifier: string } | null {
+    const row = this.db.prepare('SELECT auth, scram_verifier AS verifier FROM users WHERE cluster = ? AND name = ?').get(cluster, name) as { auth: 'password' | 'iam'; verifier: string } | undefined;
+    return row ?? null;
+  }
+
+  listUsers(cluster: string): Array<{ name: string; auth: 'password' | 'iam' }> {
+    return this.db.prepare('SELECT name, auth FROM users WHERE cluster = ? ORDER BY name').all(cluster) as Array<{ name: string; auth: 'password' | 'iam' }>;
+  }
+
+  insertAccessKey(id: string, secret: string, description: string): void {
+    this.db.prepare('INSERT INTO access_keys (id, sealed_secret, description, created_at) VALUES (?, ?, ?, ?)').run(id, this.seal(secret), description, new Date().toISOString());
+  }
+
+  getAccessKeySecret(id: string): string | null {
+    const row = this.db.prepare('SELECT sealed_secret AS s FROM access_keys WHERE id = ?').get(id) as { s: string } | undefined;
+    return row ? this.unseal(row.s) : null;
+  }
+
+  listAccessKeys(): Array<{ id: string; description: string; createdAt: string }> {
+    return this.db.prepare('SELECT id, description, created_at AS createdAt FROM access_keys ORDER BY created_at').all() as Array<{ id: string; description: string; createdAt: string }>;
+  }
+
+  deleteAccessKey(id: string): boolean {
+    return this.db.prepare('DELETE FROM access_keys WHERE id = ?').run(id).changes > 0;
   }
 
   insertSecret(arn: string, cluster: string, username: string, value: Record<string, string>): void {

@@ -6,13 +6,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
-import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT, type ScramVerifier } from '../auth/scram.js';
+import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT } from '../auth/scram.js';
 import { LocalInstance } from '../compute/local-instance.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
 import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
 import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
-import type { ProxyDirectory } from '../proxy/client-connection.js';
+import type { ProxyDirectory, UserAuth } from '../proxy/client-connection.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
@@ -191,12 +191,18 @@ export class Supervisor implements ProxyDirectory {
 
   /** The role's password inside postgres carries the same SCRAM verifier. */
   private async syncRolePassword(cluster: string, username: string, verifier: string): Promise<void> {
+    await this.withWriterSession(cluster, (client) => client.query(`ALTER ROLE ${client.escapeIdentifier(username)} PASSWORD ${client.escapeLiteral(verifier)}`));
+  }
+
+  /** Runs administrative SQL as the master user on the writer's private socket. */
+  private async withWriterSession<T>(cluster: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const writer = this.writerOf(cluster);
-    if (!writer) throw new ControlError('unavailable', `cluster "${cluster}" has no writer`);
-    const client = new pg.Client({ host: writer.server.options.socketDir, port: writer.options.record.enginePort, user: username, database: 'postgres' });
+    const record = this.store.getCluster(cluster);
+    if (!writer || !record || writer.state !== 'available') throw new ControlError('unavailable', `the writer of cluster "${cluster}" is not available`);
+    const client = new pg.Client({ host: writer.server.options.socketDir, port: writer.options.record.enginePort, user: record.masterUsername, database: 'postgres' });
     await client.connect();
     try {
-      await client.query(`ALTER ROLE ${client.escapeIdentifier(username)} PASSWORD ${client.escapeLiteral(verifier)}`);
+      return await fn(client);
     } finally {
       await client.end();
     }
@@ -256,9 +262,51 @@ export class Supervisor implements ProxyDirectory {
     return next;
   }
 
-  userVerifier(cluster: string, user: string): ScramVerifier | null {
-    const text = this.store.getUserVerifier(cluster, user);
-    return text ? parseVerifier(text) : null;
+  userAuth(cluster: string, user: string): UserAuth | null {
+    const row = this.store.getUser(cluster, user);
+    if (!row) return null;
+    return row.auth === 'iam' ? { method: 'iam' } : { method: 'scram', verifier: parseVerifier(row.verifier) };
+  }
+
+  accessKeySecret(accessKeyId: string): string | null {
+    return this.store.getAccessKeySecret(accessKeyId);
+  }
+
+  /** A Borealis access key (AWS-style id and secret) for SigV4: IAM tokens, the Data API. */
+  createAccessKey(description: string): { accessKeyId: string; secretAccessKey: string } {
+    if (description.length > 256) throw new ControlError('invalid', 'descriptions are at most 256 characters');
+    const accessKeyId = 'BKIA' + base32(randomBytes(10));
+    const secretAccessKey = randomBytes(30).toString('base64');
+    this.store.insertAccessKey(accessKeyId, secretAccessKey, description);
+    this.log.info('access key created', { accessKeyId });
+    return { accessKeyId, secretAccessKey };
+  }
+
+  listAccessKeys(): Array<{ id: string; description: string; createdAt: string }> {
+    return this.store.listAccessKeys();
+  }
+
+  deleteAccessKey(id: string): void {
+    if (!this.store.deleteAccessKey(id)) throw new ControlError('not-found', `access key ${id} does not exist`);
+  }
+
+  /**
+   * A database user: with a password (SCRAM), or for IAM authentication
+   * (tokens signed with a Borealis access key; TLS required), as RDS's rds_iam.
+   */
+  async createUser(cluster: string, name: string, auth: { password: string } | { iam: true }): Promise<void> {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    const userError = validateUsername(name);
+    if (userError) throw new ControlError('invalid', userError);
+    if (this.store.getUser(cluster, name)) throw new ControlError('conflict', `user "${name}" already exists in cluster "${cluster}"`);
+    if ('password' in auth && (auth.password.length < 8 || auth.password.length > 128)) throw new ControlError('invalid', 'passwords must be 8 to 128 characters');
+    const verifier = 'password' in auth ? formatVerifier(deriveVerifier(auth.password, randomBytes(16), SCRAM_ITERATIONS_DEFAULT)) : '';
+    await this.withWriterSession(cluster, async (client) => {
+      const password = verifier ? ` PASSWORD ${client.escapeLiteral(verifier)}` : ' PASSWORD NULL';
+      await client.query(`CREATE ROLE ${client.escapeIdentifier(name)} LOGIN${password}`);
+    });
+    this.store.upsertUser(cluster, name, verifier, 'password' in auth ? 'password' : 'iam');
+    this.event('cluster', cluster, 'user-created', `user ${name} created (${'password' in auth ? 'password' : 'IAM'} authentication)`);
   }
 
   async awaitWriter(cluster: string, timeoutMs: number): Promise<{ socketPath: string } | null> {
@@ -350,4 +398,22 @@ function portIsFree(host: string, port: number): Promise<boolean> {
     probe.once('error', () => resolve(false));
     probe.listen(port, host, () => probe.close(() => resolve(true)));
   });
+}
+
+/** RFC 4648 base32 without padding: access key ids look like AWS's (upper case, digits). */
+function base32(bytes: Buffer): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  let out = '';
+  for (const byte of bytes) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += alphabet[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
+  return out;
 }

@@ -28,6 +28,10 @@ export function authenticationOk(): Buffer {
   return typed(Backend.Authentication, int32(Auth.Ok));
 }
 
+export function authenticationCleartextPassword(): Buffer {
+  return typed(Backend.Authentication, int32(Auth.CleartextPassword));
+}
+
 export function authenticationSasl(mechanisms: readonly string[]): Buffer {
   const names = mechanisms.map((m) => `${m}\0`).join('') + '\0';
   return typed(Backend.Authentication, Buffer.concat([int32(Auth.SASL), Buffer.from(names, 'utf8')]));

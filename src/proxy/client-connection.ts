@@ -8,6 +8,7 @@ import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramFailure, ScramServerExchange, m
 import { Frontend } from '../pgwire/codes.js';
 import { FrameReader, ProtocolViolation, type Frame } from '../pgwire/frame-reader.js';
 import {
+  authenticationCleartextPassword,
   authenticationOk,
   authenticationSasl,
   authenticationSaslContinue,
@@ -20,6 +21,7 @@ import {
 } from '../pgwire/messages.js';
 import { parseStartupPacket, serializeCancelRequest, type StartupPacket } from '../pgwire/startup.js';
 import type { Logger } from '../util/logger.js';
+import { verifyIamToken } from '../auth/sigv4.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
@@ -31,8 +33,13 @@ import { AcquireError, type ServerPool } from './server-pool.js';
 export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'connecting' | 'session' | 'closed';
 
 /** What the front door needs to know from the control plane. */
+/** How a user proves who they are. */
+export type UserAuth = { readonly method: 'scram'; readonly verifier: ScramVerifier } | { readonly method: 'iam' };
+
 export interface ProxyDirectory extends WriterLocator {
-  userVerifier(cluster: string, user: string): ScramVerifier | null;
+  userAuth(cluster: string, user: string): UserAuth | null;
+  /** Secret of a Borealis access key, for IAM token signatures. */
+  accessKeySecret(accessKeyId: string): string | null;
   accessPolicy(cluster: string): AccessPolicy;
 }
 
@@ -56,6 +63,8 @@ export interface ClientContext {
   /** tls-server-end-point channel binding data: the SHA-256 of the certificate. */
   readonly certificateHash: Buffer;
   readonly throttle: AuthThrottle;
+  /** host:port names an IAM token may be signed for: this endpoint's. */
+  readonly endpointHosts: ReadonlySet<string>;
   readonly cancels: CancelRegistry;
   readonly directory: ProxyDirectory;
   readonly pools: PoolDirectory;
@@ -66,6 +75,8 @@ export interface ClientContext {
   readonly onStateChange: (from: ClientState, to: ClientState) => void;
 }
 
+/** AWS's tolerance for a token dated slightly in the future. */
+const IAM_CLOCK_SKEW_MS = 5 * 60_000;
 /** How long a refused client may take to read its error before it is cut off. */
 const ERROR_LINGER_MS = 1_000;
 
@@ -76,6 +87,8 @@ export class ClientConnection {
   private readonly authTimer: NodeJS.Timeout;
   private params: ReadonlyMap<string, string> = new Map();
   private exchange: ScramServerExchange | null = null;
+  /** Waiting for an IAM token in a PasswordMessage. */
+  private iamPending = false;
   private session: PooledSession | null = null;
   private cancelKey: ClientKey | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
@@ -166,11 +179,20 @@ export class ClientConnection {
         if (!params.get('database')) params.set('database', params.get('user')!);
         this.params = params;
         const user = params.get('user')!;
-        const verifier = this.ctx.directory.userVerifier(this.ctx.cluster, user) ?? mockVerifier(user, this.ctx.mockSecret);
-        // Over TLS, -PLUS (channel binding) is offered first.
         const tlsUp = this.socket !== this.raw;
-        this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
+        const auth = this.ctx.directory.userAuth(this.ctx.cluster, user);
         this.reader.setFraming('typed', this.ctx.limits.messageBytesMax);
+        if (auth?.method === 'iam') {
+          // As RDS does: the token travels as a cleartext password, so only over TLS.
+          if (!tlsUp) return this.fail({ kind: 'iam-requires-tls', user });
+          this.iamPending = true;
+          this.setState('authenticating');
+          this.socket.write(authenticationCleartextPassword());
+          return;
+        }
+        const verifier = auth?.method === 'scram' ? auth.verifier : mockVerifier(user, this.ctx.mockSecret);
+        // Over TLS, -PLUS (channel binding) is offered first.
+        this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
         this.setState('authenticating');
         this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
         return;
@@ -194,7 +216,8 @@ export class ClientConnection {
 
   private onAuthMessage(frame: Frame): void {
     if (frame.code === Frontend.Terminate) return this.close();
-    if (frame.code !== Frontend.Password) throw new ProtocolViolation(`expected SASL response, got message type ${String.fromCharCode(frame.code!)}`);
+    if (frame.code !== Frontend.Password) throw new ProtocolViolation(`expected a password or SASL response, got message type ${String.fromCharCode(frame.code!)}`);
+    if (this.iamPending) return this.onIamToken(frame.body);
     const exchange = this.exchange!;
     if (!exchange.started) {
       const initial = parseSaslInitialResponse(frame.body);
@@ -205,7 +228,32 @@ export class ClientConnection {
     }
     const serverFinal = exchange.clientFinal(frame.body.toString('utf8'));
     this.exchange = null;
-    this.socket.write(Buffer.concat([authenticationSaslFinal(Buffer.from(serverFinal, 'utf8')), authenticationOk()]));
+    this.authenticated(authenticationSaslFinal(Buffer.from(serverFinal, 'utf8')));
+  }
+
+  /** PasswordMessage carrying an RDS IAM token (a presigned connect URL). */
+  private onIamToken(body: Buffer): void {
+    this.iamPending = false;
+    const end = body.indexOf(0);
+    if (end !== body.length - 1) throw new ProtocolViolation('malformed password message');
+    const user = this.params.get('user')!;
+    const verdict = verifyIamToken(body.toString('utf8', 0, end), {
+      user,
+      hosts: this.ctx.endpointHosts,
+      now: Date.now(),
+      clockSkewMs: IAM_CLOCK_SKEW_MS,
+      secretFor: (id) => this.ctx.directory.accessKeySecret(id),
+    });
+    if (!verdict.ok) {
+      this.ctx.throttle.recordFailure(this.source, Date.now());
+      return this.fail({ kind: 'iam-auth-failed', user, reason: verdict.reason });
+    }
+    this.ctx.log.info('IAM authentication', { cluster: this.ctx.cluster, user, accessKeyId: verdict.accessKeyId });
+    this.authenticated();
+  }
+
+  private authenticated(saslFinal?: Buffer): void {
+    this.socket.write(saslFinal ? Buffer.concat([saslFinal, authenticationOk()]) : authenticationOk());
     this.setState('connecting');
     this.socket.pause();
     void this.startSession();

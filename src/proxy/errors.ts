@@ -1,7 +1,21 @@
 // Every way the front door can refuse or drop a client, mapped in one place
 // to a client-safe message and a real SQLSTATE.
 // https://www.postgresql.org/docs/17/errcodes-appendix.html
+import type { IamTokenFailure } from '../auth/sigv4.js';
 import type { ErrorFields } from '../pgwire/messages.js';
+
+/** What a client is told about a refused IAM token: enough to fix it, nothing secret. */
+const IAM_REASONS: Record<IamTokenFailure, string> = {
+  malformed: 'the password is not an IAM authentication token',
+  'wrong-action': 'the token is not for Action=connect',
+  'wrong-user': 'the token was generated for another user',
+  'wrong-host': 'the token was generated for another host or port',
+  'unknown-access-key': 'the token was signed with an unknown access key',
+  'bad-scope': 'the token is not scoped to the rds-db service',
+  expired: 'the token has expired',
+  'not-yet-valid': 'the token is dated in the future',
+  'bad-signature': 'the token signature does not match',
+};
 
 export type ProxyFailure =
   | { readonly kind: 'protocol-violation'; readonly detail: string }
@@ -20,6 +34,8 @@ export type ProxyFailure =
   | { readonly kind: 'source-not-allowed'; readonly cluster: string; readonly source: string }
   | { readonly kind: 'tls-required'; readonly cluster: string }
   | { readonly kind: 'auth-throttled'; readonly source: string; readonly retryAfterMs: number }
+  | { readonly kind: 'iam-requires-tls'; readonly user: string }
+  | { readonly kind: 'iam-auth-failed'; readonly user: string; readonly reason: IamTokenFailure }
   | { readonly kind: 'shutting-down' };
 
 export function toErrorFields(f: ProxyFailure): ErrorFields {
@@ -66,6 +82,10 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       return { severity: 'FATAL', code: '28000', message: `cluster "${f.cluster}" requires TLS`, hint: 'Connect with sslmode=require (or stronger).' };
     case 'auth-throttled':
       return { severity: 'FATAL', code: '28000', message: `too many failed authentication attempts from ${f.source}; try again in ${Math.ceil(f.retryAfterMs / 1000)} s` };
+    case 'iam-requires-tls':
+      return { severity: 'FATAL', code: '28000', message: `user "${f.user}" uses IAM authentication, which requires TLS`, hint: 'Connect with sslmode=require.' };
+    case 'iam-auth-failed':
+      return { severity: 'FATAL', code: '28P01', message: `IAM authentication failed for user "${f.user}": ${IAM_REASONS[f.reason]}` };
     case 'shutting-down':
       return { severity: 'FATAL', code: '57P01', message: 'terminating connection because Borealis is shutting down' };
   }

@@ -69,7 +69,8 @@ export class ProxyServer implements PoolDirectory {
 
   async listen(binding: EndpointBinding): Promise<void> {
     if (this.listeners.has(binding.port)) return;
-    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, binding));
+    const endpointHosts = new Set([`${binding.host}:${binding.port}`, `localhost:${binding.port}`, `127.0.0.1:${binding.port}`]);
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, binding, endpointHosts));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ port: binding.port, host: binding.host, backlog: 4096 }, () => {
@@ -133,7 +134,7 @@ export class ProxyServer implements PoolDirectory {
     return pool;
   }
 
-  private accept(socket: net.Socket, binding: EndpointBinding): void {
+  private accept(socket: net.Socket, binding: EndpointBinding, endpointHosts: ReadonlySet<string>): void {
     if (this.clients.size >= this.settings.clientConnectionsMax) {
       // Refused before reading a byte: the startup packet would say nothing new.
       socket.on('error', () => undefined);
@@ -147,6 +148,7 @@ export class ProxyServer implements PoolDirectory {
       secureContext: this.secureContext,
       certificateHash: this.certificateHash,
       throttle: this.throttle,
+      endpointHosts,
       cancels: this.cancels,
       directory: this.directory,
       pools: this,

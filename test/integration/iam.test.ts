@@ -1,0 +1,103 @@
+// RDS IAM database authentication: tokens from @aws-sdk/rds-signer, signed
+// with a Borealis access key, accepted as passwords for IAM users over TLS.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Signer } from '@aws-sdk/rds-signer';
+import pg from 'pg';
+import { Borealis } from '../helpers/borealis.js';
+
+let b: Borealis;
+let key: { accessKeyId: string; secretAccessKey: string };
+before(async () => {
+  b = await Borealis.start({ BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX: '0' });
+  const created = await b.cli(['access-key', 'create', '--description', 'iam test', '--json']);
+  assert.equal(created.code, 0, created.stderr);
+  key = JSON.parse(created.stdout) as typeof key;
+  const u = await b.cli(['user', 'create', 'app_iam', '--cluster', 'default', '--iam']);
+  assert.equal(u.code, 0, u.stderr);
+});
+after(async () => {
+  await b?.destroy();
+});
+
+function token(opts: { username?: string; port?: number; secret?: string; accessKeyId?: string } = {}): Promise<string> {
+  return new Signer({
+    hostname: '127.0.0.1',
+    port: opts.port ?? b.proxyPort,
+    username: opts.username ?? 'app_iam',
+    region: 'us-east-1',
+    credentials: { accessKeyId: opts.accessKeyId ?? key.accessKeyId, secretAccessKey: opts.secret ?? key.secretAccessKey },
+  }).getAuthToken();
+}
+
+async function attempt(password: string, opts: { tls?: boolean; user?: string } = {}): Promise<pg.DatabaseError | string> {
+  const c = new pg.Client({ ...b.pgConfig({ user: opts.user ?? 'app_iam', password, tls: opts.tls ?? true }) });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    const r = await c.query<{ u: string }>('SELECT current_user AS u');
+    await c.end();
+    return r.rows[0]!.u;
+  } catch (e) {
+    return e as pg.DatabaseError;
+  }
+}
+
+function refused(result: pg.DatabaseError | string, code: string, message: RegExp): void {
+  assert.notEqual(typeof result, 'string', 'connection should have been refused');
+  const e = result as pg.DatabaseError;
+  assert.equal(e.code, code, e.message);
+  assert.match(e.message, message);
+}
+
+test('a valid token logs the IAM user in', async () => {
+  assert.equal(await attempt(await token()), 'app_iam');
+});
+
+test('expired, wrong-user, wrong-host and badly signed tokens are refused with 28P01', async () => {
+  // A token really signed 20 minutes ago (past its 15-minute validity): the
+  // signer takes its date from `new Date()`, so the clock is set back meanwhile.
+  const RealDate = Date;
+  const offsetMs = -20 * 60_000;
+  class PastDate extends RealDate {
+    constructor(...args: [] | [number | string | Date]) {
+      super(args.length === 0 ? RealDate.now() + offsetMs : args[0]);
+    }
+    static override now(): number {
+      return RealDate.now() + offsetMs;
+    }
+  }
+  globalThis.Date = PastDate as DateConstructor;
+  let old: string;
+  try {
+    old = await token();
+  } finally {
+    globalThis.Date = RealDate;
+  }
+  refused(await attempt(old), '28P01', /token has expired/);
+  refused(await attempt(await token({ username: 'someone_else' })), '28P01', /generated for another user/);
+  refused(await attempt(await token({ port: b.proxyPort + 1 })), '28P01', /another host or port/);
+  refused(await attempt(await token({ secret: 'not-the-secret' })), '28P01', /signature does not match/);
+  refused(await attempt(await token({ accessKeyId: 'BKIAUNKNOWNKEY000000' })), '28P01', /unknown access key/);
+  refused(await attempt('just-a-password'), '28P01', /not an IAM authentication token/);
+});
+
+test('IAM users need TLS; password users are unaffected', async () => {
+  refused(await attempt(await token(), { tls: false }), '28000', /requires TLS/);
+  assert.equal(await attempt('correct-horse-battery', { user: 'postgres', tls: false }), 'postgres');
+});
+
+test('a deleted access key no longer signs valid tokens', async () => {
+  const t = await token();
+  assert.equal((await b.cli(['access-key', 'delete', key.accessKeyId])).code, 0);
+  refused(await attempt(t), '28P01', /unknown access key/);
+});
+
+test('user create --password makes a SCRAM user; duplicates and bad input are refused', async () => {
+  assert.equal((await b.cli(['user', 'create', 'reporter', '--cluster', 'default', '--password', 'reporter-pass-1'])).code, 0);
+  assert.equal(await attempt('reporter-pass-1', { user: 'reporter' }), 'reporter');
+  refused(await attempt('wrong-password', { user: 'reporter' }), '28P01', /password authentication failed/);
+  assert.match((await b.cli(['user', 'create', 'reporter', '--cluster', 'default', '--password', 'reporter-pass-2'])).stderr, /already exists/);
+  assert.match((await b.cli(['user', 'create', 'x', '--cluster', 'default'])).stderr, /exactly one of --password or --iam/);
+  assert.match((await b.cli(['user', 'create', 'Bad-Name', '--cluster', 'default', '--iam'])).stderr, /user names are/);
+});
