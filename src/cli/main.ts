@@ -130,6 +130,31 @@ cluster
     process.stdout.write(`Deleted cluster ${name}.\n`);
   });
 
+const endpoint = program.command('endpoint').description('custom endpoints (writer, reader and instance endpoints exist for every cluster)');
+endpoint
+  .command('create <name>')
+  .requiredOption('--cluster <cluster>', 'cluster')
+  .option('--type <type>', 'READER (readers only) or ANY', 'ANY')
+  .option('--static <ids>', 'comma-separated member instance ids')
+  .option('--excluded <ids>', 'comma-separated instance ids to leave out (all others are members)')
+  .action(async (name: string, opts: { cluster: string; type: string; static?: string; excluded?: string }) => {
+    const list = (v?: string): string[] => (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+    const e = await ApiClient.connect(home()).request<{ port: number; serverName: string }>('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/endpoints`, {
+      name,
+      type: opts.type.toUpperCase(),
+      staticMembers: list(opts.static),
+      excludedMembers: list(opts.excluded),
+    });
+    process.stdout.write(`Created endpoint ${name} on port ${e.port} (TLS server name ${e.serverName}).\n`);
+  });
+endpoint
+  .command('delete <name>')
+  .requiredOption('--cluster <cluster>', 'cluster')
+  .action(async (name: string, opts: { cluster: string }) => {
+    await ApiClient.connect(home()).request('DELETE', `/v1/clusters/${encodeURIComponent(opts.cluster)}/endpoints/${encodeURIComponent(name)}`);
+    process.stdout.write(`Deleted endpoint ${name}.\n`);
+  });
+
 const user = program.command('user').description('database users');
 user
   .command('create <name>')
@@ -198,7 +223,7 @@ program
 function describeCluster(c: ClusterStatus): string {
   const lines = [`cluster ${c.name}: ${c.status} (PostgreSQL ${c.engineVersion}, master user ${c.masterUsername})`];
   for (const i of c.instances) lines.push(`  instance ${i.id}  ${i.role}  ${i.kind}  ${i.state}  ${i.capacityAcu} ACU${i.pid ? `  pid ${i.pid}` : ''}`);
-  for (const e of c.endpoints) lines.push(`  endpoint ${e.type}  ${e.url}`);
+  for (const e of c.endpoints) lines.push(`  endpoint ${(e.type + (e.name ? ` ${e.name}` : '')).padEnd(28)} port ${e.port}  ${e.serverName}`);
   lines.push(`  access   ${c.access.allowedCidrs.length ? c.access.allowedCidrs.join(', ') : 'any source'}; TLS ${c.access.requireTls ? 'required' : 'optional'}`);
   return lines.join('\n') + '\n';
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 export interface Settings {
   home: string;
   listenHost: string;
+  endpointDomain: string;
   proxyPort: number;
   apiPort: number;
   enginePortBase: number;
@@ -51,6 +52,7 @@ const defaultHome = (): string =>
 export const SETTINGS: readonly SettingSpec[] = [
   { key: 'home', env: 'BOREALIS_HOME', kind: 'string', defaultValue: defaultHome, doc: 'Directory for state, data, logs and TLS material (default ~/.borealis; /var/lib/borealis as root).' },
   { key: 'listenHost', env: 'BOREALIS_LISTEN_HOST', kind: 'string', defaultValue: () => '127.0.0.1', doc: 'Address the proxy endpoints and the control API listen on.' },
+  { key: 'endpointDomain', env: 'BOREALIS_ENDPOINT_DOMAIN', kind: 'string', defaultValue: () => 'borealis.localhost', doc: 'Domain of endpoint names used for TLS SNI routing (<cluster>.cluster.<domain>, <cluster>.cluster-ro.<domain>, <instance>.instance.<domain>, <name>.cluster-custom.<domain>); the certificate made at first start covers them.' },
   { key: 'proxyPort', env: 'BOREALIS_PROXY_PORT', kind: 'integer', defaultValue: () => 5432, doc: 'Port of the default cluster\'s writer endpoint; further clusters take the next free ports.' },
   { key: 'apiPort', env: 'BOREALIS_API_PORT', kind: 'integer', defaultValue: () => 8432, doc: 'Port of the control-plane HTTP API used by the CLI.' },
   { key: 'enginePortBase', env: 'BOREALIS_ENGINE_PORT_BASE', kind: 'integer', defaultValue: () => 15432, doc: 'First loopback port for PostgreSQL instances (each instance takes the next free one).' },

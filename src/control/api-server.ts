@@ -89,6 +89,28 @@ export class ApiServer {
       },
       {
         method: 'POST',
+        pattern: /^\/v1\/clusters\/([^/]+)\/endpoints$/,
+        handler: async (m, body) => {
+          const input = asObject(body);
+          const name = optionalString(input, 'name');
+          if (!name) throw new HttpError(400, 'InvalidParameterValue', 'name is required');
+          const type = optionalString(input, 'type') ?? 'ANY';
+          if (type !== 'READER' && type !== 'ANY') throw new HttpError(400, 'InvalidParameterValue', 'type must be READER or ANY');
+          const cluster = decodeURIComponent(m[1]!);
+          await supervisor.createCustomEndpoint(cluster, { name, customType: type, staticMembers: stringList(input, 'staticMembers'), excludedMembers: stringList(input, 'excludedMembers') });
+          return [201, this.findCluster(cluster).endpoints.find((e) => e.type === 'custom' && e.name === name)];
+        },
+      },
+      {
+        method: 'DELETE',
+        pattern: /^\/v1\/clusters\/([^/]+)\/endpoints\/([^/]+)$/,
+        handler: (m) => {
+          supervisor.deleteCustomEndpoint(decodeURIComponent(m[1]!), decodeURIComponent(m[2]!));
+          return [200, { deleted: decodeURIComponent(m[2]!) }];
+        },
+      },
+      {
+        method: 'POST',
         pattern: /^\/v1\/access-keys$/,
         handler: (_m, body) => [201, supervisor.createAccessKey(optionalString(asObject(body), 'description') ?? '')],
       },
@@ -217,5 +239,12 @@ function optionalString(o: Record<string, unknown>, key: string): string | undef
   const v = o[key];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string') throw new HttpError(400, 'InvalidParameterValue', `${key} must be a string`);
+  return v;
+}
+
+function stringList(o: Record<string, unknown>, key: string): string[] {
+  const v = o[key];
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new HttpError(400, 'InvalidParameterValue', `${key} must be an array of strings`);
   return v;
 }

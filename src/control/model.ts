@@ -41,7 +41,27 @@ export type EndpointType = 'writer' | 'reader' | 'instance' | 'custom';
 export interface EndpointRecord {
   readonly cluster: string;
   readonly type: EndpointType;
+  /** '' for writer and reader; the instance id for instance endpoints; the custom endpoint's name. */
+  readonly name: string;
   readonly port: number;
+  /** Custom endpoints only. */
+  readonly customType: 'READER' | 'ANY' | null;
+  readonly staticMembers: readonly string[];
+  readonly excludedMembers: readonly string[];
+}
+
+/** The TLS server name (SNI) that reaches an endpoint on any proxy port. */
+export function endpointServerName(e: Pick<EndpointRecord, 'cluster' | 'type' | 'name'>, domain: string): string {
+  switch (e.type) {
+    case 'writer':
+      return `${e.cluster}.cluster.${domain}`;
+    case 'reader':
+      return `${e.cluster}.cluster-ro.${domain}`;
+    case 'instance':
+      return `${e.name}.instance.${domain}`;
+    case 'custom':
+      return `${e.name}.cluster-custom.${domain}`;
+  }
 }
 
 export interface EventRecord {

@@ -42,8 +42,16 @@ export interface InstanceStatus {
 
 export interface EndpointStatus {
   readonly type: EndpointType;
+  /** '' for writer and reader; the instance id; the custom endpoint's name. */
+  readonly name: string;
   readonly host: string;
   readonly port: number;
+  /** TLS server name (SNI) that reaches this endpoint through any proxy port. */
+  readonly serverName: string;
+  /** Custom endpoints only. */
+  readonly customType?: 'READER' | 'ANY';
+  readonly staticMembers?: readonly string[];
+  readonly excludedMembers?: readonly string[];
   /** Connection URL without the password. */
   readonly url: string;
 }

@@ -60,6 +60,20 @@ const MIGRATIONS: readonly string[] = [
      description TEXT NOT NULL,
      created_at TEXT NOT NULL
    );`,
+  `CREATE TABLE endpoints_v2 (
+     cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+     type TEXT NOT NULL CHECK (type IN ('writer', 'reader', 'instance', 'custom')),
+     name TEXT NOT NULL DEFAULT '',
+     port INTEGER NOT NULL UNIQUE,
+     custom_type TEXT CHECK (custom_type IN ('READER', 'ANY')),
+     static_members TEXT NOT NULL DEFAULT '[]',
+     excluded_members TEXT NOT NULL DEFAULT '[]',
+     PRIMARY KEY (cluster, type, name)
+   );
+   INSERT INTO endpoints_v2 (cluster, type, name, port) SELECT cluster, type, '', port FROM endpoints;
+   DROP TABLE endpoints;
+   ALTER TABLE endpoints_v2 RENAME TO endpoints;
+   CREATE UNIQUE INDEX custom_endpoint_names ON endpoints (name) WHERE type = 'custom';`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -143,13 +157,21 @@ export class Store {
   }
 
   listEndpoints(cluster?: string): EndpointRecord[] {
-    const sql = `SELECT cluster, type, port FROM endpoints ${cluster === undefined ? '' : 'WHERE cluster = ?'} ORDER BY port`;
+    const sql = `SELECT cluster, type, name, port, custom_type AS customType, static_members AS staticMembers, excluded_members AS excludedMembers
+                 FROM endpoints ${cluster === undefined ? '' : 'WHERE cluster = ?'} ORDER BY port`;
     const stmt = this.db.prepare(sql);
-    return (cluster === undefined ? stmt.all() : stmt.all(cluster)) as EndpointRecord[];
+    const rows = (cluster === undefined ? stmt.all() : stmt.all(cluster)) as Array<Omit<EndpointRecord, 'staticMembers' | 'excludedMembers'> & { staticMembers: string; excludedMembers: string }>;
+    return rows.map((r) => ({ ...r, staticMembers: JSON.parse(r.staticMembers) as string[], excludedMembers: JSON.parse(r.excludedMembers) as string[] }));
   }
 
-  insertEndpoint(cluster: string, type: EndpointType, port: number): void {
-    this.db.prepare('INSERT INTO endpoints (cluster, type, port) VALUES (?, ?, ?)').run(cluster, type, port);
+  insertEndpoint(e: EndpointRecord): void {
+    this.db
+      .prepare('INSERT INTO endpoints (cluster, type, name, port, custom_type, static_members, excluded_members) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(e.cluster, e.type, e.name, e.port, e.customType, JSON.stringify(e.staticMembers), JSON.stringify(e.excludedMembers));
+  }
+
+  deleteEndpoint(cluster: string, type: EndpointType, name: string): boolean {
+    return this.db.prepare('DELETE FROM endpoints WHERE cluster = ? AND type = ? AND name = ?').run(cluster, type, name).changes > 0;
   }
 
   upsertUser(cluster: string, name: string, verifier: string, auth: 'password' | 'iam' = 'password'): void {

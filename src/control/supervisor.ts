@@ -12,11 +12,12 @@ import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
 import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
 import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
-import type { ProxyDirectory, UserAuth } from '../proxy/client-connection.js';
+import type { EndpointRef, ProxyDirectory, UserAuth } from '../proxy/client-connection.js';
+import { routeConnection, type EndpointTarget } from '../proxy/routing.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
-import { validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord } from './model.js';
+import { endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, StatusDocument } from './status.js';
 import { Store } from './store.js';
@@ -55,6 +56,7 @@ export class Supervisor implements ProxyDirectory {
   private proxy!: ProxyServer;
   private readonly instances = new Map<string, LocalInstance>();
   private readonly accessPolicies = new Map<string, AccessPolicy>();
+  private readonly routeTurns = new Map<string, number>();
   private readonly startedAt = new Date().toISOString();
   private apiUrl = '';
   private shuttingDown = false;
@@ -80,7 +82,8 @@ export class Supervisor implements ProxyDirectory {
     this.store = new Store(p.stateDb, p.secretKey);
     fs.chmodSync(p.stateDb, 0o600);
     onProgress('preparing TLS');
-    const tlsMaterial = await ensureTlsMaterial(p.tlsDir);
+    const d = this.settings.endpointDomain;
+    const tlsMaterial = await ensureTlsMaterial(p.tlsDir, ['localhost', `*.cluster.${d}`, `*.cluster-ro.${d}`, `*.instance.${d}`, `*.cluster-custom.${d}`]);
     this.proxy = new ProxyServer(tlsMaterial, this, this.settings, this.log.child('proxy'));
     if (this.store.listClusters().length === 0) {
       onProgress('creating cluster "default"');
@@ -150,7 +153,7 @@ export class Supervisor implements ProxyDirectory {
         enginePort,
         createdAt: now,
       });
-      this.store.insertEndpoint(input.name, 'writer', endpointPort);
+      this.store.insertEndpoint({ cluster: input.name, type: 'writer', name: '', port: endpointPort, customType: null, staticMembers: [], excludedMembers: [] });
       this.store.upsertUser(input.name, username, verifier);
       this.store.insertSecret(secretArn, input.name, username, { username, password, engine: 'postgres', host: this.settings.listenHost, port: String(endpointPort), dbClusterIdentifier: input.name });
     });
@@ -161,6 +164,11 @@ export class Supervisor implements ProxyDirectory {
   }
 
   private async startCluster(cluster: ClusterRecord): Promise<void> {
+    await this.ensureEndpoints(cluster.name);
+    // Listen first: clients that arrive while the instances start are held.
+    for (const e of this.store.listEndpoints(cluster.name)) {
+      await this.proxy.listen({ cluster: cluster.name, type: e.type, name: e.name, host: this.settings.listenHost, port: e.port });
+    }
     for (const record of this.store.listInstances(cluster.name)) {
       const instance = new LocalInstance({
         record,
@@ -176,10 +184,6 @@ export class Supervisor implements ProxyDirectory {
       });
       instance.on('transition', (t) => this.event('instance', record.id, t.to, t.reason));
       this.instances.set(record.id, instance);
-      // Listen first: clients that arrive while the instance starts are held.
-      for (const endpoint of this.store.listEndpoints(cluster.name)) {
-        await this.proxy.listen({ cluster: cluster.name, type: endpoint.type, host: this.settings.listenHost, port: endpoint.port });
-      }
       try {
         await instance.start();
       } catch (err) {
@@ -187,6 +191,48 @@ export class Supervisor implements ProxyDirectory {
         throw err;
       }
     }
+  }
+
+  /** Every cluster has a writer and a reader endpoint, and one per instance. */
+  private async ensureEndpoints(cluster: string): Promise<void> {
+    const have = this.store.listEndpoints(cluster);
+    const wanted: Array<{ type: EndpointType; name: string }> = [
+      { type: 'writer', name: '' },
+      { type: 'reader', name: '' },
+      ...this.store.listInstances(cluster).map((i) => ({ type: 'instance' as const, name: i.id })),
+    ];
+    for (const w of wanted) {
+      if (have.some((e) => e.type === w.type && e.name === w.name)) continue;
+      const port = await this.allocatePort(this.settings.proxyPort, new Set(this.store.listEndpoints().map((e) => e.port)));
+      this.store.insertEndpoint({ cluster, ...w, port, customType: null, staticMembers: [], excludedMembers: [] });
+    }
+  }
+
+  /** A custom endpoint (Aurora's CreateDBClusterEndpoint): a subset of instances on its own port. */
+  async createCustomEndpoint(cluster: string, input: { name: string; customType: 'READER' | 'ANY'; staticMembers: readonly string[]; excludedMembers: readonly string[] }): Promise<void> {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    const nameError = validateClusterName(input.name);
+    if (nameError) throw new ControlError('invalid', nameError.replace('cluster names', 'endpoint names'));
+    if (input.customType !== 'READER' && input.customType !== 'ANY') throw new ControlError('invalid', 'the endpoint type is READER or ANY');
+    if (input.staticMembers.length > 0 && input.excludedMembers.length > 0) throw new ControlError('invalid', 'give static members or excluded members, not both');
+    const ids = new Set(this.store.listInstances(cluster).map((i) => i.id));
+    for (const m of [...input.staticMembers, ...input.excludedMembers]) {
+      if (!ids.has(m)) throw new ControlError('invalid', `instance "${m}" is not in cluster "${cluster}"`);
+    }
+    if (this.store.listEndpoints().some((e) => e.type === 'custom' && e.name === input.name)) throw new ControlError('conflict', `endpoint "${input.name}" already exists`);
+    const port = await this.allocatePort(this.settings.proxyPort, new Set(this.store.listEndpoints().map((e) => e.port)));
+    const record = { cluster, type: 'custom' as const, name: input.name, port, customType: input.customType, staticMembers: input.staticMembers, excludedMembers: input.excludedMembers };
+    this.store.insertEndpoint(record);
+    await this.proxy.listen({ cluster, type: 'custom', name: input.name, host: this.settings.listenHost, port });
+    this.event('cluster', cluster, 'endpoint-created', `custom endpoint ${input.name} (${input.customType}) on port ${port}`);
+  }
+
+  deleteCustomEndpoint(cluster: string, name: string): void {
+    const e = this.store.listEndpoints(cluster).find((x) => x.type === 'custom' && x.name === name);
+    if (!e) throw new ControlError('not-found', `custom endpoint "${name}" does not exist in cluster "${cluster}"`);
+    this.proxy.unlisten(e.port);
+    this.store.deleteEndpoint(cluster, 'custom', name);
+    this.event('cluster', cluster, 'endpoint-deleted', `custom endpoint ${name} deleted`);
   }
 
   /** The role's password inside postgres carries the same SCRAM verifier. */
@@ -309,11 +355,34 @@ export class Supervisor implements ProxyDirectory {
     this.event('cluster', cluster, 'user-created', `user ${name} created (${'password' in auth ? 'password' : 'IAM'} authentication)`);
   }
 
-  async awaitWriter(cluster: string, timeoutMs: number): Promise<{ socketPath: string } | null> {
-    const writer = this.writerOf(cluster);
-    if (!writer || this.shuttingDown) return null;
-    const available = await writer.waitAvailable(timeoutMs);
-    return available ? { socketPath: writer.server.socketPath } : null;
+  /** The instance for a new connection on an endpoint (round robin among equals). */
+  route(endpoint: EndpointRef): { instanceId: string } | null {
+    const record = this.store.listEndpoints(endpoint.cluster).find((e) => e.type === endpoint.type && e.name === endpoint.name);
+    if (!record) return null;
+    const target: EndpointTarget =
+      record.type === 'instance'
+        ? { type: 'instance', instanceId: record.name }
+        : record.type === 'custom'
+          ? { type: 'custom', customType: record.customType ?? 'ANY', staticMembers: record.staticMembers, excludedMembers: record.excludedMembers }
+          : { type: record.type };
+    const instances = this.store.listInstances(endpoint.cluster).map((i) => ({ id: i.id, role: i.role, available: this.instances.get(i.id)?.state === 'available' }));
+    const key = `${endpoint.cluster}/${endpoint.type}/${endpoint.name}`;
+    const turn = this.routeTurns.get(key) ?? 0;
+    this.routeTurns.set(key, turn + 1);
+    const chosen = routeConnection(target, instances, turn);
+    return chosen ? { instanceId: chosen.id } : null;
+  }
+
+  endpointByServerName(serverName: string): EndpointRef | null {
+    const e = this.store.listEndpoints().find((x) => endpointServerName(x, this.settings.endpointDomain) === serverName.toLowerCase());
+    return e ? { cluster: e.cluster, type: e.type, name: e.name } : null;
+  }
+
+  async awaitInstance(instanceId: string, timeoutMs: number): Promise<{ socketPath: string } | null> {
+    const instance = this.instances.get(instanceId);
+    if (!instance || this.shuttingDown) return null;
+    const available = await instance.waitAvailable(timeoutMs);
+    return available ? { socketPath: instance.server.socketPath } : null;
   }
 
   private writerOf(cluster: string): LocalInstance | null {
@@ -349,9 +418,12 @@ export class Supervisor implements ProxyDirectory {
         instances,
         endpoints: this.store.listEndpoints(c.name).map((e) => ({
           type: e.type,
+          name: e.name,
           host,
           port: e.port,
+          serverName: endpointServerName(e, this.settings.endpointDomain),
           url: `postgres://${encodeURIComponent(c.masterUsername)}@${host}:${e.port}/postgres`,
+          ...(e.type === 'custom' ? { customType: e.customType ?? 'ANY', staticMembers: e.staticMembers, excludedMembers: e.excludedMembers } : {}),
         })),
         access: this.store.getClusterAccess(c.name) ?? { allowedCidrs: [], requireTls: false },
       };

@@ -27,7 +27,7 @@ import type { AuthThrottle } from './auth-throttle.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import { toErrorFields, type ProxyFailure } from './errors.js';
 import { PooledSession, SYNCED_PARAMS } from './pooled-session.js';
-import { OpenError, type WriterLocator } from './server-connection.js';
+import { OpenError, type InstanceLocator } from './server-connection.js';
 import { AcquireError, type ServerPool } from './server-pool.js';
 
 export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'connecting' | 'session' | 'closed';
@@ -36,7 +36,16 @@ export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'conn
 /** How a user proves who they are. */
 export type UserAuth = { readonly method: 'scram'; readonly verifier: ScramVerifier } | { readonly method: 'iam' };
 
-export interface ProxyDirectory extends WriterLocator {
+/** Which endpoint a client came in on: its listener's, or the one its TLS server name names. */
+export interface EndpointRef {
+  readonly cluster: string;
+  readonly type: 'writer' | 'reader' | 'instance' | 'custom';
+  readonly name: string;
+}
+
+export interface ProxyDirectory extends InstanceLocator {
+  route(endpoint: EndpointRef): { readonly instanceId: string } | null;
+  endpointByServerName(serverName: string): EndpointRef | null;
   userAuth(cluster: string, user: string): UserAuth | null;
   /** Secret of a Borealis access key, for IAM token signatures. */
   accessKeySecret(accessKeyId: string): string | null;
@@ -53,11 +62,12 @@ export interface ProxyLimits {
 }
 
 export interface PoolDirectory {
-  poolFor(cluster: string, startupParams: ReadonlyMap<string, string>): ServerPool;
+  poolFor(cluster: string, instanceId: string, startupParams: ReadonlyMap<string, string>): ServerPool;
 }
 
 export interface ClientContext {
-  readonly cluster: string;
+  /** The endpoint of the listener the client reached. */
+  readonly endpoint: EndpointRef;
   readonly limits: ProxyLimits;
   readonly secureContext: tls.SecureContext;
   /** tls-server-end-point channel binding data: the SHA-256 of the certificate. */
@@ -92,10 +102,11 @@ export class ClientConnection {
   private session: PooledSession | null = null;
   private cancelKey: ClientKey | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
-  private readonly policy: AccessPolicy;
+  private policy: AccessPolicy;
   /** Whether the source address passes the cluster's allow-list. */
-  private readonly sourceAllowed: boolean;
+  private sourceAllowed: boolean;
   private readonly source: string;
+  private endpoint: EndpointRef;
 
   constructor(
     private readonly raw: net.Socket,
@@ -103,7 +114,8 @@ export class ClientConnection {
   ) {
     this.socket = raw;
     this.source = raw.remoteAddress ?? 'unknown';
-    this.policy = ctx.directory.accessPolicy(ctx.cluster);
+    this.endpoint = ctx.endpoint;
+    this.policy = ctx.directory.accessPolicy(ctx.endpoint.cluster);
     this.sourceAllowed = this.policy.allows(raw.remoteAddress);
     this.reader = new FrameReader('startup', ctx.limits.startupPacketBytesMax);
     this.authTimer = setTimeout(() => this.fail({ kind: 'auth-timeout' }), ctx.limits.clientAuthTimeoutMs);
@@ -167,7 +179,7 @@ export class ClientConnection {
         this.close();
         return;
       case 'startup': {
-        const cluster = this.ctx.cluster;
+        const cluster = this.endpoint.cluster;
         // Refused sources still get their TLS handshake first, so that a
         // client requiring TLS sees this refusal and not a TLS failure.
         if (!this.sourceAllowed) return this.fail({ kind: 'source-not-allowed', cluster, source: this.source });
@@ -180,7 +192,7 @@ export class ClientConnection {
         this.params = params;
         const user = params.get('user')!;
         const tlsUp = this.socket !== this.raw;
-        const auth = this.ctx.directory.userAuth(this.ctx.cluster, user);
+        const auth = this.ctx.directory.userAuth(this.endpoint.cluster, user);
         this.reader.setFraming('typed', this.ctx.limits.messageBytesMax);
         if (auth?.method === 'iam') {
           // As RDS does: the token travels as a cleartext password, so only over TLS.
@@ -209,6 +221,14 @@ export class ClientConnection {
     secure.on('error', () => this.close());
     secure.once('secure', () => {
       if (this.stateValue !== 'tls-handshake') return;
+      // A TLS server name picks the endpoint, whichever port was reached.
+      const sni = (secure as tls.TLSSocket & { servername?: string | false }).servername;
+      const named = typeof sni === 'string' && sni !== '' ? this.ctx.directory.endpointByServerName(sni) : null;
+      if (named) {
+        this.endpoint = named;
+        this.policy = this.ctx.directory.accessPolicy(named.cluster);
+        this.sourceAllowed = this.policy.allows(this.raw.remoteAddress);
+      }
       this.setState('startup');
       secure.on('data', this.onData);
     });
@@ -248,7 +268,7 @@ export class ClientConnection {
       this.ctx.throttle.recordFailure(this.source, Date.now());
       return this.fail({ kind: 'iam-auth-failed', user, reason: verdict.reason });
     }
-    this.ctx.log.info('IAM authentication', { cluster: this.ctx.cluster, user, accessKeyId: verdict.accessKeyId });
+    this.ctx.log.info('IAM authentication', { cluster: this.endpoint.cluster, user, accessKeyId: verdict.accessKeyId });
     this.authenticated();
   }
 
@@ -265,13 +285,15 @@ export class ClientConnection {
    * starting writer), a cancel key, ReadyForQuery; then the pooled session.
    */
   private async startSession(): Promise<void> {
-    const pool = this.ctx.pools.poolFor(this.ctx.cluster, this.params);
+    const route = this.ctx.directory.route(this.endpoint);
+    if (!route) return this.fail({ kind: 'no-route', cluster: this.endpoint.cluster, endpoint: this.endpoint.name || this.endpoint.type });
+    const pool = this.ctx.pools.poolFor(this.endpoint.cluster, route.instanceId, this.params);
     if (!pool.welcomeParams) {
       try {
         const first = await pool.acquire();
         pool.release(first);
       } catch (err) {
-        return this.failAcquire(err);
+        return this.failAcquire(err, route.instanceId);
       }
     }
     if (this.stateValue !== 'connecting') return;
@@ -292,9 +314,9 @@ export class ClientConnection {
           case 'client-left':
             return this.close();
           case 'server-lost':
-            return this.fail({ kind: 'server-lost', cluster: this.ctx.cluster });
+            return this.fail({ kind: 'server-lost', cluster: this.endpoint.cluster });
           case 'acquire-failed':
-            return this.failAcquire(end.error);
+            return this.failAcquire(end.error, route.instanceId);
           case 'protocol-violation':
             return this.fail({ kind: 'protocol-violation', detail: end.detail });
           case 'message-too-large':
@@ -311,19 +333,19 @@ export class ClientConnection {
     this.session.start();
   }
 
-  private failAcquire(err: unknown): void {
-    const cluster = this.ctx.cluster;
+  private failAcquire(err: unknown, instanceId: string): void {
+    const cluster = this.endpoint.cluster;
     if (err instanceof OpenError) {
       const f = err.failure;
       if (f.kind === 'backend-refused') return this.refuse(f.errorFrame);
-      return this.fail(f.kind === 'writer-not-ready' ? { kind: 'writer-not-ready', cluster, waitedMs: f.waitedMs } : { kind: 'writer-unreachable', cluster });
+      return this.fail(f.kind === 'instance-not-ready' ? { kind: 'instance-not-ready', cluster, instanceId, waitedMs: f.waitedMs } : { kind: 'instance-unreachable', cluster, instanceId });
     }
     if (err instanceof AcquireError) {
       const f = err.failure;
       return this.fail(f.kind === 'queue-full' ? { kind: 'queue-full', cluster } : { kind: 'queue-timeout', cluster, waitedMs: f.waitedMs });
     }
     this.ctx.log.error('unexpected error while acquiring a server', { error: (err as Error).message });
-    this.fail({ kind: 'writer-unreachable', cluster });
+    this.fail({ kind: 'instance-unreachable', cluster, instanceId });
   }
 
   private forwardCancel(processId: number, secretKey: number): void {
@@ -337,8 +359,8 @@ export class ClientConnection {
   /** Sends an ErrorResponse and closes; the client gets a moment to read it. */
   fail(failure: ProxyFailure): void {
     if (this.stateValue === 'closed') return;
-    if (failure.kind !== 'auth-failed') this.ctx.log.info('client refused', { cluster: this.ctx.cluster, reason: failure.kind });
-    else this.ctx.log.info('client authentication failed', { cluster: this.ctx.cluster, user: failure.user });
+    if (failure.kind !== 'auth-failed') this.ctx.log.info('client refused', { cluster: this.endpoint.cluster, reason: failure.kind });
+    else this.ctx.log.info('client authentication failed', { cluster: this.endpoint.cluster, user: failure.user });
     this.refuse(errorResponse(toErrorFields(failure)));
   }
 

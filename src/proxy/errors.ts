@@ -23,8 +23,9 @@ export type ProxyFailure =
   | { readonly kind: 'auth-failed'; readonly user: string }
   | { readonly kind: 'auth-timeout' }
   | { readonly kind: 'unencrypted-after-ssl-request' }
-  | { readonly kind: 'writer-not-ready'; readonly cluster: string; readonly waitedMs: number }
-  | { readonly kind: 'writer-unreachable'; readonly cluster: string }
+  | { readonly kind: 'instance-not-ready'; readonly cluster: string; readonly instanceId: string; readonly waitedMs: number }
+  | { readonly kind: 'instance-unreachable'; readonly cluster: string; readonly instanceId: string }
+  | { readonly kind: 'no-route'; readonly cluster: string; readonly endpoint: string }
   | { readonly kind: 'server-lost'; readonly cluster: string }
   | { readonly kind: 'queue-full'; readonly cluster: string }
   | { readonly kind: 'queue-timeout'; readonly cluster: string; readonly waitedMs: number }
@@ -50,17 +51,19 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       return { severity: 'FATAL', code: '08006', message: 'authentication timed out' };
     case 'unencrypted-after-ssl-request':
       return { severity: 'FATAL', code: '08P01', message: 'received unencrypted data after SSL request' };
-    case 'writer-not-ready':
+    case 'instance-not-ready':
       return {
         severity: 'FATAL',
         code: '57P03',
-        message: `the database system is starting up: cluster "${f.cluster}" has no available writer after ${Math.round(f.waitedMs / 1000)} s`,
+        message: `the database system is starting up: instance "${f.instanceId}" of cluster "${f.cluster}" is not available after ${Math.round(f.waitedMs / 1000)} s`,
         hint: 'Retry shortly; `borealis status` shows the instance state.',
       };
-    case 'writer-unreachable':
-      return { severity: 'FATAL', code: '08006', message: `could not reach the writer of cluster "${f.cluster}"` };
+    case 'instance-unreachable':
+      return { severity: 'FATAL', code: '08006', message: `could not reach instance "${f.instanceId}" of cluster "${f.cluster}"` };
+    case 'no-route':
+      return { severity: 'FATAL', code: '08006', message: `endpoint ${f.endpoint} of cluster "${f.cluster}" has no member instance` };
     case 'server-lost':
-      return { severity: 'FATAL', code: '08006', message: `the connection to the writer of cluster "${f.cluster}" was lost` };
+      return { severity: 'FATAL', code: '08006', message: `the connection to the database server of cluster "${f.cluster}" was lost` };
     case 'queue-full':
       return { severity: 'FATAL', code: '53300', message: `too many clients are waiting for a server connection to cluster "${f.cluster}"` };
     case 'queue-timeout':

@@ -7,16 +7,14 @@ import { errorResponse } from '../pgwire/messages.js';
 import type { Logger } from '../util/logger.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { CancelRegistry } from './cancel-registry.js';
-import { ClientConnection, type ClientState, type PoolDirectory, type ProxyDirectory, type ProxyLimits } from './client-connection.js';
+import { ClientConnection, type ClientState, type EndpointRef, type PoolDirectory, type ProxyDirectory, type ProxyLimits } from './client-connection.js';
 import { toErrorFields } from './errors.js';
 import { SYNCED_PARAMS } from './pooled-session.js';
 import { PooledServer, setParam } from './pooled-server.js';
-import { openWriterSession } from './server-connection.js';
+import { openInstanceSession } from './server-connection.js';
 import { ServerPool, type PoolStats } from './server-pool.js';
 
-export interface EndpointBinding {
-  readonly cluster: string;
-  readonly type: string;
+export interface EndpointBinding extends EndpointRef {
   readonly host: string;
   readonly port: number;
 }
@@ -37,7 +35,7 @@ export interface ProxyStats {
   /** Clients holding a server for good because of session state. */
   readonly pinnedClients: number;
   /** One per (cluster, user, database, startup options). */
-  readonly pools: ReadonlyArray<{ readonly cluster: string; readonly user: string; readonly database: string } & PoolStats>;
+  readonly pools: ReadonlyArray<{ readonly cluster: string; readonly instanceId: string; readonly user: string; readonly database: string } & PoolStats>;
 }
 
 /** Startup parameters that never reach a server's startup packet. */
@@ -46,7 +44,7 @@ const CLIENT_ONLY_PARAMS = new Set(['user', 'database', ...SYNCED_PARAMS]);
 export class ProxyServer implements PoolDirectory {
   private readonly listeners = new Map<number, { server: net.Server; binding: EndpointBinding }>();
   private readonly clients = new Set<ClientConnection>();
-  private readonly pools = new Map<string, { pool: ServerPool; cluster: string; user: string; database: string }>();
+  private readonly pools = new Map<string, { pool: ServerPool; cluster: string; instanceId: string; user: string; database: string }>();
   private readonly cancels = new CancelRegistry();
   private readonly secureContext: tls.SecureContext;
   private readonly certificateHash: Buffer;
@@ -104,20 +102,20 @@ export class ProxyServer implements PoolDirectory {
     }
   }
 
-  poolFor(cluster: string, startupParams: ReadonlyMap<string, string>): ServerPool {
+  poolFor(cluster: string, instanceId: string, startupParams: ReadonlyMap<string, string>): ServerPool {
     const user = startupParams.get('user')!;
     const database = startupParams.get('database') ?? user;
     // Parameters a server does not report cannot be re-aligned later, so
     // they are part of the pool's identity and of its servers' startup.
     const fixed = [...startupParams].filter(([name]) => !CLIENT_ONLY_PARAMS.has(name)).sort(([a], [b]) => (a < b ? -1 : 1));
-    const key = JSON.stringify([cluster, user, database, fixed]);
+    const key = JSON.stringify([instanceId, user, database, fixed]);
     const existing = this.pools.get(key);
     if (existing) return existing.pool;
     const serverParams = new Map([['user', user], ['database', database], ...fixed]);
     const pool = new ServerPool(
       key,
       async () => {
-        const s = await openWriterSession(this.directory, cluster, serverParams, Date.now() + this.settings.clientWaitForWriterMs);
+        const s = await openInstanceSession(this.directory, instanceId, serverParams, Date.now() + this.settings.clientWaitForWriterMs);
         const server = new PooledServer(s.socket, { socketPath: s.socketPath, processId: s.processId, secretKey: s.secretKey });
         for (const frame of s.parameterFrames) setParam(server.params, frame.subarray(5));
         if (s.leftover.length > 0) server.close();
@@ -130,7 +128,7 @@ export class ProxyServer implements PoolDirectory {
         serverIdleTimeoutMs: this.settings.serverIdleTimeoutMs,
       },
     );
-    this.pools.set(key, { pool, cluster, user, database });
+    this.pools.set(key, { pool, cluster, instanceId, user, database });
     return pool;
   }
 
@@ -143,7 +141,7 @@ export class ProxyServer implements PoolDirectory {
       return;
     }
     const client = new ClientConnection(socket, {
-      cluster: binding.cluster,
+      endpoint: { cluster: binding.cluster, type: binding.type, name: binding.name },
       limits: this.settings,
       secureContext: this.secureContext,
       certificateHash: this.certificateHash,
@@ -169,7 +167,7 @@ export class ProxyServer implements PoolDirectory {
     return {
       clientsByState: { ...this.clientsByState },
       pinnedClients: this.pinnedClients,
-      pools: [...this.pools.values()].map(({ pool, cluster, user, database }) => ({ cluster, user, database, ...pool.stats() })),
+      pools: [...this.pools.values()].map(({ pool, cluster, instanceId, user, database }) => ({ cluster, instanceId, user, database, ...pool.stats() })),
     };
   }
 

@@ -102,14 +102,14 @@ export function openServerSession(socketPath: string, params: ReadonlyMap<string
 /** Pause between attempts to reach a writer that is restarting. */
 const WRITER_RETRY_MS = 100;
 
-export interface WriterLocator {
-  /** Resolves with the writer's socket when it is available, or null at the deadline. */
-  awaitWriter(cluster: string, timeoutMs: number): Promise<{ readonly socketPath: string } | null>;
+export interface InstanceLocator {
+  /** Resolves with the instance's socket when it is available, or null at the deadline. */
+  awaitInstance(instanceId: string, timeoutMs: number): Promise<{ readonly socketPath: string } | null>;
 }
 
 export type OpenFailure =
-  | { readonly kind: 'writer-not-ready'; readonly waitedMs: number }
-  | { readonly kind: 'writer-unreachable' }
+  | { readonly kind: 'instance-not-ready'; readonly waitedMs: number }
+  | { readonly kind: 'instance-unreachable' }
   /** The backend refused the session itself (unknown database, bad option): relay its frame. */
   | { readonly kind: 'backend-refused'; readonly errorFrame: Buffer };
 
@@ -121,18 +121,18 @@ export class OpenError extends Error {
 }
 
 /**
- * Opens a session on the cluster's writer, waiting (until `deadline`) while
- * it starts or restarts. Throws OpenError.
+ * Opens a session on an instance, waiting (until `deadline`) while it
+ * starts, restarts or resumes. Throws OpenError.
  */
-export async function openWriterSession(locator: WriterLocator, cluster: string, params: ReadonlyMap<string, string>, deadline: number, isAbandoned: () => boolean = () => false): Promise<ServerSession & { socketPath: string }> {
+export async function openInstanceSession(locator: InstanceLocator, instanceId: string, params: ReadonlyMap<string, string>, deadline: number): Promise<ServerSession & { socketPath: string }> {
   const started = Date.now();
-  let reachedWriter = false;
-  while (!isAbandoned()) {
+  let reached = false;
+  for (;;) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) break;
-    const target = await locator.awaitWriter(cluster, remaining);
+    const target = await locator.awaitInstance(instanceId, remaining);
     if (!target) break;
-    reachedWriter = true;
+    reached = true;
     try {
       const session = await openServerSession(target.socketPath, params, Math.max(1, deadline - Date.now()));
       return { ...session, socketPath: target.socketPath };
@@ -143,5 +143,5 @@ export async function openWriterSession(locator: WriterLocator, cluster: string,
       await new Promise((r) => setTimeout(r, WRITER_RETRY_MS));
     }
   }
-  throw new OpenError(reachedWriter ? { kind: 'writer-unreachable' } : { kind: 'writer-not-ready', waitedMs: Date.now() - started });
+  throw new OpenError(reached ? { kind: 'instance-unreachable' } : { kind: 'instance-not-ready', waitedMs: Date.now() - started });
 }

@@ -54,7 +54,18 @@ test('status --json has the documented shape', async () => {
     { role: 'writer', state: 'available', kind: 'provisioned' },
   );
   assert.ok(c.instances[0]!.pid! > 0);
-  assert.deepEqual(c.endpoints, [{ type: 'writer', host: '127.0.0.1', port: b.proxyPort, url: `postgres://postgres@127.0.0.1:${b.proxyPort}/postgres` }]);
+  const writer = c.endpoints.find((e) => e.type === 'writer');
+  assert.deepEqual(writer, { type: 'writer', name: '', host: '127.0.0.1', port: b.proxyPort, serverName: 'default.cluster.borealis.localhost', url: `postgres://postgres@127.0.0.1:${b.proxyPort}/postgres` });
+  // A reader endpoint and one endpoint per instance, each on its own port.
+  assert.deepEqual(
+    c.endpoints.map((e) => [e.type, e.name, e.serverName]),
+    [
+      ['writer', '', 'default.cluster.borealis.localhost'],
+      ['reader', '', 'default.cluster-ro.borealis.localhost'],
+      ['instance', 'default-writer-1', 'default-writer-1.instance.borealis.localhost'],
+    ],
+  );
+  assert.equal(new Set(c.endpoints.map((e) => e.port)).size, 3);
 });
 
 test('up again while running reports the running instance and changes nothing', async () => {
