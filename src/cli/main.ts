@@ -79,11 +79,15 @@ cluster
   .description('create a cluster with one writer instance')
   .option('--master-username <name>', 'master user name', 'postgres')
   .option('--master-password <password>', 'master password (generated when omitted)')
-  .action(async (name: string, opts: { masterUsername: string; masterPassword?: string }) => {
+  .option('--min <acu>', 'minimum capacity in ACUs (0 = auto-pause)')
+  .option('--max <acu>', 'maximum capacity in ACUs')
+  .option('--auto-pause <seconds>', 'seconds without connections before pausing (with --min 0)')
+  .action(async (name: string, opts: { masterUsername: string; masterPassword?: string; min?: string; max?: string; autoPause?: string }) => {
     const result = await ApiClient.connect(home()).request<{ cluster: ClusterStatus; credentials: { username: string; password: string; secretArn: string } }>('POST', '/v1/clusters', {
       name,
       masterUsername: opts.masterUsername,
       ...(opts.masterPassword ? { masterPassword: opts.masterPassword } : {}),
+      ...scalingFlags(opts),
     });
     process.stdout.write(describeCluster(result.cluster));
     const e = result.cluster.endpoints[0];
@@ -112,8 +116,11 @@ cluster
   .option('--allow-any', 'allow every source address (empty allow-list)')
   .option('--require-tls', 'refuse plaintext connections')
   .option('--no-require-tls', 'accept plaintext connections')
-  .action(async (name: string, opts: { allow?: string; allowAny?: boolean; requireTls?: boolean }) => {
-    const body: { allowedCidrs?: string[]; requireTls?: boolean } = {};
+  .option('--min <acu>', 'minimum capacity in ACUs (0 = auto-pause)')
+  .option('--max <acu>', 'maximum capacity in ACUs')
+  .option('--auto-pause <seconds>', 'seconds without connections before pausing (with --min 0)')
+  .action(async (name: string, opts: { allow?: string; allowAny?: boolean; requireTls?: boolean; min?: string; max?: string; autoPause?: string }) => {
+    const body: { allowedCidrs?: string[]; requireTls?: boolean } = { ...scalingFlags(opts) };
     if (opts.allow !== undefined && opts.allowAny) throw new Error('--allow and --allow-any contradict each other');
     if (opts.allow !== undefined) body.allowedCidrs = opts.allow.split(',').map((c) => c.trim()).filter((c) => c !== '');
     if (opts.allowAny) body.allowedCidrs = [];
@@ -220,9 +227,25 @@ program
     await new Promise<void>((resolve) => child.once('exit', (code) => ((process.exitCode = code ?? 1), resolve())));
   });
 
+function scalingFlags(opts: { min?: string; max?: string; autoPause?: string }): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [flag, field] of [['min', 'minCapacity'], ['max', 'maxCapacity'], ['autoPause', 'secondsUntilAutoPause']] as const) {
+    const v = opts[flag];
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`--${flag === 'autoPause' ? 'auto-pause' : flag} takes a number, got "${v}"`);
+    out[field] = n;
+  }
+  return out;
+}
+
 function describeCluster(c: ClusterStatus): string {
   const lines = [`cluster ${c.name}: ${c.status} (PostgreSQL ${c.engineVersion}, master user ${c.masterUsername})`];
-  for (const i of c.instances) lines.push(`  instance ${i.id}  ${i.role}  ${i.kind}  ${i.state}  ${i.capacityAcu} ACU${i.pid ? `  pid ${i.pid}` : ''}`);
+  lines.push(`  scaling  ${c.scaling.minCapacity}-${c.scaling.maxCapacity} ACU${c.scaling.minCapacity === 0 ? `, auto-pause after ${c.scaling.secondsUntilAutoPause} s` : ''}`);
+  for (const i of c.instances) {
+    const m = i.metrics ? `  CPU ${i.metrics.cpuUtilizationPercent}%  ACU ${i.metrics.acuUtilizationPercent}%  ${i.metrics.connections} conn` : '';
+    lines.push(`  instance ${i.id}  ${i.role}  ${i.kind}  ${i.state}  ${i.capacityAcu} ACU${m}${i.pid ? `  pid ${i.pid}` : ''}  ${i.acuSeconds} ACU-s ($${i.estimatedCost})`);
+  }
   for (const e of c.endpoints) lines.push(`  endpoint ${(e.type + (e.name ? ` ${e.name}` : '')).padEnd(28)} port ${e.port}  ${e.serverName}`);
   lines.push(`  access   ${c.access.allowedCidrs.length ? c.access.allowedCidrs.join(', ') : 'any source'}; TLS ${c.access.requireTls ? 'required' : 'optional'}`);
   return lines.join('\n') + '\n';

@@ -1,14 +1,17 @@
 // A compute instance run by the local driver: one PostgreSQL process tree on
-// this machine, restarted with backoff when it crashes. Every transition goes
-// through setState, which emits it for events and waiters.
+// this machine inside its cgroups, restarted with backoff when it crashes,
+// paused (stopped, memory freed) and resumed on demand. Every transition
+// goes through setState, which emits it for events and waiters.
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { InstanceRecord, InstanceState } from '../control/model.js';
 import type { EngineBinaries } from '../engine/binaries.js';
-import { baseSettings, sizedSettings } from '../engine/pg-settings.js';
+import { baseSettings, byContext, sizedSettings } from '../engine/pg-settings.js';
 import { PostgresServer, type PostgresExit } from '../engine/postgres-server.js';
 import type { ProcessIdentity } from '../engine/service-user.js';
 import type { Logger } from '../util/logger.js';
+import { InstanceCgroup, launchPrefix, type CgroupSupport } from './cgroups.js';
 
 export interface LocalInstanceOptions {
   readonly record: InstanceRecord;
@@ -17,6 +20,10 @@ export interface LocalInstanceOptions {
   readonly identity: ProcessIdentity | null;
   readonly superuser: string;
   readonly acuMemoryMiB: number;
+  readonly acuCpuCores: number;
+  readonly cgroups: CgroupSupport;
+  /** Restart-time settings (shared_buffers, max_connections) come from here. */
+  readonly maxCapacityAcu: () => number;
   readonly startTimeoutMs: number;
   readonly stopTimeoutMs: number;
   readonly restartBackoffMsMax: number;
@@ -35,15 +42,26 @@ const RESTART_BACKOFF_MS_MIN = 200;
 
 export class LocalInstance extends EventEmitter<{ transition: [InstanceTransition] }> {
   readonly server: PostgresServer;
+  readonly cgroup: InstanceCgroup;
   private stateValue: InstanceState = 'creating';
   private restartTimer: NodeJS.Timeout | null = null;
   private consecutiveCrashes = 0;
   private readySince = 0;
+  private capacity: number;
+  private resuming: Promise<void> | null = null;
+  /** How long the last resume took, from the request to postgres answering. */
+  lastResume: { readonly totalMs: number } | null = null;
+  private resumeBegan: number | null = null;
 
   constructor(readonly options: LocalInstanceOptions) {
     super();
     this.setMaxListeners(0);
     const { record, dir, binaries, identity, superuser, log } = options;
+    this.capacity = record.capacityAcu;
+    // The home's hash keeps groups of different Borealis homes apart.
+    const homeTag = createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 10);
+    this.cgroup = new InstanceCgroup(options.cgroups, `${homeTag}-${record.id}`);
+    const procs = this.cgroup.create();
     this.server = new PostgresServer({
       binaries,
       dataDir: path.join(dir, 'data'),
@@ -53,6 +71,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
       identity,
       superuser,
       log: log.child(`postgres:${record.id}`),
+      ...(procs.length > 0 ? { launch: { prefix: launchPrefix(procs, identity), env: { BOREALIS_CGROUP_PROCS: procs.join(' ') } } } : {}),
     });
     this.server.on('exit', (exit) => this.onExit(exit));
   }
@@ -63,6 +82,11 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
 
   get state(): InstanceState {
     return this.stateValue;
+  }
+
+  /** Current capacity in ACUs; 0 while paused. */
+  get capacityAcu(): number {
+    return this.stateValue === 'paused' ? 0 : this.capacity;
   }
 
   private setState(to: InstanceState, reason: string): void {
@@ -79,13 +103,67 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
       this.setState('creating', 'initializing the data directory');
       await this.server.initdb();
     }
-    this.server.writeConfig({
-      ...baseSettings(record.enginePort, this.server.options.socketDir),
-      ...sizedSettings({ capacityAcu: record.capacityAcu, acuMemoryMiB }),
-    });
+    const restartTime = byContext(sizedSettings({ capacityAcu: this.options.maxCapacityAcu(), acuMemoryMiB })).restart;
+    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir), ...restartTime });
+    this.writeCapacity(this.capacity);
+    this.applyLimits(this.capacity);
     await this.server.start(startTimeoutMs);
     this.readySince = Date.now();
+    if (this.resumeBegan !== null) {
+      this.lastResume = { totalMs: this.readySince - this.resumeBegan };
+      this.resumeBegan = null;
+    }
     this.setState('available', 'postgres is accepting connections');
+  }
+
+  /**
+   * Moves capacity: cgroup limits and reload-time settings. Nothing is
+   * restarted and no backend is touched.
+   */
+  setCapacity(acu: number): void {
+    this.capacity = acu;
+    if (this.stateValue !== 'available') return;
+    this.applyLimits(acu);
+    this.writeCapacity(acu);
+    this.server.reload();
+  }
+
+  private applyLimits(acu: number): void {
+    const { acuMemoryMiB, acuCpuCores } = this.options;
+    this.cgroup.apply({
+      cpuCores: acu * acuCpuCores,
+      memorySoftBytes: acu * acuMemoryMiB * 1024 * 1024,
+      memoryHardBytes: this.options.maxCapacityAcu() * acuMemoryMiB * 1024 * 1024,
+    });
+  }
+
+  private writeCapacity(acu: number): void {
+    this.server.writeCapacityConfig(byContext(sizedSettings({ capacityAcu: acu, acuMemoryMiB: this.options.acuMemoryMiB })).reload);
+  }
+
+  /** Auto-pause: a fast shutdown (which checkpoints) frees all of its memory. */
+  async pause(reason: string): Promise<void> {
+    if (this.stateValue !== 'available') return;
+    this.setState('pausing', reason);
+    await this.server.stop(this.options.stopTimeoutMs);
+    this.setState('paused', 'postgres stopped; capacity 0');
+  }
+
+  /** Starts a paused instance; concurrent callers share one resume. */
+  resume(why: string): Promise<void> {
+    if (this.stateValue !== 'paused') return Promise.resolve();
+    this.resuming ??= (async () => {
+      this.resumeBegan = Date.now();
+      this.setState('resuming', why);
+      try {
+        await this.start();
+      } catch (err) {
+        this.scheduleRestart('failed', `resume failed: ${(err as Error).message}`);
+      } finally {
+        this.resuming = null;
+      }
+    })();
+    return this.resuming;
   }
 
   async stop(): Promise<void> {
@@ -94,11 +172,13 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
     this.setState('stopping', 'stop requested');
     await this.server.stop(this.options.stopTimeoutMs);
     this.setState('stopped', 'postgres stopped');
+    this.cgroup.remove();
   }
 
-  /** Resolves true once available, false at the deadline. */
+  /** Resolves true once available, false at the deadline. A paused instance is resumed. */
   waitAvailable(timeoutMs: number): Promise<boolean> {
     if (this.stateValue === 'available') return Promise.resolve(true);
+    if (this.stateValue === 'paused') void this.resume('a client connected');
     return new Promise((resolve) => {
       const onTransition = (t: InstanceTransition): void => {
         if (t.to !== 'available') return;

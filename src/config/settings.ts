@@ -32,6 +32,16 @@ export interface Settings {
   restartBackoffMsMax: number;
   instanceCapacityAcu: number;
   acuMemoryMiB: number;
+  acuCpuCores: number;
+  defaultMinCapacityAcu: number;
+  defaultMaxCapacityAcu: number;
+  defaultSecondsUntilAutoPause: number;
+  autoscalerIntervalMs: number;
+  scaleDownQuietPeriodMs: number;
+  scaleDownStepIntervalMs: number;
+  cgroupRoot: string;
+  serverPoolServersPerAcu: number;
+  pricePerAcuHour: number;
 }
 
 export type SettingKey = keyof Settings;
@@ -76,6 +86,16 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'restartBackoffMsMax', env: 'BOREALIS_RESTART_BACKOFF_MS_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Upper bound of the delay between restarts of a PostgreSQL that keeps crashing.' },
   { key: 'instanceCapacityAcu', env: 'BOREALIS_INSTANCE_CAPACITY_ACU', kind: 'number', defaultValue: () => 1, doc: 'Capacity of a provisioned instance in ACUs; sizes shared_buffers and max_connections.' },
   { key: 'acuMemoryMiB', env: 'BOREALIS_ACU_MEMORY_MIB', kind: 'integer', defaultValue: () => 2048, doc: 'Memory one ACU stands for (Aurora: about 2 GiB).' },
+  { key: 'acuCpuCores', env: 'BOREALIS_ACU_CPU_CORES', kind: 'number', defaultValue: () => 0.25, doc: 'CPU one ACU stands for, in cores (enforced as a cgroup CPU quota).' },
+  { key: 'defaultMinCapacityAcu', env: 'BOREALIS_DEFAULT_MIN_CAPACITY_ACU', kind: 'number', defaultValue: () => 0, doc: 'minCapacity of new clusters (0 enables auto-pause).' },
+  { key: 'defaultMaxCapacityAcu', env: 'BOREALIS_DEFAULT_MAX_CAPACITY_ACU', kind: 'number', defaultValue: () => 4, doc: 'maxCapacity of new clusters; restart-time settings (shared_buffers, max_connections) are sized from it.' },
+  { key: 'defaultSecondsUntilAutoPause', env: 'BOREALIS_DEFAULT_SECONDS_UNTIL_AUTO_PAUSE', kind: 'integer', defaultValue: () => 300, doc: 'secondsUntilAutoPause of new clusters (Aurora allows 300-86,400; Borealis 1-86,400).' },
+  { key: 'autoscalerIntervalMs', env: 'BOREALIS_AUTOSCALER_INTERVAL_MS', kind: 'integer', defaultValue: () => 1_000, doc: 'How often every serverless instance is sampled and its capacity decided.' },
+  { key: 'scaleDownQuietPeriodMs', env: 'BOREALIS_SCALE_DOWN_QUIET_PERIOD_MS', kind: 'integer', defaultValue: () => 10_000, doc: 'How long every load signal must stay below the current capacity before it steps down.' },
+  { key: 'scaleDownStepIntervalMs', env: 'BOREALIS_SCALE_DOWN_STEP_INTERVAL_MS', kind: 'integer', defaultValue: () => 2_000, doc: 'Time between two 0.5-ACU steps down.' },
+  { key: 'cgroupRoot', env: 'BOREALIS_CGROUP_ROOT', kind: 'string', defaultValue: () => '/sys/fs/cgroup', doc: 'Where cgroups are mounted (v2 tree, or v1 cpu/cpuacct/memory hierarchies); a path without them means degraded mode.' },
+  { key: 'serverPoolServersPerAcu', env: 'BOREALIS_SERVER_POOL_SERVERS_PER_ACU', kind: 'number', defaultValue: () => 10, doc: 'Server connections per ACU of capacity for each pool (at least 2, at most serverPoolSizeMax).' },
+  { key: 'pricePerAcuHour', env: 'BOREALIS_PRICE_PER_ACU_HOUR', kind: 'number', defaultValue: () => 0.12, doc: 'Price of one ACU-hour for the cost estimate (Aurora Serverless v2: about 0.12 USD).' },
 ];
 
 export class SettingsError extends Error {

@@ -43,7 +43,7 @@ export class ApiServer {
           if (!name) throw new HttpError(400, 'InvalidParameterValue', 'name is required');
           const username = optionalString(input, 'masterUsername');
           const password = optionalString(input, 'masterPassword');
-          const created = await supervisor.createCluster({ name, ...(username ? { masterUsername: username } : {}), ...(password ? { masterPassword: password } : {}) });
+          const created = await supervisor.createCluster({ name, ...(username ? { masterUsername: username } : {}), ...(password ? { masterPassword: password } : {}), scaling: scalingInput(input) });
           return [201, { cluster: this.findCluster(name), credentials: created }];
         },
       },
@@ -68,7 +68,11 @@ export class ApiServer {
           }
           const requireTls = input.requireTls;
           if (requireTls !== undefined && typeof requireTls !== 'boolean') throw new HttpError(400, 'InvalidParameterValue', 'requireTls must be a boolean');
-          supervisor.modifyClusterAccess(name, { ...(cidrs ? { allowedCidrs: cidrs } : {}), ...(requireTls !== undefined ? { requireTls } : {}) });
+          if (cidrs !== undefined || requireTls !== undefined) {
+            supervisor.modifyClusterAccess(name, { ...(cidrs ? { allowedCidrs: cidrs } : {}), ...(requireTls !== undefined ? { requireTls } : {}) });
+          }
+          const scaling = scalingInput(input);
+          if (Object.keys(scaling).length > 0) supervisor.modifyScaling(name, scaling);
           return [200, this.findCluster(name)];
         },
       },
@@ -247,4 +251,16 @@ function stringList(o: Record<string, unknown>, key: string): string[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new HttpError(400, 'InvalidParameterValue', `${key} must be an array of strings`);
   return v;
+}
+
+/** Aurora's field names: MinCapacity, MaxCapacity, SecondsUntilAutoPause (camelCase here). */
+function scalingInput(o: Record<string, unknown>): { minAcu?: number; maxAcu?: number; secondsUntilAutoPause?: number } {
+  const out: { minAcu?: number; maxAcu?: number; secondsUntilAutoPause?: number } = {};
+  for (const [field, key] of [['minCapacity', 'minAcu'], ['maxCapacity', 'maxAcu'], ['secondsUntilAutoPause', 'secondsUntilAutoPause']] as const) {
+    const v = o[field];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new HttpError(400, 'InvalidParameterValue', `${field} must be a number`);
+    out[key] = v;
+  }
+  return out;
 }

@@ -7,6 +7,9 @@ export type InstanceState =
   | 'available'
   | 'restarting'
   | 'failed'
+  | 'pausing'
+  | 'paused'
+  | 'resuming'
   | 'stopping'
   | 'stopped'
   | 'deleting';

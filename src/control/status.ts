@@ -13,6 +13,13 @@ export interface StatusDocument {
   };
   readonly engine: { readonly version: string; readonly binDir: string };
   readonly proxy: ProxyStatus;
+  readonly capacity: {
+    /** What one ACU stands for on this host. */
+    readonly acu: { readonly memoryMiB: number; readonly cpuCores: number };
+    /** 'cgroup v1', 'cgroup v2', or 'degraded: <reason>' (settings and pool size only). */
+    readonly enforcement: string;
+    readonly pricePerAcuHour: number;
+  };
   readonly clusters: readonly ClusterStatus[];
 }
 
@@ -26,6 +33,8 @@ export interface ClusterStatus {
   readonly endpoints: readonly EndpointStatus[];
   /** Who may connect: CIDR allow-list (empty = any source) and whether TLS is required. */
   readonly access: ClusterAccess;
+  /** Aurora's ServerlessV2ScalingConfiguration (MinCapacity, MaxCapacity, SecondsUntilAutoPause). */
+  readonly scaling: { readonly minCapacity: number; readonly maxCapacity: number; readonly secondsUntilAutoPause: number };
 }
 
 export interface InstanceStatus {
@@ -34,10 +43,22 @@ export interface InstanceStatus {
   readonly kind: InstanceKind;
   readonly state: InstanceState;
   readonly promotionTier: number;
-  /** Capacity in ACUs (Aurora's ServerlessDatabaseCapacity). */
+  /** Capacity in ACUs now (Aurora's ServerlessDatabaseCapacity); 0 while paused. */
   readonly capacityAcu: number;
   /** postmaster pid while running. */
   readonly pid: number | null;
+  /** The last per-second sample, null before the first. */
+  readonly metrics: {
+    readonly cpuUtilizationPercent: number;
+    readonly acuUtilizationPercent: number;
+    readonly cpuCores: number;
+    readonly memoryMiB: number;
+    readonly connections: number;
+    readonly queuedClients: number;
+  } | null;
+  /** Capacity used so far, and its price at pricePerAcuHour. */
+  readonly acuSeconds: number;
+  readonly estimatedCost: number;
 }
 
 export interface EndpointStatus {

@@ -3,6 +3,7 @@
 // (which must be given back, like Secrets Manager's) are encrypted at rest
 // with a key kept in a 0600 file beside the database.
 import Database from 'better-sqlite3';
+import type { ScalingConfig } from '../autoscaler/policy.js';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { ClusterAccess, ClusterRecord, EndpointRecord, EndpointType, EventRecord, InstanceRecord } from './model.js';
@@ -74,6 +75,10 @@ const MIGRATIONS: readonly string[] = [
    DROP TABLE endpoints;
    ALTER TABLE endpoints_v2 RENAME TO endpoints;
    CREATE UNIQUE INDEX custom_endpoint_names ON endpoints (name) WHERE type = 'custom';`,
+  `ALTER TABLE clusters ADD COLUMN min_capacity_acu REAL NOT NULL DEFAULT 0.5;
+   ALTER TABLE clusters ADD COLUMN max_capacity_acu REAL NOT NULL DEFAULT 1;
+   ALTER TABLE clusters ADD COLUMN seconds_until_auto_pause INTEGER NOT NULL DEFAULT 300;
+   ALTER TABLE instances ADD COLUMN acu_seconds REAL NOT NULL DEFAULT 0;`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -129,6 +134,23 @@ export class Store {
 
   setClusterAccess(name: string, access: ClusterAccess): void {
     this.db.prepare('UPDATE clusters SET allowed_cidrs = ?, require_tls = ? WHERE name = ?').run(JSON.stringify(access.allowedCidrs), access.requireTls ? 1 : 0, name);
+  }
+
+  getScaling(name: string): ScalingConfig | null {
+    const row = this.db.prepare('SELECT min_capacity_acu AS minAcu, max_capacity_acu AS maxAcu, seconds_until_auto_pause AS secondsUntilAutoPause FROM clusters WHERE name = ?').get(name) as ScalingConfig | undefined;
+    return row ?? null;
+  }
+
+  setScaling(name: string, c: ScalingConfig): void {
+    this.db.prepare('UPDATE clusters SET min_capacity_acu = ?, max_capacity_acu = ?, seconds_until_auto_pause = ? WHERE name = ?').run(c.minAcu, c.maxAcu, c.secondsUntilAutoPause, name);
+  }
+
+  addAcuSeconds(instanceId: string, acuSeconds: number): void {
+    this.db.prepare('UPDATE instances SET acu_seconds = acu_seconds + ? WHERE id = ?').run(acuSeconds, instanceId);
+  }
+
+  getAcuSeconds(instanceId: string): number {
+    return (this.db.prepare('SELECT acu_seconds AS a FROM instances WHERE id = ?').get(instanceId) as { a: number } | undefined)?.a ?? 0;
   }
 
   insertCluster(c: ClusterRecord): void {

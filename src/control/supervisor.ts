@@ -7,6 +7,9 @@ import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT } from '../auth/scram.js';
+import { Autoscaler, type InstanceMetrics } from '../autoscaler/autoscaler.js';
+import { clamp, DEFAULT_TUNING, validateScalingConfig, type ScalingConfig } from '../autoscaler/policy.js';
+import { detectCgroups, type CgroupSupport } from '../compute/cgroups.js';
 import { LocalInstance } from '../compute/local-instance.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
@@ -36,6 +39,7 @@ export interface CreateClusterInput {
   readonly name: string;
   readonly masterUsername?: string;
   readonly masterPassword?: string;
+  readonly scaling?: Partial<ScalingConfig>;
 }
 
 export interface ClusterCredentials {
@@ -57,6 +61,11 @@ export class Supervisor implements ProxyDirectory {
   private readonly instances = new Map<string, LocalInstance>();
   private readonly accessPolicies = new Map<string, AccessPolicy>();
   private readonly routeTurns = new Map<string, number>();
+  private cgroups: CgroupSupport = { kind: 'none', reason: 'not detected yet' };
+  private autoscaler: Autoscaler | null = null;
+  /** ACU-seconds metered but not yet written to the store. */
+  private readonly unmetered = new Map<string, number>();
+  private meterFlushTimer: NodeJS.Timeout | null = null;
   private readonly startedAt = new Date().toISOString();
   private apiUrl = '';
   private shuttingDown = false;
@@ -81,10 +90,38 @@ export class Supervisor implements ProxyDirectory {
     }
     this.store = new Store(p.stateDb, p.secretKey);
     fs.chmodSync(p.stateDb, 0o600);
+    this.cgroups = process.getuid?.() === 0 ? detectCgroups(this.settings.cgroupRoot) : { kind: 'none', reason: 'Borealis is not running as root' };
+    if (this.cgroups.kind === 'none') {
+      this.log.warn(`capacity is not enforced with cgroups (${this.cgroups.reason}); degraded mode: PostgreSQL settings and pool size follow capacity, CPU and memory are not capped`);
+    } else this.log.info('capacity enforced with cgroups', { cgroups: this.cgroups.kind });
     onProgress('preparing TLS');
     const d = this.settings.endpointDomain;
     const tlsMaterial = await ensureTlsMaterial(p.tlsDir, ['localhost', `*.cluster.${d}`, `*.cluster-ro.${d}`, `*.instance.${d}`, `*.cluster-custom.${d}`]);
     this.proxy = new ProxyServer(tlsMaterial, this, this.settings, this.log.child('proxy'));
+    this.autoscaler = new Autoscaler(
+      {
+        instances: () =>
+          this.store.listInstances().flatMap((r) => {
+            const instance = this.instances.get(r.id);
+            return instance && r.kind === 'serverless' ? [{ instance, cluster: r.cluster, role: r.role, promotionTier: r.promotionTier }] : [];
+          }),
+        scaling: (cluster) => this.scaling(cluster),
+        load: (id) => this.proxy.instanceLoad(id),
+        onCapacityChange: (id, acu, reason) => {
+          // A pause is recorded by the instance's own transitions.
+          if (acu === 0) return;
+          this.proxy.setInstancePoolSize(id, this.poolServersFor(acu));
+          this.event('instance', id, 'scaled', reason);
+        },
+        meter: (id, acuSeconds) => this.unmetered.set(id, (this.unmetered.get(id) ?? 0) + acuSeconds),
+      },
+      { acuMemoryMiB: this.settings.acuMemoryMiB, acuCpuCores: this.settings.acuCpuCores },
+      { ...DEFAULT_TUNING, quietPeriodMs: this.settings.scaleDownQuietPeriodMs, stepDownIntervalMs: this.settings.scaleDownStepIntervalMs },
+      this.settings.autoscalerIntervalMs,
+      this.log.child('autoscaler'),
+    );
+    this.meterFlushTimer = setInterval(() => this.flushMeter(), 10_000);
+    this.meterFlushTimer.unref();
     if (this.store.listClusters().length === 0) {
       onProgress('creating cluster "default"');
       await this.createCluster({ name: 'default', ...(process.env.BOREALIS_PASSWORD ? { masterPassword: process.env.BOREALIS_PASSWORD } : {}) });
@@ -94,6 +131,45 @@ export class Supervisor implements ProxyDirectory {
         await this.startCluster(cluster);
       }
     }
+    this.autoscaler.start();
+  }
+
+  private scaling(cluster: string): ScalingConfig {
+    return this.store.getScaling(cluster) ?? { minAcu: 0.5, maxAcu: 1, secondsUntilAutoPause: 300 };
+  }
+
+  /** Server connections per pool for a capacity. */
+  private poolServersFor(acu: number): number {
+    return Math.min(this.settings.serverPoolSizeMax, Math.max(2, Math.ceil(acu * this.settings.serverPoolServersPerAcu)));
+  }
+
+  private flushMeter(): void {
+    for (const [id, acuSeconds] of this.unmetered) if (acuSeconds > 0) this.store.addAcuSeconds(id, acuSeconds);
+    this.unmetered.clear();
+  }
+
+  /**
+   * Changes a cluster's scaling configuration live: capacity moves into the
+   * new range at once; restart-time settings follow max at the next start.
+   */
+  modifyScaling(name: string, change: Partial<ScalingConfig>): ScalingConfig {
+    const current = this.store.getScaling(name);
+    if (!current) throw new ControlError('not-found', `cluster "${name}" does not exist`);
+    const next: ScalingConfig = { ...current, ...change };
+    const error = validateScalingConfig(next);
+    if (error) throw new ControlError('invalid', error);
+    this.store.setScaling(name, next);
+    this.event('cluster', name, 'modified', `scaling: ${next.minAcu}-${next.maxAcu} ACU, auto-pause after ${next.secondsUntilAutoPause} s${next.minAcu === 0 ? '' : ' (off: min > 0)'}`);
+    for (const r of this.store.listInstances(name)) {
+      const instance = this.instances.get(r.id);
+      if (!instance || r.kind !== 'serverless' || instance.state !== 'available') continue;
+      const inRange = clamp(instance.capacityAcu, next);
+      if (inRange === instance.capacityAcu) continue;
+      instance.setCapacity(inRange);
+      this.proxy.setInstancePoolSize(r.id, this.poolServersFor(inRange));
+      this.event('instance', r.id, 'scaled', `→ ${inRange} ACU (scaling configuration changed)`);
+    }
+    return next;
   }
 
   /** Records where the API listens, for the CLI. */
@@ -134,22 +210,31 @@ export class Supervisor implements ProxyDirectory {
       throw new ControlError('invalid', 'the master password must be 8 to 128 characters');
     }
     if (this.store.getCluster(input.name)) throw new ControlError('conflict', `cluster "${input.name}" already exists`);
+    const scaling: ScalingConfig = {
+      minAcu: this.settings.defaultMinCapacityAcu,
+      maxAcu: this.settings.defaultMaxCapacityAcu,
+      secondsUntilAutoPause: this.settings.defaultSecondsUntilAutoPause,
+      ...input.scaling,
+    };
+    const scalingError = validateScalingConfig(scaling);
+    if (scalingError) throw new ControlError('invalid', scalingError);
     const password = input.masterPassword ?? randomBytes(PASSWORD_BYTES).toString('base64url');
     const verifier = formatVerifier(deriveVerifier(password, randomBytes(16), SCRAM_ITERATIONS_DEFAULT));
     const secretArn = `${SECRET_ARN_PREFIX}/${input.name}/${username}-${randomBytes(3).toString('hex')}`;
     const now = new Date().toISOString();
     const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, createdAt: now };
-    const endpointPort = await this.allocatePort(this.settings.proxyPort, new Set(this.store.listEndpoints().map((e) => e.port)));
-    const enginePort = await this.allocatePort(this.settings.enginePortBase, this.store.usedEnginePorts());
+    const endpointPort = await this.allocatePort(this.settings.proxyPort);
+    const enginePort = await this.allocatePort(this.settings.enginePortBase, new Set([endpointPort]));
     this.store.transaction(() => {
       this.store.insertCluster(cluster);
+      this.store.setScaling(input.name, scaling);
       this.store.insertInstance({
         id: `${input.name}-writer-1`,
         cluster: input.name,
         role: 'writer',
-        kind: 'provisioned',
+        kind: 'serverless',
         promotionTier: 1,
-        capacityAcu: this.settings.instanceCapacityAcu,
+        capacityAcu: clamp(0.5, scaling),
         enginePort,
         createdAt: now,
       });
@@ -177,12 +262,18 @@ export class Supervisor implements ProxyDirectory {
         identity: this.identity,
         superuser: cluster.masterUsername,
         acuMemoryMiB: this.settings.acuMemoryMiB,
+        acuCpuCores: this.settings.acuCpuCores,
+        cgroups: this.cgroups,
+        maxCapacityAcu: () => (record.kind === 'serverless' ? this.scaling(cluster.name).maxAcu : record.capacityAcu),
         startTimeoutMs: this.settings.engineStartTimeoutMs,
         stopTimeoutMs: this.settings.engineStopTimeoutMs,
         restartBackoffMsMax: this.settings.restartBackoffMsMax,
         log: this.log.child(`instance:${record.id}`),
       });
-      instance.on('transition', (t) => this.event('instance', record.id, t.to, t.reason));
+      instance.on('transition', (t) => {
+        this.event('instance', record.id, t.to, t.to === 'available' && t.from === 'resuming' && instance.lastResume ? `${t.reason} (resumed in ${instance.lastResume.totalMs} ms)` : t.reason);
+        if (t.to === 'available') this.proxy.setInstancePoolSize(record.id, this.poolServersFor(instance.capacityAcu));
+      });
       this.instances.set(record.id, instance);
       try {
         await instance.start();
@@ -203,7 +294,7 @@ export class Supervisor implements ProxyDirectory {
     ];
     for (const w of wanted) {
       if (have.some((e) => e.type === w.type && e.name === w.name)) continue;
-      const port = await this.allocatePort(this.settings.proxyPort, new Set(this.store.listEndpoints().map((e) => e.port)));
+      const port = await this.allocatePort(this.settings.proxyPort);
       this.store.insertEndpoint({ cluster, ...w, port, customType: null, staticMembers: [], excludedMembers: [] });
     }
   }
@@ -220,7 +311,7 @@ export class Supervisor implements ProxyDirectory {
       if (!ids.has(m)) throw new ControlError('invalid', `instance "${m}" is not in cluster "${cluster}"`);
     }
     if (this.store.listEndpoints().some((e) => e.type === 'custom' && e.name === input.name)) throw new ControlError('conflict', `endpoint "${input.name}" already exists`);
-    const port = await this.allocatePort(this.settings.proxyPort, new Set(this.store.listEndpoints().map((e) => e.port)));
+    const port = await this.allocatePort(this.settings.proxyPort);
     const record = { cluster, type: 'custom' as const, name: input.name, port, customType: input.customType, staticMembers: input.staticMembers, excludedMembers: input.excludedMembers };
     this.store.insertEndpoint(record);
     await this.proxy.listen({ cluster, type: 'custom', name: input.name, host: this.settings.listenHost, port });
@@ -399,14 +490,26 @@ export class Supervisor implements ProxyDirectory {
     const clusters: ClusterStatus[] = this.store.listClusters().map((c) => {
       const instances = this.store.listInstances(c.name).map((r) => {
         const live = this.instances.get(r.id);
+        const m: InstanceMetrics | null = this.autoscaler?.latest(r.id) ?? null;
+        const acuSeconds = this.store.getAcuSeconds(r.id) + (this.unmetered.get(r.id) ?? 0);
         return {
           id: r.id,
           role: r.role,
           kind: r.kind,
           state: live?.state ?? 'stopped',
           promotionTier: r.promotionTier,
-          capacityAcu: r.capacityAcu,
+          capacityAcu: live ? live.capacityAcu : 0,
           pid: live?.server.pid ?? null,
+          metrics: m && {
+            cpuUtilizationPercent: round2(m.cpuUtilizationPercent),
+            acuUtilizationPercent: round2(m.acuUtilizationPercent),
+            cpuCores: round2(m.cpuCores),
+            memoryMiB: Math.round(m.memoryMiB),
+            connections: m.connections,
+            queuedClients: m.queuedClients,
+          },
+          acuSeconds: round2(acuSeconds),
+          estimatedCost: Math.round((acuSeconds / 3600) * this.settings.pricePerAcuHour * 1e6) / 1e6,
         };
       });
       const writer = instances.find((i) => i.role === 'writer');
@@ -426,6 +529,7 @@ export class Supervisor implements ProxyDirectory {
           ...(e.type === 'custom' ? { customType: e.customType ?? 'ANY', staticMembers: e.staticMembers, excludedMembers: e.excludedMembers } : {}),
         })),
         access: this.store.getClusterAccess(c.name) ?? { allowedCidrs: [], requireTls: false },
+        scaling: (({ minAcu, maxAcu, secondsUntilAutoPause }) => ({ minCapacity: minAcu, maxCapacity: maxAcu, secondsUntilAutoPause }))(this.scaling(c.name)),
       };
     });
     return {
@@ -435,6 +539,11 @@ export class Supervisor implements ProxyDirectory {
       services: { api: { url: this.apiUrl } },
       engine: { version: this.binaries.version, binDir: this.binaries.binDir },
       proxy: this.proxy.stats(),
+      capacity: {
+        acu: { memoryMiB: this.settings.acuMemoryMiB, cpuCores: this.settings.acuCpuCores },
+        enforcement: this.cgroups.kind === 'none' ? `degraded: ${this.cgroups.reason}` : `cgroup ${this.cgroups.kind}`,
+        pricePerAcuHour: this.settings.pricePerAcuHour,
+      },
       clusters,
     };
   }
@@ -443,8 +552,11 @@ export class Supervisor implements ProxyDirectory {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     this.log.info('shutting down');
+    this.autoscaler?.stop();
+    if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();
     await Promise.all([...this.instances.values()].map((i) => i.stop()));
+    if (this.store) this.flushMeter();
     this.store?.close();
     fs.rmSync(this.paths.supervisorFile, { force: true });
   }
@@ -454,8 +566,12 @@ export class Supervisor implements ProxyDirectory {
     this.log.info(message, { event: e.id, sourceType, sourceId, kind });
   }
 
-  /** The first port at or above `from` that is neither recorded nor bound. */
-  private async allocatePort(from: number, taken: Set<number>): Promise<number> {
+  /**
+   * The first port at or above `from` that no endpoint, instance or the API
+   * has (bound yet or not) and that nothing else has bound.
+   */
+  private async allocatePort(from: number, alsoTaken: ReadonlySet<number> = new Set()): Promise<number> {
+    const taken = new Set([...this.store.listEndpoints().map((e) => e.port), ...this.store.usedEnginePorts(), this.settings.apiPort, ...alsoTaken]);
     for (let port = from; port <= 65535; port++) {
       if (taken.has(port)) continue;
       if (await portIsFree(this.settings.listenHost, port)) return port;
@@ -489,3 +605,5 @@ function base32(bytes: Buffer): string {
   if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
   return out;
 }
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;

@@ -117,3 +117,11 @@ export function renderPgHbaConf(): string {
     '',
   ].join('\n');
 }
+
+/** Splits settings into those a reload can change and those needing a restart. */
+export function byContext(values: Record<string, PgValue>): { reload: Record<string, PgValue>; restart: Record<string, PgValue> } {
+  const reload: Record<string, PgValue> = {};
+  const restart: Record<string, PgValue> = {};
+  for (const [name, value] of Object.entries(values)) (pgSetting(name).context === 'reload' ? reload : restart)[name] = value;
+  return { reload, restart };
+}

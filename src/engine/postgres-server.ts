@@ -23,7 +23,15 @@ export interface PostgresServerOptions {
   readonly identity: ProcessIdentity | null;
   readonly superuser: string;
   readonly log: Logger;
+  /**
+   * Command that runs before postgres and execs it (entering cgroups,
+   * dropping privileges); when set, it is spawned as Borealis itself.
+   */
+  readonly launch?: { readonly prefix: readonly string[]; readonly env: Readonly<Record<string, string>> };
 }
+
+/** Reload-time settings that follow capacity live in this file, included last. */
+export const CAPACITY_CONF = 'borealis-capacity.conf';
 
 export class EngineError extends Error {
   override readonly name = 'EngineError';
@@ -74,11 +82,25 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
 
   /** Writes postgresql.conf and pg_hba.conf from Borealis's tables. */
   writeConfig(values: Record<string, PgValue>): void {
-    const { dataDir, identity } = this.options;
-    for (const [file, text] of [
-      ['postgresql.conf', renderPostgresqlConf(values)],
+    this.writeFiles([
+      ['postgresql.conf', renderPostgresqlConf(values) + `include_if_exists = '${CAPACITY_CONF}'\n`],
       ['pg_hba.conf', renderPgHbaConf()],
-    ] as const) {
+    ]);
+  }
+
+  /** Writes the capacity-dependent settings; reload() applies them. */
+  writeCapacityConfig(values: Record<string, PgValue>): void {
+    this.writeFiles([[CAPACITY_CONF, renderPostgresqlConf(values)]]);
+  }
+
+  /** SIGHUP: postgres re-reads its configuration (reload-time settings only). */
+  reload(): void {
+    this.child?.kill('SIGHUP');
+  }
+
+  private writeFiles(files: ReadonlyArray<readonly [string, string]>): void {
+    const { dataDir, identity } = this.options;
+    for (const [file, text] of files) {
       const target = path.join(dataDir, file);
       fs.writeFileSync(target, text, { mode: 0o600 });
       if (identity) fs.chownSync(target, identity.uid, identity.gid);
@@ -93,12 +115,15 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     if (identity) fs.chownSync(socketDir, identity.uid, identity.gid);
     const logFd = fs.openSync(logFile, 'a', 0o640);
     this.stateValue = 'starting';
-    const child = spawn(path.join(binaries.binDir, 'postgres'), ['-D', dataDir], {
+    const postgres = path.join(binaries.binDir, 'postgres');
+    const launch = this.options.launch;
+    const [command, ...args] = launch ? [...launch.prefix, postgres, '-D', dataDir] : [postgres, '-D', dataDir];
+    const child = spawn(command, args, {
       stdio: ['ignore', logFd, logFd],
       // Own process group: a Ctrl-C in the terminal reaches the supervisor,
       // which then shuts postgres down in order.
       detached: true,
-      ...(identity ? { uid: identity.uid, gid: identity.gid } : {}),
+      ...(launch ? { env: { ...process.env, ...launch.env } } : identity ? { uid: identity.uid, gid: identity.gid } : {}),
     });
     fs.closeSync(logFd);
     this.child = child;

@@ -72,6 +72,7 @@ export class PooledSession implements ServerOwner {
 
   /** Starts reading the client; bytes already buffered are processed first. */
   start(): void {
+    this.pool.sessions++;
     this.socket.on('data', this.onData);
     this.socket.resume();
     this.process();
@@ -294,6 +295,7 @@ export class PooledSession implements ServerOwner {
   end(how: SessionEnd): void {
     if (this.ended) return;
     this.ended = true;
+    this.pool.sessions--;
     this.socket.off('data', this.onData);
     const server = this.server;
     this.server = null;

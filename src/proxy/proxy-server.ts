@@ -52,6 +52,8 @@ export class ProxyServer implements PoolDirectory {
   private readonly mockSecret = randomBytes(32);
   private readonly clientsByState: Record<ClientState, number> = { startup: 0, 'tls-handshake': 0, authenticating: 0, connecting: 0, session: 0, closed: 0 };
   private pinnedClients = 0;
+  /** Server caps per instance, set from capacity by the autoscaler. */
+  private readonly poolSizes = new Map<string, number>();
 
   constructor(
     tlsMaterial: { key: string; cert: string },
@@ -122,7 +124,7 @@ export class ProxyServer implements PoolDirectory {
         return server;
       },
       {
-        serversMax: this.settings.serverPoolSizeMax,
+        serversMax: this.poolSizes.get(instanceId) ?? this.settings.serverPoolSizeMax,
         queueMax: this.settings.clientQueueMax,
         queueTimeoutMs: this.settings.clientQueueTimeoutMs,
         serverIdleTimeoutMs: this.settings.serverIdleTimeoutMs,
@@ -130,6 +132,24 @@ export class ProxyServer implements PoolDirectory {
     );
     this.pools.set(key, { pool, cluster, instanceId, user, database });
     return pool;
+  }
+
+  /** Load the autoscaler reads: client sessions and queued clients on an instance. */
+  instanceLoad(instanceId: string): { connections: number; queuedClients: number } {
+    let connections = 0;
+    let queuedClients = 0;
+    for (const e of this.pools.values()) {
+      if (e.instanceId !== instanceId) continue;
+      connections += e.pool.sessions;
+      queuedClients += e.pool.stats().waiting;
+    }
+    return { connections, queuedClients };
+  }
+
+  /** Pool size follows capacity. */
+  setInstancePoolSize(instanceId: string, serversMax: number): void {
+    this.poolSizes.set(instanceId, serversMax);
+    for (const e of this.pools.values()) if (e.instanceId === instanceId) e.pool.resize(serversMax);
   }
 
   private accept(socket: net.Socket, binding: EndpointBinding, endpointHosts: ReadonlySet<string>): void {

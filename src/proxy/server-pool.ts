@@ -31,6 +31,10 @@ interface Waiter {
 }
 
 export interface PoolStats {
+  /** Servers this pool may open now (follows the instance's capacity). */
+  readonly serversMax: number;
+  /** Client sessions using the pool. */
+  readonly sessions: number;
   /** Servers open (idle + active). */
   readonly servers: number;
   readonly idle: number;
@@ -50,6 +54,8 @@ export class ServerPool {
   private readonly sweepTimer: NodeJS.Timeout;
   /** ParameterStatus values of the first server opened: what clients are welcomed with. */
   welcomeParams: ReadonlyMap<string, string> | null = null;
+  /** Client sessions using this pool (the autoscaler's connection count). */
+  sessions = 0;
 
   constructor(
     readonly key: string,
@@ -63,6 +69,8 @@ export class ServerPool {
   stats(): PoolStats {
     const now = Date.now();
     return {
+      serversMax: this.limits.serversMax,
+      sessions: this.sessions,
       servers: this.all.size,
       idle: this.idle.length,
       active: this.all.size - this.idle.length,
@@ -99,6 +107,8 @@ export class ServerPool {
   release(server: PooledServer): void {
     if (server.state === 'closed') return;
     server.owner = null;
+    // The pool shrank (capacity went down): retire servers above the cap.
+    if (this.all.size > this.limits.serversMax) return server.close();
     const waiter = this.waiters.shift();
     if (waiter) {
       clearTimeout(waiter.timer!);
@@ -136,6 +146,16 @@ export class ServerPool {
   /** Closes a server whose state is unknown; a waiting client gets a new one. */
   discard(server: PooledServer): void {
     server.close();
+  }
+
+  /** Sets the server cap; a larger cap serves waiting clients at once. */
+  resize(serversMax: number): void {
+    this.limits.serversMax = serversMax;
+    while (this.waiters.length > 0 && this.all.size + this.opening < serversMax) {
+      const waiter = this.waiters.shift()!;
+      clearTimeout(waiter.timer!);
+      this.openOne().then(waiter.resolve, waiter.reject);
+    }
   }
 
   close(): void {

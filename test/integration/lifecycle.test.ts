@@ -51,9 +51,13 @@ test('status --json has the documented shape', async () => {
   assert.equal(c.instances.length, 1);
   assert.deepEqual(
     { role: c.instances[0]!.role, state: c.instances[0]!.state, kind: c.instances[0]!.kind },
-    { role: 'writer', state: 'available', kind: 'provisioned' },
+    { role: 'writer', state: 'available', kind: 'serverless' },
   );
   assert.ok(c.instances[0]!.pid! > 0);
+  // The default scaling configuration: auto-pause enabled, 0.5 ACU to start.
+  assert.deepEqual(c.scaling, { minCapacity: 0, maxCapacity: 4, secondsUntilAutoPause: 300 });
+  assert.equal(c.instances[0]!.capacityAcu, 0.5);
+  assert.match(s.capacity.enforcement, /^(cgroup v[12]|degraded: .+)$/);
   const writer = c.endpoints.find((e) => e.type === 'writer');
   assert.deepEqual(writer, { type: 'writer', name: '', host: '127.0.0.1', port: b.proxyPort, serverName: 'default.cluster.borealis.localhost', url: `postgres://postgres@127.0.0.1:${b.proxyPort}/postgres` });
   // A reader endpoint and one endpoint per instance, each on its own port.

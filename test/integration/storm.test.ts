@@ -10,7 +10,8 @@ const CLIENTS = 2000;
 
 let b: Borealis;
 before(async () => {
-  b = await Borealis.start();
+  // One ACU at most: max_connections is sized from max capacity (100 per 2 GiB).
+  b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5', BOREALIS_DEFAULT_MAX_CAPACITY_ACU: '1' });
 });
 after(async () => {
   await b?.destroy();
