@@ -52,6 +52,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   /** How long the last resume took, from the request to postgres answering. */
   lastResume: { readonly totalMs: number } | null = null;
   private resumeBegan: number | null = null;
+  resumeCount = 0;
 
   constructor(readonly options: LocalInstanceOptions) {
     super();
@@ -154,6 +155,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
     if (this.stateValue !== 'paused') return Promise.resolve();
     this.resuming ??= (async () => {
       this.resumeBegan = Date.now();
+      this.resumeCount++;
       this.setState('resuming', why);
       try {
         await this.start();

@@ -2,6 +2,7 @@
 // dashboard). Every request carries the bearer token kept in the home.
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
+import { renderMetrics } from '../metrics/prometheus.js';
 import type { Logger } from '../util/logger.js';
 import { ControlError, type Supervisor } from './supervisor.js';
 
@@ -172,6 +173,13 @@ export class ApiServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://borealis');
+    // Prometheus scrapes without the token: figures only, on the API's own address.
+    if (req.method === 'GET' && url.pathname === '/metrics') {
+      const text = renderMetrics(this.supervisor.metrics());
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
     try {
       if (!this.authorized(req.headers.authorization)) throw new HttpError(401, 'Unauthorized', 'missing or wrong API token');
       const route = this.routes.find((r) => r.method === req.method && r.pattern.test(url.pathname));

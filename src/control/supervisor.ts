@@ -22,7 +22,8 @@ import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
 import { endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
-import type { ClusterStatus, StatusDocument } from './status.js';
+import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
+import type { MetricFamily } from '../metrics/prometheus.js';
 import { Store } from './store.js';
 
 export class ControlError extends Error {
@@ -546,6 +547,55 @@ export class Supervisor implements ProxyDirectory {
       },
       clusters,
     };
+  }
+
+  /** Per-instance, per-second figures with CloudWatch's names, for /metrics. */
+  metrics(): MetricFamily[] {
+    const status = this.status();
+    const perInstance = (name: string, help: string, type: 'gauge' | 'counter', value: (i: InstanceStatus) => number | null): MetricFamily => ({
+      name,
+      help,
+      type,
+      samples: status.clusters.flatMap((c) =>
+        c.instances.flatMap((i) => {
+          const v = value(i);
+          return v === null ? [] : [{ labels: { cluster: c.name, instance: i.id, role: i.role }, value: v }];
+        }),
+      ),
+    });
+    const proxy = status.proxy;
+    return [
+      perInstance('borealis_serverless_database_capacity_acu', 'Capacity in ACUs (CloudWatch ServerlessDatabaseCapacity); 0 while paused.', 'gauge', (i) => i.capacityAcu),
+      perInstance('borealis_acu_utilization_percent', 'Largest of CPU and memory use against capacity (CloudWatch ACUUtilization).', 'gauge', (i) => i.metrics?.acuUtilizationPercent ?? null),
+      perInstance('borealis_cpu_utilization_percent', 'CPU used against the capacity\'s CPU (CloudWatch CPUUtilization).', 'gauge', (i) => i.metrics?.cpuUtilizationPercent ?? null),
+      perInstance('borealis_memory_used_bytes', 'Memory in use by the instance, without reclaimable cache.', 'gauge', (i) => (i.metrics ? i.metrics.memoryMiB * 1024 * 1024 : null)),
+      perInstance('borealis_database_connections', 'Client sessions on the instance (CloudWatch DatabaseConnections).', 'gauge', (i) => i.metrics?.connections ?? null),
+      perInstance('borealis_queued_clients', 'Clients waiting for a server connection to the instance.', 'gauge', (i) => i.metrics?.queuedClients ?? null),
+      perInstance('borealis_acu_seconds_total', 'Capacity consumed, in ACU-seconds.', 'counter', (i) => i.acuSeconds),
+      perInstance('borealis_instance_available', '1 when the instance accepts connections.', 'gauge', (i) => (i.state === 'available' ? 1 : 0)),
+      perInstance('borealis_instance_paused', '1 while the instance is auto-paused.', 'gauge', (i) => (i.state === 'paused' ? 1 : 0)),
+      perInstance('borealis_resumes_total', 'Resumes from auto-pause.', 'counter', (i) => this.instances.get(i.id)?.resumeCount ?? 0),
+      perInstance('borealis_resume_duration_seconds', 'Duration of the last resume, from the first client to PostgreSQL answering.', 'gauge', (i) => {
+        const r = this.instances.get(i.id)?.lastResume;
+        return r ? r.totalMs / 1000 : null;
+      }),
+      {
+        name: 'borealis_proxy_clients',
+        help: 'Client connections at the front door, by state.',
+        type: 'gauge',
+        samples: Object.entries(proxy.clientsByState).filter(([state]) => state !== 'closed').map(([state, value]) => ({ labels: { state }, value })),
+      },
+      { name: 'borealis_proxy_pinned_clients', help: 'Clients pinned to a server by session state.', type: 'gauge', samples: [{ value: proxy.pinnedClients }] },
+      {
+        name: 'borealis_pool_servers',
+        help: 'Server connections per pool, by state.',
+        type: 'gauge',
+        samples: proxy.pools.flatMap((p) => [
+          { labels: { cluster: p.cluster, instance: p.instanceId, user: p.user, database: p.database, state: 'idle' }, value: p.idle },
+          { labels: { cluster: p.cluster, instance: p.instanceId, user: p.user, database: p.database, state: 'active' }, value: p.active },
+        ]),
+      },
+    ];
   }
 
   async shutdown(): Promise<void> {

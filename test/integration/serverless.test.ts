@@ -40,6 +40,21 @@ function cpuQuotaCores(instanceId: string): number | null {
   return null;
 }
 
+/** Scrapes /metrics and checks every line against the exposition grammar. */
+async function scrape(): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${b.apiPort}/metrics`)).text();
+  const samples = new Map<string, number>();
+  for (const line of text.trimEnd().split('\n')) {
+    if (line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*\})?) (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
+    assert.ok(m, `not a Prometheus sample line: ${line}`);
+    samples.set(m[1]!, Number(m[2]));
+  }
+  return samples;
+}
+
+const CAPACITY = 'borealis_serverless_database_capacity_acu{cluster="default",instance="default-writer-1",role="writer"}';
+
 async function workSetting(): Promise<string> {
   const c = new pg.Client(b.pgConfig({ tls: false }));
   await c.connect();
@@ -57,6 +72,7 @@ test('CPU-heavy load raises capacity within 2 s, the quota follows, then capacit
   const enforced = start.enforcement.startsWith('cgroup');
   if (enforced) assert.equal(cpuQuotaCores(start.id), 0.125);
   const workMemBefore = await workSetting();
+  assert.equal((await scrape()).get(CAPACITY), 0.5);
   const clients = await Promise.all(Array.from({ length: 3 }, async () => {
     const c = new pg.Client(b.pgConfig({ tls: false }));
     await c.connect();
@@ -68,6 +84,9 @@ test('CPU-heavy load raises capacity within 2 s, the quota follows, then capacit
   assert.ok(risen - began <= 2_500, `capacity rose after ${risen - began} ms`);
   const peak = await b.waitFor('capacity to reach 2 ACU', async () => ((await instance()).capacityAcu >= 2 ? await instance() : null), 10_000);
   if (enforced) assert.equal(cpuQuotaCores(peak.id), peak.capacityAcu * 0.25);
+  const scraped = await scrape();
+  assert.ok(scraped.get(CAPACITY)! >= 2, '/metrics moves with capacity');
+  assert.ok(scraped.get('borealis_cpu_utilization_percent{cluster="default",instance="default-writer-1",role="writer"}')! > 0);
   assert.notEqual(await workSetting(), workMemBefore, 'reloadable settings follow capacity');
   await load;
   // Back down one step at a time: every value seen lies on the 0.5 grid and ends at min.
