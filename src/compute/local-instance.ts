@@ -107,8 +107,12 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
     const restartTime = byContext(sizedSettings({ capacityAcu: this.options.maxCapacityAcu(), acuMemoryMiB })).restart;
     this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir), ...restartTime });
     this.writeCapacity(this.capacity);
-    this.applyLimits(this.capacity);
+    // Start (and resume) with the maximum capacity's CPU: recovery and
+    // startup under a 0.5-ACU quota would take several times longer. The
+    // real capacity applies as soon as postgres answers.
+    this.applyLimits(this.capacity, this.options.maxCapacityAcu());
     await this.server.start(startTimeoutMs);
+    this.applyLimits(this.capacity);
     this.readySince = Date.now();
     if (this.resumeBegan !== null) {
       this.lastResume = { totalMs: this.readySince - this.resumeBegan };
@@ -129,10 +133,10 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
     this.server.reload();
   }
 
-  private applyLimits(acu: number): void {
+  private applyLimits(acu: number, cpuAcu = acu): void {
     const { acuMemoryMiB, acuCpuCores } = this.options;
     this.cgroup.apply({
-      cpuCores: acu * acuCpuCores,
+      cpuCores: cpuAcu * acuCpuCores,
       memorySoftBytes: acu * acuMemoryMiB * 1024 * 1024,
       memoryHardBytes: this.options.maxCapacityAcu() * acuMemoryMiB * 1024 * 1024,
     });

@@ -148,7 +148,8 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
         await this.stop(5_000);
         throw new EngineError(`postgres did not become ready within ${timeoutMs} ms (see ${logFile})`);
       }
-      await sleep(15);
+      // Short: resume time is what a paused database's first client waits.
+      await sleep(5);
     }
     throw new EngineError(`postgres exited during startup (see ${logFile}): ${tail(logFile)}`);
   }
