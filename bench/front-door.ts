@@ -85,7 +85,10 @@ async function startPgBouncer(socketDir: string, enginePort: number, verifier: s
 
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
 
-const b = await Borealis.start();
+// Capacity pinned at 8 ACUs (2 cores, the whole machine): this benchmark
+// measures the front door, not the autoscaler, so the CPU quota must not
+// differ between rounds.
+const b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '8', BOREALIS_DEFAULT_MAX_CAPACITY_ACU: '8' });
 let bouncer: Awaited<ReturnType<typeof startPgBouncer>> | null = null;
 try {
   const status = await b.status();
