@@ -336,7 +336,10 @@ export class Supervisor implements ProxyDirectory {
   private async withWriterSession<T>(cluster: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const writer = this.writerOf(cluster);
     const record = this.store.getCluster(cluster);
-    if (!writer || !record || writer.state !== 'available') throw new ControlError('unavailable', `the writer of cluster "${cluster}" is not available`);
+    // A paused writer is resumed for the change, as for any client.
+    if (!writer || !record || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) {
+      throw new ControlError('unavailable', `the writer of cluster "${cluster}" is not available`);
+    }
     const client = new pg.Client({ host: writer.server.options.socketDir, port: writer.options.record.enginePort, user: record.masterUsername, database: 'postgres' });
     await client.connect();
     try {

@@ -147,6 +147,10 @@ test('idle with min 0: paused at capacity 0, resumed by the first client; ten at
   const after = JSON.parse((await b.cli(['events', '--json', '--limit', '500'])).stdout) as Array<{ id: number; sourceId: string; kind: string }>;
   const resumes = after.filter((e) => e.id > lastId && e.sourceId === 'sleepy-writer-1' && e.kind === 'resuming');
   assert.equal(resumes.length, 1);
+  // Control-plane work on a paused cluster resumes it too.
+  await b.waitFor('auto-pause before user create', async () => (await instance('sleepy')).state === 'paused', 30_000);
+  const created2 = await b.cli(['user', 'create', 'late_user', '--cluster', 'sleepy', '--password', 'late-pass-1']);
+  assert.equal(created2.code, 0, created2.stderr);
 });
 
 test('status reports ACU-seconds and their estimated cost', async () => {
