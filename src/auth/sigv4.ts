@@ -110,3 +110,56 @@ export function verifyIamToken(token: string, check: IamTokenCheck): { ok: true;
   if (!signatureMatches(expected, signature)) return fail('bad-signature');
   return { ok: true, accessKeyId };
 }
+
+export type RequestSignatureFailure = 'missing' | 'malformed' | 'unknown-access-key' | 'wrong-service' | 'expired' | 'bad-signature' | 'body-hash-mismatch';
+
+export interface SignedRequest {
+  readonly method: string;
+  /** Path as sent, without the query. */
+  readonly path: string;
+  readonly query: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: Buffer;
+}
+
+/**
+ * Verifies a request signed in the Authorization header (SigV4). The body
+ * hash is computed here, never taken from x-amz-content-sha256 alone.
+ */
+export function verifyRequestSignature(
+  req: SignedRequest,
+  check: { readonly service: string; readonly now: number; readonly clockSkewMs: number; readonly secretFor: (id: string) => string | null },
+): { ok: true; accessKeyId: string } | { ok: false; reason: RequestSignatureFailure } {
+  const fail = (reason: RequestSignatureFailure) => ({ ok: false as const, reason });
+  const header = (name: string): string | undefined => {
+    const v = req.headers[name];
+    return Array.isArray(v) ? v.join(',') : v;
+  };
+  const auth = header('authorization');
+  if (!auth) return fail('missing');
+  const m = /^AWS4-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/.exec(auth.trim());
+  if (!m) return fail('malformed');
+  const scope = m[1]!.split('/');
+  if (scope.length !== 5 || scope[4] !== 'aws4_request') return fail('malformed');
+  const [accessKeyId, date, region, service] = scope as [string, string, string, string];
+  if (service !== check.service) return fail('wrong-service');
+  const amzDate = header('x-amz-date');
+  const signedAt = amzDate ? parseAmzDate(amzDate) : NaN;
+  if (Number.isNaN(signedAt) || !amzDate!.startsWith(date)) return fail('malformed');
+  if (Math.abs(check.now - signedAt) > check.clockSkewMs) return fail('expired');
+  const signedHeaders = m[2]!.split(';');
+  if (!signedHeaders.includes('host') || signedHeaders.some((h) => h !== h.toLowerCase())) return fail('malformed');
+  const bodyHash = sha256Hex(req.body);
+  const declared = header('x-amz-content-sha256');
+  if (declared !== undefined && declared !== 'UNSIGNED-PAYLOAD' && declared !== bodyHash) return fail('body-hash-mismatch');
+  const secret = check.secretFor(accessKeyId);
+  if (secret === null) return fail('unknown-access-key');
+  const canonicalHeaders = signedHeaders.map((h) => `${h}:${(header(h) ?? '').trim().replace(/\s+/g, ' ')}\n`).join('');
+  const canonicalPath = req.path.split('/').map((seg) => uriEncode(decodeURIComponent(seg))).join('/') || '/';
+  const query = canonicalQueryString([...new URLSearchParams(req.query)]);
+  const canonicalRequest = [req.method, canonicalPath, query, canonicalHeaders, signedHeaders.join(';'), bodyHash].join('\n');
+  const stringToSign = [SIGV4_ALGORITHM, amzDate, `${date}/${region}/${service}/aws4_request`, sha256Hex(canonicalRequest)].join('\n');
+  const expected = createHmac('sha256', signingKey(secret, date, region, service)).update(stringToSign).digest('hex');
+  if (!signatureMatches(expected, m[3]!)) return fail('bad-signature');
+  return { ok: true, accessKeyId };
+}

