@@ -158,20 +158,36 @@ export class Supervisor implements ProxyDirectory {
     this.dataApiUrl = await this.dataApi.listen(this.settings.dataApiPort, this.settings.listenHost);
   }
 
+  /**
+   * Control-plane answers the Data API asks on every request (a store read,
+   * sometimes a decryption), kept until the next control-plane change.
+   */
+  private readonly lookups = new Map<string, unknown>();
+
+  private cached<T>(key: string, compute: () => T): T {
+    if (this.lookups.has(key)) return this.lookups.get(key) as T;
+    const value = compute();
+    if (this.lookups.size > 10_000) this.lookups.clear();
+    this.lookups.set(key, value);
+    return value;
+  }
+
   /** What the Data API needs from the control plane. */
   private dataApiDirectory(): DataApiDirectory {
     return {
-      clusterFromArn: (arn) => {
-        const m = /^arn:aws:rds:[a-z0-9-]*:\d*:cluster:([a-z][a-z0-9-]{0,62})$/.exec(arn);
-        return m && this.store.getCluster(m[1]!) ? m[1]! : null;
-      },
-      dataApiEnabled: (cluster) => this.store.httpEndpointEnabled(cluster),
-      secret: (arn) => {
-        const s = this.store.getSecret(arn);
-        return s && typeof s.value.password === 'string' ? { cluster: s.cluster, username: s.username, password: s.value.password } : null;
-      },
+      clusterFromArn: (arn) =>
+        this.cached(`arn\0${arn}`, () => {
+          const m = /^arn:aws:rds:[a-z0-9-]*:\d*:cluster:([a-z][a-z0-9-]{0,62})$/.exec(arn);
+          return m && this.store.getCluster(m[1]!) ? m[1]! : null;
+        }),
+      dataApiEnabled: (cluster) => this.cached(`http\0${cluster}`, () => this.store.httpEndpointEnabled(cluster)),
+      secret: (arn) =>
+        this.cached(`secret\0${arn}`, () => {
+          const s = this.store.getSecret(arn);
+          return s && typeof s.value.password === 'string' ? { cluster: s.cluster, username: s.username, password: s.value.password } : null;
+        }),
       passwordMatches: (cluster, username, password) => {
-        const row = this.store.getUser(cluster, username);
+        const row = this.cached(`user\0${cluster}\0${username}`, () => this.store.getUser(cluster, username));
         if (!row || row.auth !== 'password') return false;
         const key = `${cluster}\0${username}\0${createHash('sha256').update(password).digest('hex')}\0${row.verifier}`;
         if (this.checkedPasswords.has(key)) return true;
@@ -185,7 +201,7 @@ export class Supervisor implements ProxyDirectory {
         if (!writer || !(await writer.waitAvailable(timeoutMs))) return null;
         return { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort };
       },
-      accessKeySecret: (id) => this.store.getAccessKeySecret(id),
+      accessKeySecret: (id) => this.cached(`key\0${id}`, () => this.store.getAccessKeySecret(id)),
       activity: (cluster, delta) => this.dataApiActive.set(cluster, (this.dataApiActive.get(cluster) ?? 0) + delta),
     };
   }
@@ -494,6 +510,7 @@ export class Supervisor implements ProxyDirectory {
     const accessKeyId = 'BKIA' + base32(randomBytes(10));
     const secretAccessKey = randomBytes(30).toString('base64');
     this.store.insertAccessKey(accessKeyId, secretAccessKey, description);
+    this.lookups.clear();
     this.log.info('access key created', { accessKeyId });
     return { accessKeyId, secretAccessKey };
   }
@@ -504,6 +521,7 @@ export class Supervisor implements ProxyDirectory {
 
   deleteAccessKey(id: string): void {
     if (!this.store.deleteAccessKey(id)) throw new ControlError('not-found', `access key ${id} does not exist`);
+    this.lookups.clear();
   }
 
   /**
@@ -692,6 +710,8 @@ export class Supervisor implements ProxyDirectory {
   }
 
   private event(sourceType: 'cluster' | 'instance', sourceId: string, kind: string, message: string): void {
+    // Every control-plane change records an event: cached look-ups go stale with it.
+    if (sourceType === 'cluster') this.lookups.clear();
     const e = this.store.addEvent({ sourceType, sourceId, kind, message });
     this.log.info(message, { event: e.id, sourceType, sourceId, kind });
   }
