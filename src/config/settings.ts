@@ -38,7 +38,6 @@ export interface Settings {
   engineStartTimeoutMs: number;
   engineStopTimeoutMs: number;
   restartBackoffMsMax: number;
-  instanceCapacityAcu: number;
   acuMemoryMiB: number;
   acuCpuCores: number;
   defaultMinCapacityAcu: number;
@@ -100,7 +99,6 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'engineStartTimeoutMs', env: 'BOREALIS_ENGINE_START_TIMEOUT_MS', kind: 'integer', defaultValue: () => 120_000, doc: 'Longest wait for PostgreSQL to accept connections after it is started (includes crash recovery).' },
   { key: 'engineStopTimeoutMs', env: 'BOREALIS_ENGINE_STOP_TIMEOUT_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'Longest wait for a fast shutdown before PostgreSQL is stopped immediately.' },
   { key: 'restartBackoffMsMax', env: 'BOREALIS_RESTART_BACKOFF_MS_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Upper bound of the delay between restarts of a PostgreSQL that keeps crashing.' },
-  { key: 'instanceCapacityAcu', env: 'BOREALIS_INSTANCE_CAPACITY_ACU', kind: 'number', defaultValue: () => 1, doc: 'Capacity of a provisioned instance in ACUs; sizes shared_buffers and max_connections.' },
   { key: 'acuMemoryMiB', env: 'BOREALIS_ACU_MEMORY_MIB', kind: 'integer', defaultValue: () => 2048, doc: 'Memory one ACU stands for (Aurora: about 2 GiB).' },
   { key: 'acuCpuCores', env: 'BOREALIS_ACU_CPU_CORES', kind: 'number', defaultValue: () => 0.25, doc: 'CPU one ACU stands for, in cores (enforced as a cgroup CPU quota).' },
   { key: 'defaultMinCapacityAcu', env: 'BOREALIS_DEFAULT_MIN_CAPACITY_ACU', kind: 'number', defaultValue: () => 0, doc: 'minCapacity of new clusters (0 enables auto-pause).' },

@@ -721,7 +721,7 @@ export class Supervisor implements ProxyDirectory {
    * has (bound yet or not) and that nothing else has bound.
    */
   private async allocatePort(from: number, alsoTaken: ReadonlySet<number> = new Set()): Promise<number> {
-    const taken = new Set([...this.store.listEndpoints().map((e) => e.port), ...this.store.usedEnginePorts(), this.settings.apiPort, ...alsoTaken]);
+    const taken = new Set([...this.store.listEndpoints().map((e) => e.port), ...this.store.usedEnginePorts(), this.settings.apiPort, this.settings.dataApiPort, ...alsoTaken]);
     for (let port = from; port <= 65535; port++) {
       if (taken.has(port)) continue;
       if (await portIsFree(this.settings.listenHost, port)) return port;

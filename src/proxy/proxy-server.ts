@@ -197,8 +197,4 @@ export class ProxyServer implements PoolDirectory {
     for (const client of this.clients) if (client.state !== 'session') client.fail({ kind: 'shutting-down' });
     for (const { pool } of this.pools.values()) pool.close();
   }
-
-  get clientCount(): number {
-    return this.clients.size;
-  }
 }
