@@ -93,6 +93,25 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     this.writeFiles([[CAPACITY_CONF, renderPostgresqlConf(values)]]);
   }
 
+  /**
+   * Promotes a standby to accept writes (pg_promote, waiting for the end of
+   * recovery). Resolves false if it was not a standby.
+   */
+  async promote(timeoutMs: number): Promise<boolean> {
+    const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres' });
+    await client.connect();
+    try {
+      const inRecovery = (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
+      if (!inRecovery) return false;
+      const waitS = Math.max(1, Math.ceil(timeoutMs / 1000));
+      const done = (await client.query<{ ok: boolean }>('SELECT pg_promote(true, $1) AS ok', [waitS])).rows[0]!.ok;
+      if (!done) throw new EngineError(`promotion did not finish within ${waitS} s`);
+      return true;
+    } finally {
+      await client.end();
+    }
+  }
+
   /** SIGHUP: postgres re-reads its configuration (reload-time settings only). */
   reload(): void {
     this.child?.kill('SIGHUP');
