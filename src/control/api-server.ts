@@ -4,6 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { renderMetrics } from '../metrics/prometheus.js';
 import type { Logger } from '../util/logger.js';
+import { listenOn } from '../util/listen.js';
 import { ControlError, type Supervisor } from './supervisor.js';
 
 /** Request bodies are small JSON documents. */
@@ -171,14 +172,9 @@ export class ApiServer {
     return cluster;
   }
 
-  listen(port: number, host: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(`http://${host}:${port}`);
-      });
-    });
+  async listen(port: number, host: string): Promise<string> {
+    await listenOn(this.server, port, host);
+    return `http://${host}:${port}`;
   }
 
   close(): Promise<void> {

@@ -7,6 +7,7 @@ import http from 'node:http';
 import pg from 'pg';
 import { verifyRequestSignature, type RequestSignatureFailure } from '../auth/sigv4.js';
 import type { Logger } from '../util/logger.js';
+import { listenOn } from '../util/listen.js';
 import { DataApiError } from './errors.js';
 import { bindParameter, jsonValue, ParameterError, toField, typeInfo, type Field, type ResultOptions } from './fields.js';
 import { rewriteNamedParameters } from './named-params.js';
@@ -72,14 +73,9 @@ export class DataApiServer {
     this.sweeper.unref();
   }
 
-  listen(port: number, host: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(`http://${host}:${port}`);
-      });
-    });
+  async listen(port: number, host: string): Promise<string> {
+    await listenOn(this.server, port, host);
+    return `http://${host}:${port}`;
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { errorResponse } from '../pgwire/messages.js';
+import { listenOn } from '../util/listen.js';
 import type { Logger } from '../util/logger.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { CancelRegistry } from './cancel-registry.js';
@@ -71,13 +72,7 @@ export class ProxyServer implements PoolDirectory {
     if (this.listeners.has(binding.port)) return;
     const endpointHosts = new Set([`${binding.host}:${binding.port}`, `localhost:${binding.port}`, `127.0.0.1:${binding.port}`]);
     const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, binding, endpointHosts));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: binding.port, host: binding.host, backlog: 4096 }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, binding.port, binding.host, 4096);
     server.on('error', (err) => this.log.error('endpoint listener failed', { port: binding.port, error: err.message }));
     this.listeners.set(binding.port, { server, binding });
     this.log.info('endpoint listening', { cluster: binding.cluster, type: binding.type, host: binding.host, port: binding.port });
