@@ -22,7 +22,7 @@ export interface InstanceLoad {
 export interface AutoscalerDeps {
   instances(): readonly ScalableInstance[];
   scaling(cluster: string): ScalingConfig;
-  load(instanceId: string): InstanceLoad;
+  load(instance: ScalableInstance): InstanceLoad;
   /** Called after every capacity change (and pause), to resize pools and record an event. */
   onCapacityChange(instanceId: string, capacityAcu: number, reason: string): void;
   /** ACU-seconds consumed since the last call, per instance. */
@@ -101,13 +101,13 @@ export class Autoscaler {
     if (instance.state !== 'available') {
       this.states.delete(id);
       this.samplers.get(id)?.reset();
-      this.record(id, { at: now, capacityAcu: instance.capacityAcu, cpuCores: 0, cpuUtilizationPercent: 0, acuUtilizationPercent: 0, memoryMiB: 0, ...this.deps.load(id) });
+      this.record(id, { at: now, capacityAcu: instance.capacityAcu, cpuCores: 0, cpuUtilizationPercent: 0, acuUtilizationPercent: 0, memoryMiB: 0, ...this.deps.load(s) });
       return;
     }
     let sampler = this.samplers.get(id);
     if (!sampler) this.samplers.set(id, (sampler = new InstanceSampler(instance.cgroup, () => instance.server.pid)));
     const resources = sampler.sample(now);
-    const load = this.deps.load(id);
+    const load = this.deps.load(s);
     const state = this.states.get(id) ?? initialState(instance.capacityAcu, now);
     const config = this.deps.scaling(s.cluster);
     const decision: Decision = decide(config, state, { ...resources, ...load }, now, { ...this.resources, floorAcu }, this.tuning);

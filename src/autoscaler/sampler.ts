@@ -22,8 +22,17 @@ export class InstanceSampler {
 
   sample(now: number): ResourceSample {
     const pid = this.postmasterPid();
-    const cpuNs = this.cgroup.enforced ? this.cgroup.cpuUsageNs() : pid ? procCpuNs(pid) : null;
-    const memoryBytes = this.cgroup.enforced ? this.cgroup.memoryUsageBytes() : pid ? procMemoryBytes(pid) : null;
+    let cpuNs: number | null = null;
+    let memoryBytes: number | null = null;
+    if (this.cgroup.enforced) {
+      cpuNs = this.cgroup.cpuUsageNs();
+      memoryBytes = this.cgroup.memoryUsageBytes();
+    } else if (pid) {
+      // One walk of /proc serves both figures.
+      const pids = postgresPids(pid);
+      cpuNs = procCpuNs(pids);
+      memoryBytes = procMemoryBytes(pids);
+    }
     let cpuCores = 0;
     if (cpuNs !== null && this.last && now > this.last.at) cpuCores = Math.max(0, (cpuNs - this.last.cpuNs) / ((now - this.last.at) * 1e6));
     this.last = cpuNs === null ? null : { at: now, cpuNs };
@@ -56,9 +65,9 @@ function readStat(pid: number): string[] | null {
   }
 }
 
-function procCpuNs(postmaster: number): number {
+function procCpuNs(pids: readonly number[]): number {
   let ticks = 0;
-  for (const pid of postgresPids(postmaster)) {
+  for (const pid of pids) {
     const f = readStat(pid);
     // utime and stime are fields 14 and 15 of stat, 11 and 12 after the name.
     if (f) ticks += Number(f[11]) + Number(f[12]);
@@ -67,10 +76,10 @@ function procCpuNs(postmaster: number): number {
 }
 
 /** Private memory of every process plus the shared memory once. */
-function procMemoryBytes(postmaster: number): number {
+function procMemoryBytes(pids: readonly number[]): number {
   let anon = 0;
   let shmem = 0;
-  for (const pid of postgresPids(postmaster)) {
+  for (const pid of pids) {
     try {
       const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
       anon += Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0);

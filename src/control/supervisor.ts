@@ -114,10 +114,9 @@ export class Supervisor implements ProxyDirectory {
             return instance && r.kind === 'serverless' ? [{ instance, cluster: r.cluster, role: r.role, promotionTier: r.promotionTier }] : [];
           }),
         scaling: (cluster) => this.scaling(cluster),
-        load: (id) => {
-          const l = this.proxy.instanceLoad(id);
-          const r = this.store.listInstances().find((i) => i.id === id);
-          const viaDataApi = r?.role === 'writer' ? (this.dataApiActive.get(r.cluster) ?? 0) : 0;
+        load: (s) => {
+          const l = this.proxy.instanceLoad(s.instance.id);
+          const viaDataApi = s.role === 'writer' ? (this.dataApiActive.get(s.cluster) ?? 0) : 0;
           return { connections: l.connections + viaDataApi, queuedClients: l.queuedClients };
         },
         onCapacityChange: (id, acu, reason) => {
