@@ -243,6 +243,74 @@ program
     await new Promise<void>((resolve) => child.once('exit', (code) => ((process.exitCode = code ?? 1), resolve())));
   });
 
+program
+  .command('storage-node')
+  .description('run one storage node (started by the supervisor; the token comes from BOREALIS_STORAGE_TOKEN)')
+  .requiredOption('--name <name>', 'node name, e.g. sn1')
+  .requiredOption('--zone <zone>', 'zone, e.g. a')
+  .requiredOption('--dir <dir>', 'where the node keeps WAL and backups')
+  .requiredOption('--port <port>', 'port of its HTTP API')
+  .option('--host <host>', 'address of its HTTP API', '127.0.0.1')
+  .action(async (opts: { name: string; zone: string; dir: string; port: string; host: string }) => {
+    const { runStorageNode } = await import('../storage/main.js');
+    await runStorageNode({ ...opts, port: Number(opts.port) });
+  });
+
+const storage = program.command('storage').description('storage nodes: WAL quorum and base backups');
+storage
+  .command('status [cluster]')
+  .description('each storage node: zone, state, term, flush position, lag, disk use')
+  .option('--json', 'print JSON')
+  .action(async (name: string | undefined, opts: { json?: boolean }) => {
+    const api = ApiClient.connect(home());
+    const s = await api.request<StorageStatus>('GET', `/v1/clusters/${encodeURIComponent(name ?? 'default')}/storage`);
+    if (opts.json) return void process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+    const lines = [`storage of ${s.cluster}: term ${s.term}, ${s.nodes.filter((n) => n.state === 'streaming').length} of ${s.nodes.length} nodes streaming, write quorum ${s.writeQuorum}, ${s.backups.length} base backups`];
+    for (const n of s.nodes) {
+      const lag = n.lagBytes === null || n.lagBytes === undefined ? '-' : `${n.lagBytes} B`;
+      lines.push(`  ${n.name}  zone ${n.zone}  ${(n.state ?? (n.reachable ? '?' : 'unreachable')).padEnd(12)} term ${n.term ?? '-'}  tl ${n.timeline ?? '-'}  flush ${(n.flushLsn ?? '-').padEnd(12)} lag ${lag.padEnd(10)} disk ${Math.round((n.diskBytes ?? 0) / 1048576)} MiB  ${n.process}${n.pid ? ` pid ${n.pid}` : ''}`);
+    }
+    for (const b of s.backups) lines.push(`  backup ${b.id}  ${b.bytes} B  WAL ${b.startLsn}..${b.endLsn}  ${b.createdAt}`);
+    process.stdout.write(lines.join('\n') + '\n');
+  });
+storage
+  .command('backup [cluster]')
+  .description('take a base backup now and store it on the nodes')
+  .action(async (name: string | undefined) => {
+    const api = ApiClient.connect(home());
+    const b = await api.request<{ id: string; bytes: number }>('POST', `/v1/clusters/${encodeURIComponent(name ?? 'default')}/storage/backups`, {});
+    process.stdout.write(`base backup ${b.id} stored (${b.bytes} bytes)\n`);
+  });
+for (const action of ['stop', 'start'] as const) {
+  storage
+    .command(`${action}-node <node> [cluster]`)
+    .description(action === 'stop' ? 'stop a storage node and keep it down' : 'start a stopped storage node')
+    .action(async (node: string, name: string | undefined) => {
+      const api = ApiClient.connect(home());
+      await api.request('POST', `/v1/clusters/${encodeURIComponent(name ?? 'default')}/storage/nodes/${encodeURIComponent(node)}/${action}`, {});
+      process.stdout.write(`storage node ${node} ${action === 'stop' ? 'stopped' : 'started'}\n`);
+    });
+}
+
+program
+  .command('instance')
+  .description('compute instances')
+  .command('rebuild <instance>')
+  .description('rebuild an instance\'s data directory from storage (base backup + WAL from a read quorum)')
+  .action(async (id: string) => {
+    const api = ApiClient.connect(home());
+    await api.request('POST', `/v1/instances/${encodeURIComponent(id)}/rebuild`, {});
+    process.stdout.write(`instance ${id} rebuilt from storage and available\n`);
+  });
+
+interface StorageStatus {
+  cluster: string;
+  term: number;
+  writeQuorum: number;
+  nodes: Array<{ name: string; zone: string; state?: string; reachable: boolean; term?: number; timeline?: number; flushLsn?: string | null; lagBytes?: number | null; diskBytes?: number; process: string; pid: number | null }>;
+  backups: Array<{ id: string; bytes: number; startLsn: string; endLsn: string; createdAt: string }>;
+}
+
 function scalingFlags(opts: { min?: string; max?: string; autoPause?: string }): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [flag, field] of [['min', 'minCapacity'], ['max', 'maxCapacity'], ['autoPause', 'secondsUntilAutoPause']] as const) {

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { InstanceRecord, InstanceState } from '../control/model.js';
 import type { EngineBinaries } from '../engine/binaries.js';
-import { baseSettings, byContext, sizedSettings } from '../engine/pg-settings.js';
+import { baseSettings, byContext, sizedSettings, type PgValue } from '../engine/pg-settings.js';
 import { PostgresServer, type PostgresExit } from '../engine/postgres-server.js';
 import type { ProcessIdentity } from '../engine/service-user.js';
 import type { Logger } from '../util/logger.js';
@@ -27,6 +27,14 @@ export interface LocalInstanceOptions {
   readonly startTimeoutMs: number;
   readonly stopTimeoutMs: number;
   readonly restartBackoffMsMax: number;
+  /** Settings beyond the base and capacity ones (storage quorum, term). */
+  readonly extraSettings?: () => Record<string, PgValue>;
+  /**
+   * Called when the data directory is missing: restores it (from storage)
+   * and resolves true, or resolves false for a fresh initdb. Throws when
+   * data exists elsewhere but cannot be restored yet.
+   */
+  readonly restoreData?: (dataDir: string) => Promise<boolean>;
   readonly log: Logger;
 }
 
@@ -101,11 +109,16 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   async start(): Promise<void> {
     const { record, acuMemoryMiB, startTimeoutMs } = this.options;
     if (!this.server.isInitialized()) {
-      this.setState('creating', 'initializing the data directory');
-      await this.server.initdb();
+      const restore = this.options.restoreData;
+      if (restore && this.stateValue !== 'creating') this.setState('rebuilding', 'the data directory is gone; rebuilding it from storage');
+      const restored = restore ? await restore(this.server.options.dataDir) : false;
+      if (!restored) {
+        this.setState('creating', 'initializing the data directory');
+        await this.server.initdb();
+      }
     }
     const restartTime = byContext(sizedSettings({ capacityAcu: this.options.maxCapacityAcu(), acuMemoryMiB })).restart;
-    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir), ...restartTime });
+    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir), ...restartTime, ...this.options.extraSettings?.() });
     this.writeCapacity(this.capacity);
     // Start (and resume) with the maximum capacity's CPU: recovery and
     // startup under a 0.5-ACU quota would take several times longer. The

@@ -49,6 +49,15 @@ export interface Settings {
   cgroupRoot: string;
   serverPoolServersPerAcu: number;
   pricePerAcuHour: number;
+  storageNodeCount: number;
+  storagePortBase: number;
+  storageRequestTimeoutMs: number;
+  storageHealthIntervalMs: number;
+  storageBackupWalBytes: number;
+  storageBackupIntervalMs: number;
+  storageBackupBytesMax: number;
+  storageBackupsKept: number;
+  storageAutoRebuild: number;
 }
 
 export type SettingKey = keyof Settings;
@@ -110,6 +119,15 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'cgroupRoot', env: 'BOREALIS_CGROUP_ROOT', kind: 'string', defaultValue: () => '/sys/fs/cgroup', doc: 'Where cgroups are mounted (v2 tree, or v1 cpu/cpuacct/memory hierarchies); a path without them means degraded mode.' },
   { key: 'serverPoolServersPerAcu', env: 'BOREALIS_SERVER_POOL_SERVERS_PER_ACU', kind: 'number', defaultValue: () => 10, doc: 'Server connections per ACU of capacity for each pool (at least 2, at most serverPoolSizeMax).' },
   { key: 'pricePerAcuHour', env: 'BOREALIS_PRICE_PER_ACU_HOUR', kind: 'number', defaultValue: () => 0.12, doc: 'Price of one ACU-hour for the cost estimate (Aurora Serverless v2: about 0.12 USD).' },
+  { key: 'storageNodeCount', env: 'BOREALIS_STORAGE_NODE_COUNT', kind: 'integer', defaultValue: () => 6, doc: 'Storage nodes per cluster: 6 (two in each of zones a, b, c; commits wait for 4) or 0 (the writer\'s local disk only, no quorum, no rebuild).' },
+  { key: 'storagePortBase', env: 'BOREALIS_STORAGE_PORT_BASE', kind: 'integer', defaultValue: () => 7432, doc: 'First loopback port for storage nodes\' HTTP APIs (each node takes the next free one).' },
+  { key: 'storageRequestTimeoutMs', env: 'BOREALIS_STORAGE_REQUEST_TIMEOUT_MS', kind: 'integer', defaultValue: () => 5_000, doc: 'Deadline of one request to a storage node, and of a node\'s connection attempt to the writer.' },
+  { key: 'storageHealthIntervalMs', env: 'BOREALIS_STORAGE_HEALTH_INTERVAL_MS', kind: 'integer', defaultValue: () => 1_000, doc: 'How often the control plane checks storage nodes (restarts dead ones, re-sends the term to nodes that lost it) and the writer (rebuilds it when its data is gone).' },
+  { key: 'storageBackupWalBytes', env: 'BOREALIS_STORAGE_BACKUP_WAL_BYTES', kind: 'integer', defaultValue: () => 256 * 1024 * 1024, doc: 'A new base backup is taken once this much WAL has been written since the last one.' },
+  { key: 'storageBackupIntervalMs', env: 'BOREALIS_STORAGE_BACKUP_INTERVAL_MS', kind: 'integer', defaultValue: () => 86_400_000, doc: 'A new base backup is taken when the newest is this old (and WAL was written since).' },
+  { key: 'storageBackupBytesMax', env: 'BOREALIS_STORAGE_BACKUP_BYTES_MAX', kind: 'integer', defaultValue: () => 64 * 1024 * 1024 * 1024, doc: 'Largest base backup a storage node accepts.' },
+  { key: 'storageBackupsKept', env: 'BOREALIS_STORAGE_BACKUPS_KEPT', kind: 'integer', defaultValue: () => 2, doc: 'Base backups kept per cluster; older ones are deleted from the nodes.' },
+  { key: 'storageAutoRebuild', env: 'BOREALIS_STORAGE_AUTO_REBUILD', kind: 'integer', defaultValue: () => 1, doc: '1: a writer whose data directory is gone is rebuilt from storage automatically; 0: only `borealis instance rebuild` does it.' },
 ];
 
 export class SettingsError extends Error {

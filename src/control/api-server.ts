@@ -49,6 +49,24 @@ export class ApiServer {
           return [201, { cluster: this.findCluster(name), credentials: created }];
         },
       },
+      { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)\/storage$/, handler: (m) => [200, supervisor.storageStatus(decodeURIComponent(m[1]!))] },
+      { method: 'POST', pattern: /^\/v1\/clusters\/([^/]+)\/storage\/backups$/, handler: async (m) => [201, await supervisor.storageBackup(decodeURIComponent(m[1]!))] },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/clusters\/([^/]+)\/storage\/nodes\/([^/]+)\/(stop|start)$/,
+        handler: async (m) => {
+          await supervisor.storageNodeAction(decodeURIComponent(m[1]!), decodeURIComponent(m[2]!), m[3] as 'stop' | 'start');
+          return [200, { ok: true }];
+        },
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/instances\/([^/]+)\/rebuild$/,
+        handler: async (m) => {
+          await supervisor.rebuildInstance(decodeURIComponent(m[1]!));
+          return [200, { rebuilt: decodeURIComponent(m[1]!) }];
+        },
+      },
       { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)$/, handler: (m) => [200, this.findCluster(decodeURIComponent(m[1]!))] },
       {
         method: 'DELETE',

@@ -6,6 +6,7 @@ export type InstanceState =
   | 'creating'
   | 'available'
   | 'restarting'
+  | 'rebuilding'
   | 'failed'
   | 'pausing'
   | 'paused'

@@ -1,3 +1,4 @@
+import type { StorageNodeView } from './storage-fleet.js';
 // The documented shape of `borealis status --json` and GET /v1/status.
 // Scripts rely on it: add fields, never rename or remove them.
 import type { ProxyStats } from '../proxy/proxy-server.js';
@@ -39,6 +40,8 @@ export interface ClusterStatus {
   readonly dataApi: { readonly enabled: boolean; readonly resourceArn: string };
   /** Aurora's ServerlessV2ScalingConfiguration (MinCapacity, MaxCapacity, SecondsUntilAutoPause). */
   readonly scaling: { readonly minCapacity: number; readonly maxCapacity: number; readonly secondsUntilAutoPause: number };
+  /** Storage nodes (empty with storageNodeCount 0): term, quorum, each node's zone, state, positions, lag, disk use; backups held by a write quorum. */
+  readonly storage: { readonly term: number; readonly writeQuorum: number; readonly nodes: readonly StorageNodeView[]; readonly backups: number };
 }
 
 export interface InstanceStatus {

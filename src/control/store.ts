@@ -80,6 +80,18 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE clusters ADD COLUMN seconds_until_auto_pause INTEGER NOT NULL DEFAULT 300;
    ALTER TABLE instances ADD COLUMN acu_seconds REAL NOT NULL DEFAULT 0;`,
   `ALTER TABLE clusters ADD COLUMN http_endpoint_enabled INTEGER NOT NULL DEFAULT 1;`,
+  `CREATE TABLE storage (
+     cluster TEXT PRIMARY KEY REFERENCES clusters(name) ON DELETE CASCADE,
+     term INTEGER NOT NULL,
+     sealed_replication_password TEXT NOT NULL
+   );
+   CREATE TABLE storage_nodes (
+     cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+     name TEXT NOT NULL,
+     zone TEXT NOT NULL,
+     port INTEGER NOT NULL UNIQUE,
+     PRIMARY KEY (cluster, name)
+   );`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -235,6 +247,31 @@ export class Store {
 
   deleteAccessKey(id: string): boolean {
     return this.db.prepare('DELETE FROM access_keys WHERE id = ?').run(id).changes > 0;
+  }
+
+  getStorage(cluster: string): { term: number; replicationPassword: string } | null {
+    const row = this.db.prepare('SELECT term, sealed_replication_password AS sealed FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string } | undefined;
+    return row ? { term: row.term, replicationPassword: this.unseal(row.sealed) } : null;
+  }
+
+  insertStorage(cluster: string, replicationPassword: string, nodes: ReadonlyArray<{ name: string; zone: string; port: number }>): void {
+    this.db.prepare('INSERT INTO storage (cluster, term, sealed_replication_password) VALUES (?, 1, ?)').run(cluster, this.seal(replicationPassword));
+    const insert = this.db.prepare('INSERT INTO storage_nodes (cluster, name, zone, port) VALUES (?, ?, ?, ?)');
+    for (const n of nodes) insert.run(cluster, n.name, n.zone, n.port);
+  }
+
+  /** Terms only grow. */
+  raiseStorageTerm(cluster: string, term: number): void {
+    const changed = this.db.prepare('UPDATE storage SET term = ? WHERE cluster = ? AND term < ?').run(term, cluster, term).changes;
+    if (changed !== 1) throw new Error(`storage term of ${cluster} must grow to ${term}`);
+  }
+
+  listStorageNodes(cluster: string): Array<{ name: string; zone: string; port: number }> {
+    return this.db.prepare('SELECT name, zone, port FROM storage_nodes WHERE cluster = ? ORDER BY name').all(cluster) as Array<{ name: string; zone: string; port: number }>;
+  }
+
+  usedStoragePorts(): Set<number> {
+    return new Set((this.db.prepare('SELECT port FROM storage_nodes').all() as Array<{ port: number }>).map((r) => r.port));
   }
 
   insertSecret(arn: string, cluster: string, username: string, value: Record<string, string>): void {

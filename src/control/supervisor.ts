@@ -25,6 +25,7 @@ import { endpointServerName, validateCidr, validateClusterName, validateUsername
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import type { MetricFamily } from '../metrics/prometheus.js';
+import { StorageFleet, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 
 export class ControlError extends Error {
@@ -61,6 +62,7 @@ export class Supervisor implements ProxyDirectory {
   private identity: ProcessIdentity | null = null;
   private proxy!: ProxyServer;
   private readonly instances = new Map<string, LocalInstance>();
+  private readonly fleets = new Map<string, StorageFleet>();
   private readonly accessPolicies = new Map<string, AccessPolicy>();
   private readonly routeTurns = new Map<string, number>();
   private cgroups: CgroupSupport = { kind: 'none', reason: 'not detected yet' };
@@ -95,6 +97,9 @@ export class Supervisor implements ProxyDirectory {
     this.binaries = this.prepareBinaries(resolveBinaries(this.settings.engineBinDir));
     if (!canAccess(this.identity, '-x', p.instancesDir)) {
       throw new ControlError('invalid', `the user that runs PostgreSQL (${this.identity?.name ?? 'current user'}) cannot reach ${p.instancesDir}; choose a --home it can traverse, such as /var/lib/borealis`);
+    }
+    if (this.settings.storageNodeCount !== 0 && this.settings.storageNodeCount !== 6) {
+      throw new ControlError('invalid', `storageNodeCount must be 6 (the 4-of-6 quorum) or 0 (no storage nodes), not ${this.settings.storageNodeCount}`);
     }
     this.store = new Store(p.stateDb, p.secretKey);
     fs.chmodSync(p.stateDb, 0o600);
@@ -333,9 +338,20 @@ export class Supervisor implements ProxyDirectory {
       this.store.upsertUser(input.name, username, verifier);
       this.store.insertSecret(secretArn, input.name, username, { username, password, engine: 'postgres', host: this.settings.listenHost, port: String(endpointPort), dbClusterIdentifier: input.name });
     });
+    if (this.settings.storageNodeCount > 0) {
+      await StorageFleet.create(this.store, input.name, (taken) => this.allocatePort(this.settings.storagePortBase, new Set([...taken, endpointPort, enginePort, ...this.store.usedStoragePorts()])));
+    }
     this.event('cluster', input.name, 'created', `cluster created with master user ${username}`);
     await this.startCluster(cluster);
     await this.syncRolePassword(input.name, username, verifier);
+    const fleet = this.fleets.get(input.name);
+    if (fleet) {
+      try {
+        await fleet.baseBackup();
+      } catch (err) {
+        this.event('cluster', input.name, 'backup-failed', `first base backup failed (retried by the health check): ${(err as Error).message}`);
+      }
+    }
     return { cluster: input.name, username, password, secretArn };
   }
 
@@ -345,7 +361,25 @@ export class Supervisor implements ProxyDirectory {
     for (const e of this.store.listEndpoints(cluster.name)) {
       await this.proxy.listen({ cluster: cluster.name, type: e.type, name: e.name, host: this.settings.listenHost, port: e.port });
     }
+    let fleet: StorageFleet | null = null;
+    if (this.store.getStorage(cluster.name)) {
+      const writerRecord = this.store.listInstances(cluster.name).find((r) => r.role === 'writer');
+      fleet = new StorageFleet({
+        cluster: cluster.name,
+        store: this.store,
+        settings: this.settings,
+        dir: path.join(this.paths.home, 'storage', cluster.name),
+        token: this.storageToken(),
+        writer: () => ({ host: '127.0.0.1', port: writerRecord?.enginePort ?? 0 }),
+        identity: this.identity,
+        log: this.log.child(`storage:${cluster.name}`),
+        event: (kind, message) => this.event('cluster', cluster.name, kind, message),
+      });
+      this.fleets.set(cluster.name, fleet);
+      await fleet.start();
+    }
     for (const record of this.store.listInstances(cluster.name)) {
+      const storage = record.role === 'writer' ? fleet : null;
       const instance = new LocalInstance({
         record,
         dir: this.paths.instanceDir(record.id),
@@ -359,11 +393,21 @@ export class Supervisor implements ProxyDirectory {
         startTimeoutMs: this.settings.engineStartTimeoutMs,
         stopTimeoutMs: this.settings.engineStopTimeoutMs,
         restartBackoffMsMax: this.settings.restartBackoffMsMax,
+        ...(storage
+          ? {
+              extraSettings: () => storage.writerSettings(),
+              restoreData: async (dataDir: string) => {
+                if (!this.settings.storageAutoRebuild && !this.rebuildRequested.has(record.id)) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
+                return (await storage.hasBackups()) ? storage.restore(dataDir) : false;
+              },
+            }
+          : {}),
         log: this.log.child(`instance:${record.id}`),
       });
       instance.on('transition', (t) => {
         this.event('instance', record.id, t.to, t.to === 'available' && t.from === 'resuming' && instance.lastResume ? `${t.reason} (resumed in ${instance.lastResume.totalMs} ms)` : t.reason);
         if (t.to === 'available') this.proxy.setInstancePoolSize(record.id, this.poolServersFor(instance.capacityAcu));
+        if (t.to === 'available' && storage) void this.afterWriterStart(cluster.name, storage);
       });
       this.instances.set(record.id, instance);
       try {
@@ -372,6 +416,99 @@ export class Supervisor implements ProxyDirectory {
         this.event('instance', record.id, 'failed', `start failed: ${(err as Error).message}`);
         throw err;
       }
+      if (storage) await this.afterWriterStart(cluster.name, storage);
+    }
+  }
+
+  private readonly rebuildRequested = new Set<string>();
+
+  /**
+   * Once a writer runs: the replication role exists, and every storage node
+   * follows it. Its own settings (synchronous_commit = local) keep this from
+   * waiting on the very quorum it sets up.
+   */
+  private readonly writerStarts = new Map<string, Promise<void>>();
+  private afterWriterStart(cluster: string, fleet: StorageFleet): Promise<void> {
+    const running = this.writerStarts.get(cluster);
+    if (running) return running;
+    const p = this.pointStorageAtWriter(cluster, fleet).finally(() => this.writerStarts.delete(cluster));
+    this.writerStarts.set(cluster, p);
+    return p;
+  }
+
+  private async pointStorageAtWriter(cluster: string, fleet: StorageFleet): Promise<void> {
+    try {
+      fleet.recoveryTimeline = null;
+      const { user, password } = fleet.credentials();
+      await this.withWriterSession(cluster, async (client) => {
+        await client.query('SET synchronous_commit = local');
+        const exists = (await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount === 1;
+        const verb = exists ? 'ALTER' : 'CREATE';
+        await client.query(`${verb} ROLE ${client.escapeIdentifier(user)} WITH REPLICATION LOGIN PASSWORD ${client.escapeLiteral(password)}`);
+      });
+      const accepted = await fleet.follow();
+      fleet.wake();
+      if (accepted.length < 4) this.log.warn('fewer than four storage nodes follow the writer; commits wait until four do', { following: accepted.length });
+    } catch (err) {
+      this.log.warn('could not point storage nodes at the writer yet', { cluster, error: (err as Error).message });
+    }
+  }
+
+  private storageToken(): string {
+    const file = path.join(this.paths.home, 'run', 'storage-token');
+    try {
+      return fs.readFileSync(file, 'utf8').trim();
+    } catch {
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      const token = randomBytes(24).toString('base64url');
+      fs.writeFileSync(file, token, { mode: 0o600 });
+      return token;
+    }
+  }
+
+  /** GET /v1/clusters/:name/storage */
+  storageStatus(cluster: string): { cluster: string; term: number; writeQuorum: number; nodes: StorageNodeView[]; backups: unknown[] } {
+    const fleet = this.fleets.get(cluster);
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    if (!fleet) return { cluster, term: 0, writeQuorum: 0, nodes: [], backups: [] };
+    return { cluster, term: fleet.term, writeQuorum: 4, nodes: fleet.views(), backups: fleet.knownBackups() };
+  }
+
+  private fleetOf(cluster: string): StorageFleet {
+    const fleet = this.fleets.get(cluster);
+    if (!fleet) throw new ControlError('not-found', `cluster "${cluster}" has no storage nodes`);
+    return fleet;
+  }
+
+  async storageBackup(cluster: string): Promise<{ id: string; bytes: number }> {
+    return this.fleetOf(cluster).baseBackup();
+  }
+
+  async storageNodeAction(cluster: string, node: string, action: 'stop' | 'start'): Promise<void> {
+    const fleet = this.fleetOf(cluster);
+    try {
+      if (action === 'stop') await fleet.stopNode(node);
+      else await fleet.startNode(node);
+    } catch (err) {
+      throw new ControlError('not-found', (err as Error).message);
+    }
+    this.event('cluster', cluster, `storage-node-${action}`, `storage node ${node} ${action === 'stop' ? 'stopped' : 'started'} by request`);
+  }
+
+  /** Replaces an instance's data directory with one rebuilt from storage. */
+  async rebuildInstance(id: string): Promise<void> {
+    const instance = this.instances.get(id);
+    const record = this.store.listInstances().find((r) => r.id === id);
+    if (!instance || !record) throw new ControlError('not-found', `instance "${id}" does not exist`);
+    const fleet = this.fleetOf(record.cluster);
+    if (!(await fleet.hasBackups())) throw new ControlError('unavailable', 'storage holds no base backup yet');
+    this.rebuildRequested.add(id);
+    try {
+      await instance.stop();
+      fs.rmSync(instance.server.options.dataDir, { recursive: true, force: true });
+      await instance.start();
+    } finally {
+      this.rebuildRequested.delete(id);
     }
   }
 
@@ -451,6 +588,12 @@ export class Supervisor implements ProxyDirectory {
         this.instances.delete(record.id);
       }
       fs.rmSync(this.paths.instanceDir(record.id), { recursive: true, force: true });
+    }
+    const fleet = this.fleets.get(name);
+    if (fleet) {
+      await fleet.stop();
+      this.fleets.delete(name);
+      fs.rmSync(path.join(this.paths.home, 'storage', name), { recursive: true, force: true });
     }
     this.store.deleteCluster(name);
     this.accessPolicies.delete(name);
@@ -627,6 +770,7 @@ export class Supervisor implements ProxyDirectory {
         access: this.store.getClusterAccess(c.name) ?? { allowedCidrs: [], requireTls: false },
         dataApi: { enabled: this.store.httpEndpointEnabled(c.name), resourceArn: `arn:aws:rds:local:000000000000:cluster:${c.name}` },
         scaling: (({ minAcu, maxAcu, secondsUntilAutoPause }) => ({ minCapacity: minAcu, maxCapacity: maxAcu, secondsUntilAutoPause }))(this.scaling(c.name)),
+        storage: (({ term, writeQuorum, nodes, backups }) => ({ term, writeQuorum, nodes, backups: backups.length }))(this.storageStatus(c.name)),
       };
     });
     return {
@@ -703,6 +847,7 @@ export class Supervisor implements ProxyDirectory {
     if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();
     await Promise.all([...this.instances.values()].map((i) => i.stop()));
+    await Promise.all([...this.fleets.values()].map((f) => f.stop()));
     if (this.store) this.flushMeter();
     this.store?.close();
     fs.rmSync(this.paths.supervisorFile, { force: true });
@@ -720,7 +865,7 @@ export class Supervisor implements ProxyDirectory {
    * has (bound yet or not) and that nothing else has bound.
    */
   private async allocatePort(from: number, alsoTaken: ReadonlySet<number> = new Set()): Promise<number> {
-    const taken = new Set([...this.store.listEndpoints().map((e) => e.port), ...this.store.usedEnginePorts(), this.settings.apiPort, this.settings.dataApiPort, ...alsoTaken]);
+    const taken = new Set([...this.store.listEndpoints().map((e) => e.port), ...this.store.usedEnginePorts(), ...this.store.usedStoragePorts(), this.settings.apiPort, this.settings.dataApiPort, ...alsoTaken]);
     for (let port = from; port <= 65535; port++) {
       if (taken.has(port)) continue;
       if (await portIsFree(this.settings.listenHost, port)) return port;

@@ -157,8 +157,11 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     });
     child.once('error', (err) => log.error('postgres could not be spawned', { error: err.message }));
     const deadline = Date.now() + timeoutMs;
+    // Archive recovery (a rebuild from storage) ends in promotion; until then
+    // the server answers read-only and is not ready to be a writer.
+    const untilPromoted = fs.existsSync(path.join(dataDir, 'recovery.signal'));
     while (this.child === child) {
-      if (await this.probe()) {
+      if (await this.probe(untilPromoted)) {
         this.stateValue = 'ready';
         log.info('postgres ready', { pid: child.pid, port: this.options.port });
         return;
@@ -192,7 +195,7 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
   }
 
   /** True once the postmaster accepts a session on its private socket. */
-  private async probe(): Promise<boolean> {
+  private async probe(untilPromoted: boolean): Promise<boolean> {
     const pidFile = path.join(this.options.dataDir, 'postmaster.pid');
     let status: string | undefined;
     try {
@@ -204,8 +207,11 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres' });
     try {
       await client.connect();
-      await client.query('SELECT 1');
-      return true;
+      if (!untilPromoted) {
+        await client.query('SELECT 1');
+        return true;
+      }
+      return !(await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
     } catch {
       return false;
     } finally {

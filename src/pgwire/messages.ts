@@ -123,3 +123,50 @@ export function parseErrorFields(body: Buffer): Map<string, string> {
   }
   return fields;
 }
+
+/** RowDescription ('T') → column names. */
+export function parseRowDescription(body: Buffer): string[] {
+  if (body.length < 2) throw new ProtocolViolation('malformed RowDescription');
+  const count = body.readInt16BE(0);
+  const names: string[] = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    const end = body.indexOf(0, at);
+    if (end < 0 || end + 19 > body.length) throw new ProtocolViolation('malformed RowDescription');
+    names.push(body.toString('utf8', at, end));
+    at = end + 19;
+  }
+  return names;
+}
+
+/** DataRow ('D') → column values as text; SQL NULL stays null. */
+export function parseDataRow(body: Buffer): Array<string | null> {
+  if (body.length < 2) throw new ProtocolViolation('malformed DataRow');
+  const count = body.readInt16BE(0);
+  const values: Array<string | null> = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > body.length) throw new ProtocolViolation('malformed DataRow');
+    const length = body.readInt32BE(at);
+    at += 4;
+    if (length === -1) {
+      values.push(null);
+      continue;
+    }
+    if (length < 0 || at + length > body.length) throw new ProtocolViolation('malformed DataRow');
+    values.push(body.toString('utf8', at, at + length));
+    at += length;
+  }
+  return values;
+}
+
+/** SASLInitialResponse: mechanism name, then the client-first-message. */
+export function saslInitialResponse(mechanism: string, data: string): Buffer {
+  const payload = Buffer.from(data, 'utf8');
+  return typedMessage(Frontend.Password, Buffer.from(`${mechanism}\0`, 'utf8'), int32(payload.length), payload);
+}
+
+/** SASLResponse and PasswordMessage share the 'p' code. */
+export function passwordMessage(data: string, nulTerminated: boolean): Buffer {
+  return typedMessage(Frontend.Password, Buffer.from(nulTerminated ? `${data}\0` : data, 'utf8'));
+}

@@ -1,0 +1,461 @@
+// The control plane's side of one cluster's storage: runs its six storage
+// node processes (two per zone), tells them which writer to follow in which
+// term, takes base backups and spreads them over the nodes, and rebuilds a
+// writer's data directory from storage alone.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Settings } from '../config/settings.js';
+import type { PgValue } from '../engine/pg-settings.js';
+import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
+import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineHistory, segmentOf, segmentStart } from '../pgwire/replication.js';
+import type { BackupInfo } from '../storage/backup-store.js';
+import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
+import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport } from '../storage/protocol.js';
+import { ReplicationClient } from '../storage/replication-client.js';
+import type { Logger } from '../util/logger.js';
+import type { Store } from './store.js';
+
+export const REPLICATION_USER = 'borealis_storage';
+const ZONES = ['a', 'a', 'b', 'b', 'c', 'c'] as const;
+const BIN = fileURLToPath(new URL('../../bin/borealis.js', import.meta.url));
+const NODE_RESTART_MS = 1000;
+
+export interface StorageNodeView extends Partial<NodeStatus> {
+  readonly name: string;
+  readonly zone: string;
+  readonly port: number;
+  readonly pid: number | null;
+  readonly process: 'running' | 'stopped' | 'restarting';
+  readonly reachable: boolean;
+}
+
+interface NodeProcess {
+  readonly name: string;
+  readonly zone: string;
+  readonly port: number;
+  readonly client: StorageNodeClient;
+  child: ChildProcess | null;
+  /** Stopped on purpose (operator or shutdown): not restarted. */
+  held: boolean;
+  restartTimer: NodeJS.Timeout | null;
+  last: NodeStatus | null;
+}
+
+export interface FleetDeps {
+  readonly cluster: string;
+  readonly store: Store;
+  readonly settings: Settings;
+  readonly dir: string;
+  readonly token: string;
+  readonly writer: () => { host: string; port: number };
+  readonly identity: ProcessIdentity | null;
+  readonly log: Logger;
+  readonly event: (kind: string, message: string) => void;
+}
+
+export class StorageError extends Error {
+  override readonly name = 'StorageError';
+}
+
+export class StorageFleet {
+  private readonly nodes: NodeProcess[] = [];
+  private healthTimer: NodeJS.Timeout | null = null;
+  private backingUp: Promise<BackupInfo> | null = null;
+  private stopping = false;
+
+  constructor(private readonly deps: FleetDeps) {}
+
+  /** Records the nodes (ports, zones) and the replication password the first time. */
+  static async create(store: Store, cluster: string, allocatePort: (taken: Set<number>) => Promise<number>): Promise<void> {
+    if (store.getStorage(cluster)) return;
+    const taken = new Set<number>();
+    const nodes: Array<{ name: string; zone: string; port: number }> = [];
+    for (let i = 0; i < ZONES.length; i++) {
+      const port = await allocatePort(taken);
+      taken.add(port);
+      nodes.push({ name: `sn${i + 1}`, zone: ZONES[i]!, port });
+    }
+    store.insertStorage(cluster, randomBytes(24).toString('base64url'), nodes);
+  }
+
+  get term(): number {
+    return this.deps.store.getStorage(this.deps.cluster)!.term;
+  }
+
+  credentials(): { user: string; password: string } {
+    return { user: REPLICATION_USER, password: this.deps.store.getStorage(this.deps.cluster)!.replicationPassword };
+  }
+
+  /** Settings the writer runs with: the ANY 4 quorum and its term. */
+  writerSettings(): Record<string, PgValue> {
+    const names = this.deps.store.listStorageNodes(this.deps.cluster).map((n) => n.name);
+    const recovery: Record<string, PgValue> = this.recoveryTimeline !== null ? { restore_command: '/bin/false', recovery_target_timeline: String(this.recoveryTimeline) } : {};
+    return { synchronous_standby_names: `ANY ${WRITE_QUORUM} (${names.join(', ')})`, 'borealis.term': String(this.term), max_slot_wal_keep_size: 1024, ...recovery };
+  }
+
+  async start(): Promise<void> {
+    for (const r of this.deps.store.listStorageNodes(this.deps.cluster)) {
+      this.nodes.push({ ...r, client: new StorageNodeClient(`http://127.0.0.1:${r.port}`, this.deps.token, this.deps.settings.storageRequestTimeoutMs), child: null, held: false, restartTimer: null, last: null });
+    }
+    for (const n of this.nodes) this.spawnNode(n);
+    await Promise.all(this.nodes.map((n) => this.waitReachable(n, 30_000)));
+    this.healthTimer = setInterval(() => void this.health(), this.deps.settings.storageHealthIntervalMs);
+    this.healthTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    await Promise.all(this.nodes.map((n) => this.stopNode(n.name)));
+  }
+
+  private nodeDir(name: string): string {
+    return path.join(this.deps.dir, name);
+  }
+
+  private spawnNode(n: NodeProcess): void {
+    fs.mkdirSync(this.nodeDir(n.name), { recursive: true, mode: 0o700 });
+    const logFd = fs.openSync(path.join(this.deps.dir, `${n.name}.log`), 'a', 0o600);
+    const args = [BIN, 'storage-node', '--name', n.name, '--zone', n.zone, '--dir', this.nodeDir(n.name), '--port', String(n.port)];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd], env: { ...process.env, BOREALIS_STORAGE_TOKEN: this.deps.token, BOREALIS_STORAGE_BACKUP_BYTES_MAX: String(this.deps.settings.storageBackupBytesMax), BOREALIS_STORAGE_REQUEST_TIMEOUT_MS: String(this.deps.settings.storageRequestTimeoutMs) } });
+    fs.closeSync(logFd);
+    n.child = child;
+    n.held = false;
+    child.once('exit', (code, signal) => {
+      if (n.child !== child) return;
+      n.child = null;
+      n.last = null;
+      if (this.stopping || n.held) return;
+      this.deps.event('storage-node-down', `storage node ${n.name} (zone ${n.zone}) exited (${signal ?? `code ${code}`}); restarting`);
+      n.restartTimer = setTimeout(() => {
+        n.restartTimer = null;
+        if (!this.stopping && !n.held && !n.child) this.spawnNode(n);
+      }, NODE_RESTART_MS);
+    });
+  }
+
+  /** Stops one node and keeps it down (an operator action, or a test's outage). */
+  async stopNode(name: string): Promise<void> {
+    const n = this.node(name);
+    n.held = true;
+    if (n.restartTimer) clearTimeout(n.restartTimer);
+    const child = n.child;
+    if (!child) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async startNode(name: string): Promise<void> {
+    const n = this.node(name);
+    if (n.child) return;
+    this.spawnNode(n);
+    await this.waitReachable(n, 30_000);
+    await this.followOne(n).catch(() => undefined);
+  }
+
+  private node(name: string): NodeProcess {
+    const n = this.nodes.find((x) => x.name === name);
+    if (!n) throw new StorageError(`no storage node ${name} in cluster ${this.deps.cluster}`);
+    return n;
+  }
+
+  private async waitReachable(n: NodeProcess, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        n.last = await n.client.status();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new StorageError(`storage node ${n.name} did not start: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  private followBody(): Parameters<StorageNodeClient['follow']>[0] {
+    const backups = this.knownBackups();
+    return {
+      term: this.term,
+      writer: this.deps.writer(),
+      credentials: this.credentials(),
+      peers: this.nodes.map((n) => ({ name: n.name, url: n.client.url })),
+      retainFromLsn: backups[0]?.startLsn ?? null,
+    };
+  }
+
+  private async followOne(n: NodeProcess): Promise<NodeStatus> {
+    n.last = await n.client.follow(this.followBody());
+    return n.last;
+  }
+
+  /** Sends the current term and writer to every node; resolves with those that accepted. */
+  async follow(): Promise<NodeStatus[]> {
+    const results = await Promise.allSettled(this.nodes.map((n) => this.followOne(n)));
+    return results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  }
+
+  /** After a resume: nodes reconnect now instead of at their next retry. */
+  wake(): void {
+    for (const n of this.nodes) void n.client.wake().catch(() => undefined);
+  }
+
+  /** The health loop: refresh statuses, re-send the term to nodes that lost or lack it, back up when due. */
+  private async health(): Promise<void> {
+    await Promise.all(
+      this.nodes.map(async (n) => {
+        if (!n.child) return;
+        try {
+          n.last = await n.client.status();
+          if (n.last.term < this.term) await this.followOne(n);
+        } catch {
+          n.last = null;
+        }
+      }),
+    );
+    if (this.backupDue()) void this.baseBackup().catch((err: Error) => this.deps.log.warn('base backup failed', { error: err.message }));
+  }
+
+  views(): StorageNodeView[] {
+    return this.nodes.map((n) => ({
+      ...(n.last ?? {}),
+      name: n.name,
+      zone: n.zone,
+      port: n.port,
+      pid: n.child?.pid ?? null,
+      process: n.child ? 'running' : n.held ? 'stopped' : 'restarting',
+      reachable: n.last !== null,
+    }));
+  }
+
+  /** Newest-last backups that at least WRITE_QUORUM nodes hold, from the last statuses. */
+  private knownBackupsCache: BackupInfo[] = [];
+  knownBackups(): BackupInfo[] {
+    return this.knownBackupsCache;
+  }
+
+  private async refreshBackups(): Promise<BackupInfo[]> {
+    const lists = await Promise.allSettled(this.nodes.map((n) => n.client.backups()));
+    const count = new Map<string, { info: BackupInfo; holders: number }>();
+    for (const l of lists) {
+      if (l.status !== 'fulfilled') continue;
+      for (const b of l.value) count.set(b.id, { info: b, holders: (count.get(b.id)?.holders ?? 0) + 1 });
+    }
+    this.knownBackupsCache = [...count.values()]
+      .filter((c) => c.holders >= WRITE_QUORUM)
+      .map((c) => c.info)
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return this.knownBackupsCache;
+  }
+
+  private lastBackupCheck = 0;
+  private backupDue(): boolean {
+    if (this.backingUp || Date.now() - this.lastBackupCheck < 10_000) return false;
+    if (this.lastBackupCheck === 0) {
+      // First look after a start: learn what the nodes hold before deciding.
+      this.lastBackupCheck = Date.now();
+      void this.refreshBackups().catch(() => undefined);
+      return false;
+    }
+    this.lastBackupCheck = Date.now();
+    const newest = this.knownBackupsCache[this.knownBackupsCache.length - 1];
+    if (!newest) return true;
+    const flushes = this.nodes.flatMap((n) => (n.last?.flushLsn ? [parseLsn(n.last.flushLsn)] : []));
+    const durable = durablePosition(flushes);
+    const walSince = durable - parseLsn(newest.endLsn);
+    const ageMs = Date.now() - Date.parse(newest.createdAt);
+    return walSince >= BigInt(this.deps.settings.storageBackupWalBytes) || (ageMs >= this.deps.settings.storageBackupIntervalMs && walSince > 0n);
+  }
+
+  /**
+   * Takes a base backup of the writer over the replication protocol, waits
+   * until a write quorum holds the WAL that makes it consistent, and stores
+   * it on every node that takes it (at least WRITE_QUORUM, verified).
+   */
+  baseBackup(): Promise<BackupInfo> {
+    this.backingUp ??= this.baseBackupOnce().finally(() => (this.backingUp = null));
+    return this.backingUp;
+  }
+
+  private async baseBackupOnce(): Promise<BackupInfo> {
+    const log = this.deps.log;
+    const id = `b-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+    const file = path.join(this.deps.dir, `${id}.tar`);
+    const writer = this.deps.writer();
+    const client = await ReplicationClient.connect({ ...writer, ...this.credentials(), applicationName: 'borealis-backup' }, this.deps.settings.storageRequestTimeoutMs);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const fd = fs.openSync(file, 'w', 0o600);
+    try {
+      const [ident] = await client.query('IDENTIFY_SYSTEM');
+      const systemId = ident?.rows[0]?.[0] ?? '';
+      log.info('taking a base backup', { backup: id });
+      let archives = 0;
+      const result = await client.baseBackup(`BASE_BACKUP ( LABEL '${id}', CHECKPOINT 'fast', WAL false, MANIFEST 'no' )`, {
+        onArchive: () => {
+          if (++archives > 1) throw new StorageError('tablespaces other than the default are not supported');
+        },
+        onData: (chunk) => {
+          fs.writeSync(fd, chunk);
+          hash.update(chunk);
+          bytes += chunk.length;
+        },
+      });
+      fs.fsyncSync(fd);
+      const info: BackupInfo = { id, systemId, timeline: result.timeline, startLsn: formatLsn(result.startLsn), endLsn: formatLsn(result.endLsn), sha256: hash.digest('hex'), bytes, createdAt: new Date().toISOString() };
+      await this.waitDurable(result.endLsn, 60_000);
+      const stored = await Promise.allSettled(this.nodes.map((n) => n.client.putBackup(info, file)));
+      const ok = stored.filter((s) => s.status === 'fulfilled').length;
+      if (ok < WRITE_QUORUM) throw new StorageError(`base backup stored on ${ok} nodes, ${WRITE_QUORUM} are needed`);
+      this.deps.event('backup', `base backup ${id} (${bytes} bytes, from ${info.startLsn}) stored on ${ok} storage nodes`);
+      await this.prune(await this.refreshBackups());
+      return info;
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(file, { force: true });
+      client.close();
+    }
+  }
+
+  private async prune(backups: BackupInfo[]): Promise<void> {
+    const drop = backups.slice(0, Math.max(0, backups.length - this.deps.settings.storageBackupsKept));
+    for (const b of drop) {
+      await Promise.allSettled(this.nodes.map((n) => n.client.deleteBackup(b.id)));
+    }
+    if (drop.length > 0) await this.refreshBackups();
+  }
+
+  private async waitDurable(lsn: bigint, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const statuses = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
+      const flushes = statuses.flatMap((s) => (s.status === 'fulfilled' && s.value.flushLsn ? [parseLsn(s.value.flushLsn)] : []));
+      if (durablePosition(flushes) >= lsn) return;
+      if (Date.now() > deadline) throw new StorageError(`fewer than ${WRITE_QUORUM} storage nodes reached ${formatLsn(lsn)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** True when storage holds something to rebuild from. */
+  async hasBackups(): Promise<boolean> {
+    return (await this.refreshBackups()).length > 0;
+  }
+
+  /**
+   * Builds a writer's data directory from storage: raises the term on the
+   * nodes (fencing any old writer), finds the highest durable position on a
+   * read quorum, restores the newest base backup before it and puts the WAL
+   * up to that position into pg_wal. PostgreSQL then recovers to the end of
+   * that WAL and starts a new timeline.
+   */
+  async restore(dataDir: string): Promise<boolean> {
+    const log = this.deps.log;
+    const backups = await this.refreshBackups();
+    if (backups.length === 0) return false;
+    // Above every term any node has seen, so that every reachable node accepts it.
+    const seen = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
+    const term = Math.max(this.term, ...seen.flatMap((r) => (r.status === 'fulfilled' ? [r.value.term] : []))) + 1;
+    this.deps.store.raiseStorageTerm(this.deps.cluster, term);
+    const accepted = await this.follow();
+    const reports: NodeReport[] = accepted.map((s) => ({ node: s.name, term: s.term, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : 0n }));
+    const newest = Math.max(...reports.map((r) => r.timeline));
+    const ends = new Map<number, bigint>();
+    if (newest > 1) {
+      const holder = this.nodes.find((n) => accepted.some((a) => a.name === n.name && a.timeline === newest))!;
+      for (const s of parseTimelineHistory(await holder.client.history(newest))) ends.set(s.timeline, s.switchLsn);
+    }
+    const point = recoveryPoint(reports, term, ends);
+    if (!point.ok) throw new StorageError(point.reason);
+    const { source, timeline, lsn } = point.value;
+    const backup = [...backups].reverse().find((b) => parseLsn(b.endLsn) <= lsn && b.timeline <= timeline);
+    if (!backup) throw new StorageError(`no base backup ends before ${formatLsn(lsn)}`);
+    log.info('rebuilding the writer from storage', { term, source, timeline, to: formatLsn(lsn), backup: backup.id, fenced: accepted.length });
+    this.deps.event('rebuild', `rebuilding from base backup ${backup.id} and WAL to ${formatLsn(lsn)} on timeline ${timeline} (term ${term}, ${accepted.length} of ${this.nodes.length} nodes fenced, read quorum ${READ_QUORUM})`);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    await this.extractBackup(backup, dataDir);
+    await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(dataDir, 'pg_wal'));
+    fs.writeFileSync(path.join(dataDir, 'recovery.signal'), '');
+    chownTree(this.deps.identity, dataDir);
+    this.recoveryTimeline = timeline;
+    // A new timeline starts: its first base backup is taken once it runs.
+    this.lastBackupCheck = 1;
+    this.knownBackupsCache = [];
+    return true;
+  }
+
+  /** Set by restore(): the timeline the restored writer must recover along. */
+  recoveryTimeline: number | null = null;
+
+  private async extractBackup(backup: BackupInfo, dataDir: string): Promise<void> {
+    const tar = path.join(this.deps.dir, `${backup.id}.restore.tar`);
+    try {
+      let got = false;
+      for (const n of this.nodes) {
+        try {
+          await n.client.getBackup(backup.id, tar);
+          const sha = createHash('sha256').update(fs.readFileSync(tar)).digest('hex');
+          if (sha === backup.sha256) {
+            got = true;
+            break;
+          }
+          this.deps.log.warn('a base backup copy does not verify; trying another node', { node: n.name });
+        } catch (err) {
+          this.deps.log.warn('could not fetch the base backup', { node: n.name, error: (err as Error).message });
+        }
+      }
+      if (!got) throw new StorageError(`no storage node served a verified copy of backup ${backup.id}`);
+      await run('tar', ['-xf', tar, '-C', dataDir]);
+      fs.mkdirSync(path.join(dataDir, 'pg_wal'), { recursive: true, mode: 0o700 });
+    } finally {
+      fs.rmSync(tar, { force: true });
+    }
+  }
+
+  private async copyWal(source: string, timeline: number, end: bigint, start: bigint, walDir: string): Promise<void> {
+    const primary = this.node(source);
+    const { files, histories } = await primary.client.listWal();
+    for (const tli of histories) fs.writeFileSync(path.join(walDir, historyFileName(tli)), await primary.client.history(tli));
+    const lastSeg = segmentOf(end);
+    // For each segment, the file of the newest timeline on the chosen chain.
+    const pick = new Map<number, (typeof files)[number]>();
+    for (const f of files) {
+      if (f.timeline > timeline || f.segment < segmentOf(start) || f.segment > lastSeg || f.validBytes === 0) continue;
+      const have = pick.get(f.segment);
+      if (!have || f.timeline > have.timeline) pick.set(f.segment, f);
+    }
+    for (let seg = segmentOf(start); seg <= lastSeg; seg++) {
+      const f = pick.get(seg);
+      if (!f) throw new StorageError(`storage node ${source} lacks WAL segment ${seg}`);
+      let bytes: Buffer | null = null;
+      for (const n of [primary, ...this.nodes.filter((x) => x !== primary)]) {
+        try {
+          bytes = await n.client.walFile(f.name);
+          if (seg === lastSeg || bytes.length === WAL_SEGMENT_BYTES) break;
+        } catch {
+          bytes = null;
+        }
+      }
+      if (!bytes) throw new StorageError(`no storage node served WAL ${f.name}`);
+      const whole = Buffer.alloc(WAL_SEGMENT_BYTES);
+      const keep = seg === lastSeg ? Math.min(bytes.length, Number(end - segmentStart(seg))) : bytes.length;
+      bytes.copy(whole, 0, 0, keep);
+      fs.writeFileSync(path.join(walDir, f.name), whole, { mode: 0o600 });
+    }
+  }
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()).slice(-2000));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new StorageError(`${cmd} failed: ${err.trim()}`))));
+  });
+}

@@ -1,0 +1,30 @@
+// Entry point of a storage node process (`borealis storage-node`).
+import path from 'node:path';
+import { Logger } from '../util/logger.js';
+import { StorageNode } from './storage-node.js';
+
+/** A base backup beyond this is refused; the supervisor passes its setting. */
+const BACKUP_BYTES_MAX_DEFAULT = 64 * 1024 * 1024 * 1024;
+
+export async function runStorageNode(opts: { name: string; zone: string; dir: string; port: number; host: string }): Promise<void> {
+  const token = process.env.BOREALIS_STORAGE_TOKEN;
+  if (!token) throw new Error('BOREALIS_STORAGE_TOKEN must be set');
+  const log = new Logger([process.stdout], `storage:${opts.name}`);
+  const node = new StorageNode({
+    ...opts,
+    dir: path.resolve(opts.dir),
+    token,
+    backupBytesMax: Number(process.env.BOREALIS_STORAGE_BACKUP_BYTES_MAX ?? BACKUP_BYTES_MAX_DEFAULT),
+    requestTimeoutMs: Number(process.env.BOREALIS_STORAGE_REQUEST_TIMEOUT_MS ?? 5000),
+    log,
+  });
+  await node.start();
+  log.info('storage node ready', { url: node.url });
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await node.stop();
+  log.info('storage node stopped');
+  process.exit(0);
+}

@@ -1,0 +1,97 @@
+// The storage quorum's decisions, pure: which term a node accepts, which
+// writer it may stream from, when a commit is durable, and where a rebuilt
+// writer must start. docs/storage-protocol.md describes the protocol; the
+// real node, the control plane and the seeded simulation all call these.
+
+export const STORAGE_NODES = 6;
+/** A commit is acknowledged once this many nodes have flushed it. */
+export const WRITE_QUORUM = 4;
+/** Any this many nodes include at least one of every write quorum. */
+export const READ_QUORUM = STORAGE_NODES - WRITE_QUORUM + 1;
+
+export interface WriterRef {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface NodeTerm {
+  readonly term: number;
+  readonly writer: WriterRef | null;
+  /** PostgreSQL system identifier of the cluster, fixed at first contact. */
+  readonly systemId: string | null;
+}
+
+export type Decision<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
+
+const sameWriter = (a: WriterRef | null, b: WriterRef | null): boolean => a?.host === b?.host && a?.port === b?.port;
+
+/**
+ * A request to follow `writer` in `term`. Terms only grow; one term has one
+ * writer. Accepting a higher term makes the node drop the old writer before
+ * it answers, which is what fences it.
+ */
+export function acceptTerm(node: NodeTerm, term: number, writer: WriterRef): Decision<NodeTerm> {
+  if (!Number.isInteger(term) || term < 1) return { ok: false, reason: `term ${term} is not a positive integer` };
+  if (term < node.term) return { ok: false, reason: `term ${term} is older than this node's term ${node.term}` };
+  if (term === node.term && node.writer && !sameWriter(node.writer, writer)) {
+    return { ok: false, reason: `term ${term} already has writer ${node.writer.host}:${node.writer.port}` };
+  }
+  return { ok: true, value: { ...node, term, writer } };
+}
+
+/** What a node learns from a writer before it streams: its term and system. */
+export function acceptWriter(node: NodeTerm, writerTerm: number, systemId: string): Decision<NodeTerm> {
+  if (node.systemId !== null && node.systemId !== systemId) return { ok: false, reason: `writer belongs to system ${systemId}, this node to ${node.systemId}` };
+  if (writerTerm < node.term) return { ok: false, reason: `writer runs in term ${writerTerm}, older than this node's term ${node.term}` };
+  if (writerTerm > node.term) return { ok: false, reason: `writer runs in term ${writerTerm}, which this node has not been given` };
+  return { ok: true, value: { ...node, systemId } };
+}
+
+/** A commit at `lsn` is durable once WRITE_QUORUM nodes report flushing past it. */
+export function isDurable(flushes: readonly bigint[], lsn: bigint): boolean {
+  return flushes.filter((f) => f >= lsn).length >= WRITE_QUORUM;
+}
+
+/** The position a writer may acknowledge: the WRITE_QUORUM-th highest flush. */
+export function durablePosition(flushes: readonly bigint[]): bigint {
+  if (flushes.length < WRITE_QUORUM) return 0n;
+  const sorted = [...flushes].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
+  return sorted[WRITE_QUORUM - 1]!;
+}
+
+export interface NodeReport {
+  readonly node: string;
+  readonly term: number;
+  readonly timeline: number;
+  readonly flushLsn: bigint;
+}
+
+export interface RecoveryPoint {
+  readonly source: string;
+  readonly timeline: number;
+  readonly lsn: bigint;
+}
+
+/**
+ * Where a writer rebuilt in `term` must start: the highest position among
+ * at least READ_QUORUM nodes that have accepted `term` (and so no longer
+ * acknowledge the old writer). `timelineEnds` maps each ancestor timeline to
+ * where the newest known history says it ended: WAL a node holds on an old
+ * timeline beyond that point was never acknowledged, so it does not count.
+ * Ties go to the newer timeline.
+ */
+export function recoveryPoint(reports: readonly NodeReport[], term: number, timelineEnds: ReadonlyMap<number, bigint>): Decision<RecoveryPoint> {
+  const fenced = reports.filter((r) => r.term === term);
+  if (fenced.length < READ_QUORUM) return { ok: false, reason: `only ${fenced.length} of ${STORAGE_NODES} storage nodes accepted term ${term}; ${READ_QUORUM} are needed` };
+  const effective = (r: NodeReport): bigint => {
+    const end = timelineEnds.get(r.timeline);
+    return end !== undefined && end < r.flushLsn ? end : r.flushLsn;
+  };
+  let best = fenced[0]!;
+  for (const r of fenced) {
+    const e = effective(r);
+    const b = effective(best);
+    if (e > b || (e === b && r.timeline > best.timeline)) best = r;
+  }
+  return { ok: true, value: { source: best.node, timeline: best.timeline, lsn: effective(best) } };
+}

@@ -1,0 +1,427 @@
+// A storage node's WAL on disk: PostgreSQL-named segment files per timeline
+// plus, beside each, a checksum file with one entry per 8 KiB WAL page.
+//
+// An entry is (valid bytes, CRC-32 of those bytes, sequence number). Each
+// page has two entry slots and a write goes to the older one, so the entry
+// that described the page before a torn write is still there afterwards:
+// after a crash, each page's newest entry that verifies is believed, and the
+// held WAL is the run of full pages from the segment start plus the partial
+// page that ends it. Bytes are verified against these entries whenever they
+// are read; a node never serves bytes it cannot verify.
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { WAL_PAGE_BYTES, WAL_SEGMENT_BYTES, historyFileName, parseWalFileName, segmentOf, segmentStart, walFileName } from '../pgwire/replication.js';
+
+const PAGES_PER_SEGMENT = WAL_SEGMENT_BYTES / WAL_PAGE_BYTES;
+const ENTRY_BYTES = 12;
+const SUM_FILE_BYTES = PAGES_PER_SEGMENT * 2 * ENTRY_BYTES;
+const SUM_SUFFIX = '.sum';
+
+export class CorruptSegment extends Error {
+  override readonly name = 'CorruptSegment';
+  constructor(
+    readonly timeline: number,
+    readonly segment: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface PageEntry {
+  valid: number;
+  crc: number;
+  seq: number;
+}
+
+interface OpenSegment {
+  readonly timeline: number;
+  readonly segment: number;
+  readonly dataFd: number;
+  readonly sumFd: number;
+  /** Per page and slot: the sequence number written there (0 = never). */
+  readonly slotSeq: Uint32Array;
+}
+
+export interface HeldSegment {
+  readonly timeline: number;
+  readonly segment: number;
+  /** Verified bytes from the segment's start. */
+  readonly validBytes: number;
+}
+
+export interface StorePosition {
+  readonly timeline: number;
+  /** First byte held on this timeline's chain (a segment start). */
+  readonly startLsn: bigint;
+  /** Durable end of WAL. */
+  readonly flushLsn: bigint;
+}
+
+export class SegmentStore {
+  private position: StorePosition | null = null;
+  private writeLsnValue = 0n;
+  private seq = 1;
+  private current: OpenSegment | null = null;
+  /** Page being filled: its running CRC and how many bytes it has. */
+  private pageCrc = 0;
+  private pageFill = 0;
+  private readonly dirty = new Map<string, { seg: OpenSegment; entries: Map<number, PageEntry> }>();
+  /** Segments whose fdatasync is in flight: their descriptors stay open. */
+  private readonly syncing = new Set<OpenSegment>();
+
+  constructor(readonly dir: string) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  get state(): StorePosition | null {
+    return this.position;
+  }
+
+  /** End of WAL written (maybe not yet durable). */
+  get writeLsn(): bigint {
+    return this.writeLsnValue;
+  }
+
+  /** Finds the held WAL after a start or crash; every page is verified. */
+  open(): StorePosition | null {
+    const held = this.listSegments();
+    if (held.length === 0) return (this.position = null);
+    for (const h of held) this.seq = Math.max(this.seq, this.maxSeq(h.timeline, h.segment) + 1);
+    const timeline = Math.max(...held.map((h) => h.timeline));
+    const chain = this.chainSegments(held, timeline);
+    const last = chain[chain.length - 1]!;
+    let startSeg = last.segment;
+    for (let i = chain.length - 2; i >= 0 && chain[i]!.segment === startSeg - 1 && chain[i]!.validBytes === WAL_SEGMENT_BYTES; i--) startSeg = chain[i]!.segment;
+    const flushLsn = segmentStart(last.segment) + BigInt(last.validBytes);
+    this.position = { timeline, startLsn: segmentStart(startSeg), flushLsn };
+    this.writeLsnValue = flushLsn;
+    this.current = null;
+    this.resumePage(timeline, flushLsn);
+    return this.position;
+  }
+
+  /** Segments of a timeline's chain: the timeline's own files, else older ones. */
+  private chainSegments(held: readonly HeldSegment[], timeline: number): HeldSegment[] {
+    const best = new Map<number, HeldSegment>();
+    for (const h of held) {
+      if (h.timeline > timeline || h.validBytes === 0) continue;
+      const have = best.get(h.segment);
+      if (!have || h.timeline > have.timeline) best.set(h.segment, h);
+    }
+    return [...best.values()].sort((a, b) => a.segment - b.segment);
+  }
+
+  /** Starts an empty store, or a new timeline, at `lsn` (a continuation point). */
+  begin(timeline: number, lsn: bigint): void {
+    this.closeCurrent();
+    const pos = this.position;
+    if (pos && timeline < pos.timeline) throw new Error(`timeline ${timeline} is older than the held ${pos.timeline}`);
+    if (pos && lsn > pos.flushLsn) throw new Error('a new timeline cannot start beyond the held WAL');
+    const seg = segmentOf(lsn);
+    const offset = Number(lsn - segmentStart(seg));
+    if (pos && offset > 0 && timeline !== pos.timeline) {
+      // As PostgreSQL does, the new timeline's first segment starts as a copy
+      // of the old one up to the switch point.
+      const prefix = this.readSegment(pos.timeline, seg, offset);
+      this.installSegment(timeline, seg, prefix);
+    } else if (!pos && offset > 0) throw new Error('an empty store starts at a segment boundary');
+    this.position = { timeline, startLsn: pos ? pos.startLsn : lsn, flushLsn: lsn };
+    this.writeLsnValue = lsn;
+    this.resumePage(timeline, lsn);
+  }
+
+  /** Forgets everything (a wiped disk, or a node joining a new system). */
+  clear(): void {
+    this.closeCurrent();
+    for (const name of fs.readdirSync(this.dir)) fs.rmSync(path.join(this.dir, name), { force: true });
+    this.position = null;
+    this.writeLsnValue = 0n;
+  }
+
+  /** Appends WAL at exactly the write position (page cache; flush() makes it durable). */
+  write(start: bigint, data: Buffer): void {
+    const pos = this.position;
+    if (!pos) throw new Error('write before begin');
+    if (start !== this.writeLsnValue) throw new Error(`WAL must be contiguous: got ${start}, expected ${this.writeLsnValue}`);
+    let at = 0;
+    let lsn = start;
+    while (at < data.length) {
+      const seg = segmentOf(lsn);
+      const offsetInSeg = Number(lsn - segmentStart(seg));
+      const open = this.openSegment(pos.timeline, seg);
+      const n = Math.min(data.length - at, WAL_SEGMENT_BYTES - offsetInSeg, WAL_PAGE_BYTES - (offsetInSeg % WAL_PAGE_BYTES));
+      const piece = data.subarray(at, at + n);
+      fs.writeSync(open.dataFd, piece, 0, n, offsetInSeg);
+      const page = Math.floor(offsetInSeg / WAL_PAGE_BYTES);
+      this.pageCrc = this.pageFill === 0 ? zlib.crc32(piece) : zlib.crc32(piece, this.pageCrc);
+      this.pageFill += n;
+      this.markDirty(open, page, { valid: this.pageFill, crc: this.pageCrc, seq: 0 });
+      if (this.pageFill === WAL_PAGE_BYTES) {
+        this.pageFill = 0;
+        this.pageCrc = 0;
+      }
+      at += n;
+      lsn += BigInt(n);
+    }
+    this.writeLsnValue = lsn;
+  }
+
+  /** Makes everything written durable; resolves with the new flush position. */
+  async flush(): Promise<bigint> {
+    const target = this.writeLsnValue;
+    if (this.dirty.size === 0 || !this.position) return this.position?.flushLsn ?? 0n;
+    const batch = [...this.dirty.values()];
+    this.dirty.clear();
+    const seq = this.seq++;
+    for (const { seg, entries } of batch) {
+      for (const [page, e] of entries) {
+        // The older slot takes the new entry; the other still describes the page as it was.
+        const slot = seg.slotSeq[page * 2]! <= seg.slotSeq[page * 2 + 1]! ? 0 : 1;
+        seg.slotSeq[page * 2 + slot] = seq;
+        const b = Buffer.allocUnsafe(ENTRY_BYTES);
+        b.writeUInt32LE(e.valid, 0);
+        b.writeUInt32LE(e.crc >>> 0, 4);
+        b.writeUInt32LE(seq, 8);
+        fs.writeSync(seg.sumFd, b, 0, ENTRY_BYTES, (page * 2 + slot) * ENTRY_BYTES);
+      }
+    }
+    for (const { seg } of batch) this.syncing.add(seg);
+    try {
+      await Promise.all(batch.flatMap(({ seg }) => [fdatasync(seg.dataFd), fdatasync(seg.sumFd)]));
+    } finally {
+      for (const { seg } of batch) {
+        this.syncing.delete(seg);
+        if (seg !== this.current && !this.dirtyHas(seg)) this.closeFds(seg);
+      }
+    }
+    const pos = this.position;
+    if (!pos) return 0n;
+    this.position = { ...pos, flushLsn: target > pos.flushLsn ? target : pos.flushLsn };
+    return this.position.flushLsn;
+  }
+
+  get hasUnflushed(): boolean {
+    return this.dirty.size > 0;
+  }
+
+  /** Verified bytes of a segment, up to `limit` bytes; throws CorruptSegment. */
+  readSegment(timeline: number, segment: number, limit = WAL_SEGMENT_BYTES): Buffer {
+    const file = path.join(this.dir, walFileName(timeline, segment));
+    let data: Buffer;
+    let sums: Buffer;
+    try {
+      data = fs.readFileSync(file);
+      sums = fs.readFileSync(file + SUM_SUFFIX);
+    } catch {
+      throw new CorruptSegment(timeline, segment, `segment ${walFileName(timeline, segment)} is not held`);
+    }
+    const valid = validPrefix(data, sums);
+    if (valid.corruptPage !== null && valid.bytes < limit) {
+      throw new CorruptSegment(timeline, segment, `segment ${walFileName(timeline, segment)} fails its checksum at page ${valid.corruptPage}`);
+    }
+    return data.subarray(0, Math.min(valid.bytes, limit));
+  }
+
+  /** Writes a whole segment (or its prefix) received from a peer; durable on return. */
+  installSegment(timeline: number, segment: number, bytes: Buffer): void {
+    if (bytes.length > WAL_SEGMENT_BYTES) throw new Error('segment too large');
+    const file = path.join(this.dir, walFileName(timeline, segment));
+    if (this.current && this.current.timeline === timeline && this.current.segment === segment) this.closeCurrent();
+    const sums = Buffer.alloc(SUM_FILE_BYTES);
+    for (let page = 0; page * WAL_PAGE_BYTES < bytes.length; page++) {
+      const piece = bytes.subarray(page * WAL_PAGE_BYTES, (page + 1) * WAL_PAGE_BYTES);
+      sums.writeUInt32LE(piece.length, page * 2 * ENTRY_BYTES);
+      sums.writeUInt32LE(zlib.crc32(piece) >>> 0, page * 2 * ENTRY_BYTES + 4);
+      sums.writeUInt32LE(this.seq, page * 2 * ENTRY_BYTES + 8);
+    }
+    this.seq++;
+    writeDurably(file, bytes, WAL_SEGMENT_BYTES);
+    writeDurably(file + SUM_SUFFIX, sums, SUM_FILE_BYTES);
+  }
+
+  /** Every segment file with its verified length (0 when its first page fails). */
+  listSegments(): HeldSegment[] {
+    const out: HeldSegment[] = [];
+    for (const name of fs.readdirSync(this.dir)) {
+      const id = parseWalFileName(name);
+      if (!id) continue;
+      let validBytes = 0;
+      try {
+        validBytes = validPrefix(fs.readFileSync(path.join(this.dir, name)), fs.readFileSync(path.join(this.dir, name + SUM_SUFFIX))).bytes;
+      } catch {
+        validBytes = 0;
+      }
+      out.push({ ...id, validBytes });
+    }
+    return out.sort((a, b) => a.timeline - b.timeline || a.segment - b.segment);
+  }
+
+  /** Segments whose stored bytes fail their checksums before their verified end would reach. */
+  scrub(): Array<{ timeline: number; segment: number; page: number }> {
+    const bad: Array<{ timeline: number; segment: number; page: number }> = [];
+    for (const name of fs.readdirSync(this.dir)) {
+      const id = parseWalFileName(name);
+      if (!id) continue;
+      try {
+        const v = validPrefix(fs.readFileSync(path.join(this.dir, name)), fs.readFileSync(path.join(this.dir, name + SUM_SUFFIX)));
+        if (v.corruptPage !== null) bad.push({ ...id, page: v.corruptPage });
+      } catch {
+        bad.push({ ...id, page: 0 });
+      }
+    }
+    return bad;
+  }
+
+  saveHistory(timeline: number, text: string): void {
+    writeDurably(path.join(this.dir, historyFileName(timeline)), Buffer.from(text, 'utf8'), 0);
+  }
+
+  readHistory(timeline: number): string | null {
+    try {
+      return fs.readFileSync(path.join(this.dir, historyFileName(timeline)), 'utf8');
+    } catch {
+      return null;
+    }
+  }
+
+  listHistories(): number[] {
+    return fs
+      .readdirSync(this.dir)
+      .filter((n) => /^[0-9A-F]{8}\.history$/.test(n))
+      .map((n) => parseInt(n.slice(0, 8), 16));
+  }
+
+  /** Bytes the store occupies on disk. */
+  diskBytes(): number {
+    let total = 0;
+    for (const name of fs.readdirSync(this.dir)) {
+      try {
+        total += fs.statSync(path.join(this.dir, name)).blocks * 512;
+      } catch {
+        // removed meanwhile
+      }
+    }
+    return total;
+  }
+
+  close(): void {
+    this.closeCurrent();
+  }
+
+  private resumePage(timeline: number, lsn: bigint): void {
+    const offsetInPage = Number(lsn % BigInt(WAL_PAGE_BYTES));
+    this.pageFill = offsetInPage;
+    this.pageCrc = 0;
+    if (offsetInPage > 0) {
+      const seg = segmentOf(lsn);
+      const segOffset = Number(lsn - segmentStart(seg));
+      const prefix = this.readSegment(timeline, seg, segOffset);
+      this.pageCrc = zlib.crc32(prefix.subarray(segOffset - offsetInPage, segOffset));
+    }
+  }
+
+  private openSegment(timeline: number, segment: number): OpenSegment {
+    const c = this.current;
+    if (c && c.timeline === timeline && c.segment === segment) return c;
+    const file = path.join(this.dir, walFileName(timeline, segment));
+    const dataFd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+    const sumFd = fs.openSync(file + SUM_SUFFIX, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+    if (fs.fstatSync(sumFd).size < SUM_FILE_BYTES) fs.ftruncateSync(sumFd, SUM_FILE_BYTES);
+    const slotSeq = new Uint32Array(PAGES_PER_SEGMENT * 2);
+    const sums = Buffer.alloc(SUM_FILE_BYTES);
+    fs.readSync(sumFd, sums, 0, SUM_FILE_BYTES, 0);
+    for (let i = 0; i < slotSeq.length; i++) slotSeq[i] = sums.readUInt32LE(i * ENTRY_BYTES + 8);
+    const open = { timeline, segment, dataFd, sumFd, slotSeq };
+    // A segment finished in this batch stays open until the batch is flushed.
+    if (c && !this.dirtyHas(c) && !this.syncing.has(c)) this.closeFds(c);
+    this.current = open;
+    return open;
+  }
+
+  private dirtyHas(seg: OpenSegment): boolean {
+    return this.dirty.has(`${seg.timeline}:${seg.segment}`);
+  }
+
+  private markDirty(seg: OpenSegment, page: number, entry: PageEntry): void {
+    const key = `${seg.timeline}:${seg.segment}`;
+    let d = this.dirty.get(key);
+    if (!d) this.dirty.set(key, (d = { seg, entries: new Map() }));
+    d.entries.set(page, entry);
+  }
+
+  private closeCurrent(): void {
+    if (this.current) this.closeFds(this.current);
+    this.current = null;
+    this.dirty.clear();
+  }
+
+  private closeFds(seg: OpenSegment): void {
+    try {
+      fs.closeSync(seg.dataFd);
+      fs.closeSync(seg.sumFd);
+    } catch {
+      // already closed
+    }
+  }
+
+  private maxSeq(timeline: number, segment: number): number {
+    let max = 0;
+    try {
+      const sums = fs.readFileSync(path.join(this.dir, walFileName(timeline, segment) + SUM_SUFFIX));
+      for (let i = 0; i + ENTRY_BYTES <= sums.length; i += ENTRY_BYTES) max = Math.max(max, sums.readUInt32LE(i + 8));
+    } catch {
+      // no sums: nothing held
+    }
+    return max;
+  }
+}
+
+/** Verified prefix of a segment: full pages, then at most one partial page. */
+function validPrefix(data: Buffer, sums: Buffer): { bytes: number; corruptPage: number | null } {
+  let bytes = 0;
+  for (let page = 0; page < PAGES_PER_SEGMENT; page++) {
+    let best: PageEntry | null = null;
+    let claimed = false;
+    for (const slot of [0, 1]) {
+      const at = (page * 2 + slot) * ENTRY_BYTES;
+      if (at + ENTRY_BYTES > sums.length) continue;
+      const e = { valid: sums.readUInt32LE(at), crc: sums.readUInt32LE(at + 4), seq: sums.readUInt32LE(at + 8) };
+      if (e.seq === 0 || e.valid === 0 || e.valid > WAL_PAGE_BYTES) continue;
+      claimed = true;
+      const start = page * WAL_PAGE_BYTES;
+      if (start + e.valid > data.length) continue;
+      if (zlib.crc32(data.subarray(start, start + e.valid)) >>> 0 !== e.crc) continue;
+      if (!best || e.seq > best.seq) best = e;
+    }
+    if (!best) return { bytes, corruptPage: claimed ? page : null };
+    bytes += best.valid;
+    if (best.valid < WAL_PAGE_BYTES) return { bytes, corruptPage: null };
+  }
+  return { bytes, corruptPage: null };
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Writes a file through a temporary name, fsyncs it and its directory. */
+export function writeDurably(file: string, bytes: Buffer, sizeBytes: number): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, bytes, 0, bytes.length, 0);
+    if (sizeBytes > bytes.length) fs.ftruncateSync(fd, sizeBytes);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  const dirFd = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dirFd);
+  } finally {
+    fs.closeSync(dirFd);
+  }
+}

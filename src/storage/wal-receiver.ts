@@ -1,0 +1,254 @@
+// A storage node's stream from the writer: connects as a physical standby,
+// checks the writer's system and term, follows timeline switches, appends
+// XLogData to the segment store and reports write/flush positions. Fsyncs
+// are batched: one is in flight at a time and takes everything that arrived
+// while the previous one ran (group commit). Keepalives are answered at once.
+import { ProtocolViolation } from '../pgwire/frame-reader.js';
+import { WalPageChecker, formatLsn, parseLsn, parseReplicationMessage, parseTimelineHistory, segmentOf, segmentStart, standbyStatusUpdate } from '../pgwire/replication.js';
+import type { Logger } from '../util/logger.js';
+import { acceptWriter, type NodeTerm } from './protocol.js';
+import { ReplicationClient, ReplicationError } from './replication-client.js';
+import type { SegmentStore } from './segment-store.js';
+
+export type ReceiverState = 'idle' | 'connecting' | 'streaming' | 'refused' | 'catching-up' | 'stopped';
+
+export interface ReceiverHost {
+  /** The node's term and writer, read at each connection attempt. */
+  termState(): NodeTerm & { readonly credentials: { user: string; password: string } | null };
+  /** Records the system identifier learned at first contact. */
+  adoptSystem(systemId: string): void;
+  /** Runs before each connection: pending repairs. */
+  beforeSession(): Promise<void>;
+  /** Fetches WAL the writer no longer has from peers; true if anything was added. */
+  catchUpFromPeers(): Promise<boolean>;
+}
+
+export interface ReceiverOptions {
+  readonly name: string;
+  readonly connectTimeoutMs: number;
+  readonly statusIntervalMs: number;
+  readonly retryMsMax: number;
+}
+
+const RETRY_MS_MIN = 100;
+const SQLSTATE_DUPLICATE_OBJECT = '42710';
+const SQLSTATE_UNDEFINED_FILE = '58P01';
+
+export class WalReceiver {
+  private stateValue: ReceiverState = 'idle';
+  private stopped = false;
+  private client: ReplicationClient | null = null;
+  private wakeUp: (() => void) | null = null;
+  private flushing = false;
+  /** Set when an fsync failed: written but unrecorded bytes must be re-read from disk. */
+  private flushFailed = false;
+  private serverEnd: bigint | null = null;
+  lastError: string | null = null;
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: SegmentStore,
+    private readonly host: ReceiverHost,
+    private readonly options: ReceiverOptions,
+    private readonly log: Logger,
+  ) {}
+
+  get state(): ReceiverState {
+    return this.stateValue;
+  }
+
+  /** The writer's end of WAL as last reported, for lag. */
+  get writerEndLsn(): bigint | null {
+    return this.serverEnd;
+  }
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  /** Drops the current connection and reconnects at once (new term, resume). */
+  wake(): void {
+    this.client?.close();
+    this.wakeUp?.();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake();
+    await this.running;
+    this.stateValue = 'stopped';
+  }
+
+  private async loop(): Promise<void> {
+    let retryMs = RETRY_MS_MIN;
+    while (!this.stopped) {
+      const began = Date.now();
+      try {
+        await this.host.beforeSession();
+        await this.session();
+        retryMs = RETRY_MS_MIN;
+      } catch (err) {
+        const message = (err as Error).message;
+        if (message !== this.lastError) this.log.warn('WAL stream ended', { error: message });
+        this.lastError = message;
+        if (this.stateValue !== 'refused') this.stateValue = 'idle';
+      }
+      this.client = null;
+      if (this.stopped) break;
+      // A long healthy session resets the backoff.
+      if (Date.now() - began > 10_000) retryMs = RETRY_MS_MIN;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, retryMs);
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeUp = null;
+      retryMs = Math.min(this.options.retryMsMax, retryMs * 2);
+    }
+  }
+
+  private async session(): Promise<void> {
+    const t = this.host.termState();
+    if (!t.writer || !t.credentials) {
+      this.stateValue = 'idle';
+      throw new Error('no writer assigned yet');
+    }
+    this.stateValue = 'connecting';
+    const client = await ReplicationClient.connect({ host: t.writer.host, port: t.writer.port, ...t.credentials, applicationName: this.options.name }, this.options.connectTimeoutMs);
+    this.client = client;
+    if (this.stopped) return client.close();
+    try {
+      const [ident] = await client.query('IDENTIFY_SYSTEM');
+      const row = ident?.rows[0];
+      if (!row) throw new ProtocolViolation('IDENTIFY_SYSTEM returned no row');
+      const systemId = row[0] ?? '';
+      const timeline = Number(row[1]);
+      const [termSet] = await client.query('SHOW borealis.term');
+      const writerTerm = Number(termSet?.rows[0]?.[0] ?? 0);
+      const verdict = acceptWriter(t, writerTerm, systemId);
+      if (!verdict.ok) {
+        this.stateValue = 'refused';
+        this.log.error('refusing the writer', { reason: verdict.reason, writer: `${t.writer.host}:${t.writer.port}` });
+        throw new Error(verdict.reason);
+      }
+      if (t.systemId === null) this.host.adoptSystem(systemId);
+      await this.followTimeline(client, timeline, row[2] ?? '');
+      const slot = `borealis_${this.options.name.replace(/[^a-z0-9_]/g, '_')}`;
+      try {
+        await client.query(`CREATE_REPLICATION_SLOT ${slot} PHYSICAL RESERVE_WAL`);
+      } catch (err) {
+        if (!(err instanceof ReplicationError && err.sqlstate === SQLSTATE_DUPLICATE_OBJECT)) throw err;
+      }
+      const pos = this.store.state!;
+      const checker = new WalPageChecker({ systemId: BigInt(systemId), timeline });
+      this.stateValue = 'streaming';
+      this.lastError = null;
+      this.log.info('streaming WAL', { timeline, from: formatLsn(pos.flushLsn), writerTerm });
+      const statusTimer = setInterval(() => this.sendStatus(false), this.options.statusIntervalMs);
+      try {
+        const end = await client.startReplication(`START_REPLICATION SLOT ${slot} PHYSICAL ${formatLsn(pos.flushLsn)} TIMELINE ${timeline}`, (payload) => this.onMessage(payload, checker));
+        this.log.info('the writer ended its timeline', { nextTimeline: end.nextTimeline });
+      } catch (err) {
+        if (err instanceof ReplicationError && err.sqlstate === SQLSTATE_UNDEFINED_FILE) {
+          this.stateValue = 'catching-up';
+          this.log.info('the writer no longer has the WAL this node needs; fetching it from peers', { from: formatLsn(pos.flushLsn) });
+          const added = await this.host.catchUpFromPeers();
+          if (!added) throw new Error(`no peer holds WAL from ${formatLsn(pos.flushLsn)} either`, { cause: err });
+          return;
+        }
+        throw err;
+      } finally {
+        clearInterval(statusTimer);
+      }
+    } finally {
+      client.close();
+      await this.drain();
+      if (this.flushFailed) {
+        this.flushFailed = false;
+        this.store.open();
+      }
+    }
+  }
+
+  /** Positions the store on the writer's timeline, cutting WAL the new history left behind. */
+  private async followTimeline(client: ReplicationClient, timeline: number, xlogpos: string): Promise<void> {
+    const pos = this.store.state;
+    if (pos && pos.timeline > timeline) throw new Error(`writer is on timeline ${timeline}, behind this node's ${pos.timeline}`);
+    if (timeline > 1) {
+      const [hist] = await client.query(`TIMELINE_HISTORY ${timeline}`);
+      const content = hist?.rows[0]?.[1];
+      if (typeof content !== 'string') throw new ProtocolViolation('TIMELINE_HISTORY returned no content');
+      const switches = parseTimelineHistory(content);
+      const saved = this.store.readHistory(timeline);
+      if (saved !== null && saved !== content) throw new Error(`timeline ${timeline} history differs from the one this node holds`);
+      if (saved === null) this.store.saveHistory(timeline, content);
+      if (pos && pos.timeline < timeline) {
+        const mine = switches.find((s) => s.timeline === pos.timeline);
+        if (!mine) throw new Error(`writer's timeline ${timeline} does not descend from this node's timeline ${pos.timeline}`);
+        const from = mine.switchLsn < pos.flushLsn ? mine.switchLsn : pos.flushLsn;
+        if (from < pos.flushLsn) this.log.warn('dropping WAL the new timeline left behind', { timeline: pos.timeline, from: formatLsn(from), to: formatLsn(pos.flushLsn) });
+        this.store.begin(timeline, from);
+      }
+    } else if (pos && pos.timeline < timeline) this.store.begin(timeline, pos.flushLsn);
+    if (!this.store.state) {
+      this.store.begin(timeline, segmentStart(segmentOf(parseLsn(xlogpos))));
+    }
+  }
+
+  private onMessage(payload: Buffer, checker: WalPageChecker): void {
+    const msg = parseReplicationMessage(payload);
+    this.serverEnd = msg.serverEnd;
+    if (msg.type === 'keepalive') {
+      if (msg.replyRequested) this.sendStatus(false);
+      return;
+    }
+    let { start, data } = msg;
+    const expected = this.store.writeLsn;
+    if (start < expected) {
+      // A resend after reconnecting: skip what is already written.
+      const skip = Number(expected - start);
+      if (skip >= data.length) return;
+      data = data.subarray(skip);
+      start = expected;
+    }
+    if (start !== expected) throw new ProtocolViolation(`writer skipped WAL: sent ${formatLsn(start)}, expected ${formatLsn(expected)}`);
+    checker.check(start, data);
+    this.store.write(start, data);
+    this.kickFlush();
+  }
+
+  private kickFlush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    this.store
+      .flush()
+      .then(
+        () => {
+          this.flushing = false;
+          this.sendStatus(false);
+          if (this.store.hasUnflushed) this.kickFlush();
+        },
+        (err: Error) => {
+          this.flushing = false;
+          this.flushFailed = true;
+          this.log.error('WAL fsync failed; dropping the stream', { error: err.message });
+          this.client?.close();
+        },
+      );
+  }
+
+  private async drain(): Promise<void> {
+    while (this.flushing || this.store.hasUnflushed) {
+      if (!this.flushing) this.kickFlush();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private sendStatus(replyRequested: boolean): void {
+    const pos = this.store.state;
+    if (!pos || !this.client) return;
+    this.client.send(standbyStatusUpdate(this.store.writeLsn, pos.flushLsn, pos.flushLsn, Date.now(), replyRequested));
+  }
+}
