@@ -363,13 +363,14 @@ export class StorageFleet {
     this.deps.store.raiseStorageTerm(this.deps.cluster, term);
     const accepted = await this.follow();
     const reports: NodeReport[] = accepted.map((s) => ({ node: s.name, term: s.term, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : 0n }));
-    const newest = Math.max(...reports.map((r) => r.timeline));
-    const ends = new Map<number, bigint>();
-    if (newest > 1) {
-      const holder = this.nodes.find((n) => accepted.some((a) => a.name === n.name && a.timeline === newest))!;
-      for (const s of parseTimelineHistory(await holder.client.history(newest))) ends.set(s.timeline, s.switchLsn);
-    }
-    const point = recoveryPoint(reports, term, ends);
+    const histories = await this.gatherHistories();
+    const historyOf = (t: number): Map<number, bigint> => {
+      const text = histories.get(t);
+      if (t === 1) return new Map();
+      if (text === undefined) throw new StorageError(`no storage node holds the history of timeline ${t}`);
+      return new Map(parseTimelineHistory(text).map((h) => [h.timeline, h.switchLsn]));
+    };
+    const point = recoveryPoint(reports, term, historyOf);
     if (!point.ok) throw new StorageError(point.reason);
     const { source, timeline, lsn } = point.value;
     const backup = [...backups].reverse().find((b) => parseLsn(b.endLsn) <= lsn && b.timeline <= timeline);
@@ -380,6 +381,8 @@ export class StorageFleet {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     await this.extractBackup(backup, dataDir);
     await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(dataDir, 'pg_wal'));
+    // Every history any node knows: PostgreSQL then never reuses a timeline number.
+    for (const [t, text] of histories) fs.writeFileSync(path.join(dataDir, 'pg_wal', historyFileName(t)), text);
     fs.writeFileSync(path.join(dataDir, 'recovery.signal'), '');
     chownTree(this.deps.identity, dataDir);
     this.recoveryTimeline = timeline;
@@ -387,6 +390,21 @@ export class StorageFleet {
     this.lastBackupCheck = 1;
     this.knownBackupsCache = [];
     return true;
+  }
+
+  /** The text of every timeline history file any reachable node holds. */
+  private async gatherHistories(): Promise<Map<number, string>> {
+    const out = new Map<number, string>();
+    for (const n of this.nodes) {
+      let held: number[];
+      try {
+        held = (await n.client.listWal()).histories;
+      } catch {
+        continue;
+      }
+      for (const t of held) if (!out.has(t)) out.set(t, await n.client.history(t));
+    }
+    return out;
   }
 
   /** Set by restore(): the timeline the restored writer must recover along. */
@@ -419,8 +437,7 @@ export class StorageFleet {
 
   private async copyWal(source: string, timeline: number, end: bigint, start: bigint, walDir: string): Promise<void> {
     const primary = this.node(source);
-    const { files, histories } = await primary.client.listWal();
-    for (const tli of histories) fs.writeFileSync(path.join(walDir, historyFileName(tli)), await primary.client.history(tli));
+    const { files } = await primary.client.listWal();
     const lastSeg = segmentOf(end);
     // For each segment, the file of the newest timeline on the chosen chain.
     const pick = new Map<number, (typeof files)[number]>();

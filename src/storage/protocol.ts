@@ -72,20 +72,65 @@ export interface RecoveryPoint {
   readonly lsn: bigint;
 }
 
+/** A timeline's history: each ancestor timeline and the position where it ended. */
+export type TimelineHistory = ReadonlyMap<number, bigint>;
+
 /**
- * Where a writer rebuilt in `term` must start: the highest position among
- * at least READ_QUORUM nodes that have accepted `term` (and so no longer
- * acknowledge the old writer). `timelineEnds` maps each ancestor timeline to
- * where the newest known history says it ended: WAL a node holds on an old
- * timeline beyond that point was never acknowledged, so it does not count.
- * Ties go to the newer timeline.
+ * The position up to which timeline `b`'s WAL equals timeline `a`'s: the end
+ * of their latest common ancestor, as the two histories record it.
  */
-export function recoveryPoint(reports: readonly NodeReport[], term: number, timelineEnds: ReadonlyMap<number, bigint>): Decision<RecoveryPoint> {
+export function divergence(a: number, historyA: TimelineHistory, b: number, historyB: TimelineHistory): bigint | null {
+  if (a === b) return null;
+  const endA = chainEnds(a, historyA);
+  const endB = chainEnds(b, historyB);
+  let best = 0n;
+  for (const [c, ea] of endA) {
+    const eb = endB.get(c);
+    if (eb === undefined) continue;
+    const end = ea === null ? eb : eb === null ? ea : ea < eb ? ea : eb;
+    if (end !== null && end > best) best = end;
+  }
+  return best;
+}
+
+/**
+ * Each timeline of a chain with the position where the chain leaves it
+ * (null: never, the chain's own timeline). An ancestor's end is capped by
+ * every later one's, so a history that switched early is read correctly.
+ */
+function chainEnds(timeline: number, history: TimelineHistory): Map<number, bigint | null> {
+  const out = new Map<number, bigint | null>([[timeline, null]]);
+  let cap: bigint | null = null;
+  for (const t of [...history.keys()].sort((x, y) => y - x)) {
+    const end = history.get(t)!;
+    cap = cap === null || end < cap ? end : cap;
+    out.set(t, cap);
+  }
+  return out;
+}
+
+/** The timeline a position belongs to on `timeline`'s chain (PostgreSQL's tliOfPointInHistory). */
+export function timelineOfPoint(lsn: bigint, timeline: number, history: TimelineHistory): number {
+  for (const t of [...history.keys()].sort((x, y) => x - y)) if (lsn < history.get(t)!) return t;
+  return timeline;
+}
+
+/**
+ * Where a writer rebuilt in `term` must start. At least `readQuorum` nodes
+ * must have accepted `term` (and so stopped acknowledging any older writer);
+ * every acknowledged commit is on one of them. The newest timeline among them
+ * holds every acknowledged commit; a node's WAL counts up to where its
+ * timeline leaves the newest one's history (WAL beyond that was never
+ * acknowledged). The highest such position wins; ties go to the newer timeline.
+ */
+export function recoveryPoint(reports: readonly NodeReport[], term: number, historyOf: (timeline: number) => TimelineHistory, readQuorum = READ_QUORUM): Decision<RecoveryPoint> {
   const fenced = reports.filter((r) => r.term === term);
-  if (fenced.length < READ_QUORUM) return { ok: false, reason: `only ${fenced.length} of ${STORAGE_NODES} storage nodes accepted term ${term}; ${READ_QUORUM} are needed` };
+  if (fenced.length < readQuorum) return { ok: false, reason: `only ${fenced.length} of ${STORAGE_NODES} storage nodes accepted term ${term}; ${readQuorum} are needed` };
+  const newest = Math.max(...fenced.map((r) => r.timeline));
+  const newestHistory = historyOf(newest);
   const effective = (r: NodeReport): bigint => {
-    const end = timelineEnds.get(r.timeline);
-    return end !== undefined && end < r.flushLsn ? end : r.flushLsn;
+    const end = divergence(newest, newestHistory, r.timeline, historyOf(r.timeline));
+    return end !== null && end < r.flushLsn ? end : r.flushLsn;
   };
   let best = fenced[0]!;
   for (const r of fenced) {
@@ -93,5 +138,8 @@ export function recoveryPoint(reports: readonly NodeReport[], term: number, time
     const b = effective(best);
     if (e > b || (e === b && r.timeline > best.timeline)) best = r;
   }
-  return { ok: true, value: { source: best.node, timeline: best.timeline, lsn: effective(best) } };
+  // The position may lie before the source's own timeline began (it left the
+  // newest chain earlier): recovery then follows the timeline it lies on.
+  const lsn = effective(best);
+  return { ok: true, value: { source: best.node, timeline: timelineOfPoint(lsn, best.timeline, historyOf(best.timeline)), lsn } };
 }

@@ -113,23 +113,41 @@ export class SegmentStore {
     return [...best.values()].sort((a, b) => a.segment - b.segment);
   }
 
-  /** Starts an empty store, or a new timeline, at `lsn` (a continuation point). */
+  /**
+   * Starts an empty store, or moves the store onto `timeline` at `lsn` (at
+   * or before its end of WAL). Moving to a lower timeline means the current
+   * one is a dead branch: its files are removed.
+   */
   begin(timeline: number, lsn: bigint): void {
     this.closeCurrent();
     const pos = this.position;
-    if (pos && timeline < pos.timeline) throw new Error(`timeline ${timeline} is older than the held ${pos.timeline}`);
-    if (pos && lsn > pos.flushLsn) throw new Error('a new timeline cannot start beyond the held WAL');
+    if (pos && lsn > pos.flushLsn) throw new Error('a timeline cannot start beyond the held WAL');
     const seg = segmentOf(lsn);
     const offset = Number(lsn - segmentStart(seg));
-    if (pos && offset > 0 && timeline !== pos.timeline) {
+    if (!pos && offset > 0) throw new Error('an empty store starts at a segment boundary');
+    if (pos && timeline !== pos.timeline) {
       // As PostgreSQL does, the new timeline's first segment starts as a copy
-      // of the old one up to the switch point.
-      const prefix = this.readSegment(pos.timeline, seg, offset);
-      this.installSegment(timeline, seg, prefix);
-    } else if (!pos && offset > 0) throw new Error('an empty store starts at a segment boundary');
+      // of the old chain's up to the switch point.
+      const prefix = offset > 0 ? this.readChain(pos.timeline, seg, offset) : null;
+      for (const h of this.listSegments()) {
+        if (h.timeline > timeline || (h.timeline === timeline && h.segment >= seg)) {
+          fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment)), { force: true });
+          fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment) + SUM_SUFFIX), { force: true });
+        }
+      }
+      if (prefix) this.installSegment(timeline, seg, prefix);
+    }
     this.position = { timeline, startLsn: pos ? pos.startLsn : lsn, flushLsn: lsn };
     this.writeLsnValue = lsn;
     this.resumePage(timeline, lsn);
+  }
+
+  /** A segment as the chain ending in `timeline` has it: the newest file at or below it. */
+  readChain(timeline: number, segment: number, limit = WAL_SEGMENT_BYTES): Buffer {
+    const holders = this.listSegments().filter((h) => h.segment === segment && h.timeline <= timeline && h.validBytes > 0);
+    const best = holders.sort((a, b) => b.timeline - a.timeline)[0];
+    if (!best) throw new CorruptSegment(timeline, segment, `segment ${segment} of timeline ${timeline}'s chain is not held`);
+    return this.readSegment(best.timeline, segment, limit);
   }
 
   /** Forgets everything (a wiped disk, or a node joining a new system). */
@@ -317,7 +335,7 @@ export class SegmentStore {
     if (offsetInPage > 0) {
       const seg = segmentOf(lsn);
       const segOffset = Number(lsn - segmentStart(seg));
-      const prefix = this.readSegment(timeline, seg, segOffset);
+      const prefix = this.readChain(timeline, seg, segOffset);
       this.pageCrc = zlib.crc32(prefix.subarray(segOffset - offsetInPage, segOffset));
     }
   }

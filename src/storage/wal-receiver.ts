@@ -6,7 +6,7 @@
 import { ProtocolViolation } from '../pgwire/frame-reader.js';
 import { WalPageChecker, formatLsn, parseLsn, parseReplicationMessage, parseTimelineHistory, segmentOf, segmentStart, standbyStatusUpdate } from '../pgwire/replication.js';
 import type { Logger } from '../util/logger.js';
-import { acceptWriter, type NodeTerm } from './protocol.js';
+import { acceptWriter, divergence, timelineOfPoint, type NodeTerm } from './protocol.js';
 import { ReplicationClient, ReplicationError } from './replication-client.js';
 import type { SegmentStore } from './segment-store.js';
 
@@ -134,7 +134,7 @@ export class WalReceiver {
         throw new Error(verdict.reason);
       }
       if (t.systemId === null) this.host.adoptSystem(systemId);
-      await this.followTimeline(client, timeline, row[2] ?? '');
+      const streamTimeline = await this.followTimeline(client, timeline, row[2] ?? '');
       const slot = `borealis_${this.options.name.replace(/[^a-z0-9_]/g, '_')}`;
       try {
         await client.query(`CREATE_REPLICATION_SLOT ${slot} PHYSICAL RESERVE_WAL`);
@@ -145,10 +145,10 @@ export class WalReceiver {
       const checker = new WalPageChecker({ systemId: BigInt(systemId), timeline });
       this.stateValue = 'streaming';
       this.lastError = null;
-      this.log.info('streaming WAL', { timeline, from: formatLsn(pos.flushLsn), writerTerm });
+      this.log.info('streaming WAL', { timeline: streamTimeline, writerTimeline: timeline, from: formatLsn(pos.flushLsn), writerTerm });
       const statusTimer = setInterval(() => this.sendStatus(false), this.options.statusIntervalMs);
       try {
-        const end = await client.startReplication(`START_REPLICATION SLOT ${slot} PHYSICAL ${formatLsn(pos.flushLsn)} TIMELINE ${timeline}`, (payload) => this.onMessage(payload, checker));
+        const end = await client.startReplication(`START_REPLICATION SLOT ${slot} PHYSICAL ${formatLsn(pos.flushLsn)} TIMELINE ${streamTimeline}`, (payload) => this.onMessage(payload, checker));
         this.log.info('the writer ended its timeline', { nextTimeline: end.nextTimeline });
       } catch (err) {
         if (err instanceof ReplicationError && err.sqlstate === SQLSTATE_UNDEFINED_FILE) {
@@ -172,29 +172,45 @@ export class WalReceiver {
     }
   }
 
-  /** Positions the store on the writer's timeline, cutting WAL the new history left behind. */
-  private async followTimeline(client: ReplicationClient, timeline: number, xlogpos: string): Promise<void> {
+  /**
+   * Positions the store on the writer's chain of timelines and returns the
+   * timeline to stream. A node behind a timeline switch streams its own
+   * (historic) timeline up to the switch point first, as a PostgreSQL
+   * standby does; WAL it holds beyond where its timeline leaves the writer's
+   * history was never acknowledged and is dropped.
+   */
+  private async followTimeline(client: ReplicationClient, timeline: number, xlogpos: string): Promise<number> {
     const pos = this.store.state;
-    if (pos && pos.timeline > timeline) throw new Error(`writer is on timeline ${timeline}, behind this node's ${pos.timeline}`);
-    if (timeline > 1) {
+    if (!pos) {
+      this.store.begin(timeline, segmentStart(segmentOf(parseLsn(xlogpos))));
+      return timeline;
+    }
+    if (pos.timeline > timeline) throw new Error(`writer is on timeline ${timeline}, behind this node's ${pos.timeline}`);
+    const writerHistory = await this.history(client, timeline);
+    if (pos.timeline === timeline) return timeline;
+    const mine = await this.history(client, pos.timeline);
+    const split = divergence(timeline, writerHistory, pos.timeline, mine) ?? pos.flushLsn;
+    const at = split < pos.flushLsn ? split : pos.flushLsn;
+    const onto = timelineOfPoint(at, timeline, writerHistory);
+    if (onto === pos.timeline && at === pos.flushLsn) return pos.timeline;
+    if (at < pos.flushLsn) this.log.warn('dropping WAL the writer\'s history left behind', { timeline: pos.timeline, from: formatLsn(at), to: formatLsn(pos.flushLsn) });
+    this.store.begin(onto, at);
+    return onto;
+  }
+
+  /** A timeline's history as ancestor → end; kept on disk, fetched from the writer once. */
+  private async history(client: ReplicationClient, timeline: number): Promise<Map<number, bigint>> {
+    if (timeline === 1) return new Map();
+    let text = this.store.readHistory(timeline);
+    if (text === null) {
       const [hist] = await client.query(`TIMELINE_HISTORY ${timeline}`);
       const content = hist?.rows[0]?.[1];
       if (typeof content !== 'string') throw new ProtocolViolation('TIMELINE_HISTORY returned no content');
-      const switches = parseTimelineHistory(content);
-      const saved = this.store.readHistory(timeline);
-      if (saved !== null && saved !== content) throw new Error(`timeline ${timeline} history differs from the one this node holds`);
-      if (saved === null) this.store.saveHistory(timeline, content);
-      if (pos && pos.timeline < timeline) {
-        const mine = switches.find((s) => s.timeline === pos.timeline);
-        if (!mine) throw new Error(`writer's timeline ${timeline} does not descend from this node's timeline ${pos.timeline}`);
-        const from = mine.switchLsn < pos.flushLsn ? mine.switchLsn : pos.flushLsn;
-        if (from < pos.flushLsn) this.log.warn('dropping WAL the new timeline left behind', { timeline: pos.timeline, from: formatLsn(from), to: formatLsn(pos.flushLsn) });
-        this.store.begin(timeline, from);
-      }
-    } else if (pos && pos.timeline < timeline) this.store.begin(timeline, pos.flushLsn);
-    if (!this.store.state) {
-      this.store.begin(timeline, segmentStart(segmentOf(parseLsn(xlogpos))));
+      parseTimelineHistory(content);
+      this.store.saveHistory(timeline, content);
+      text = content;
     }
+    return new Map(parseTimelineHistory(text).map((s) => [s.timeline, s.switchLsn]));
   }
 
   private onMessage(payload: Buffer, checker: WalPageChecker): void {

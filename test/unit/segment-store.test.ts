@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { WAL_PAGE_BYTES, WAL_SEGMENT_BYTES, segmentStart, walFileName } from '../../src/pgwire/replication.js';
+import { CorruptSegment, SegmentStore } from '../../src/storage/segment-store.js';
+import { fakeWal } from '../helpers/wal.js';
+
+const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-store-'));
+const SEG = BigInt(WAL_SEGMENT_BYTES);
+
+test('written and flushed WAL survives a reopen; unflushed WAL does not count', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  const wal = fakeWal(SEG, 3 * WAL_PAGE_BYTES + 100);
+  store.write(SEG, wal.subarray(0, 5000));
+  store.write(SEG + 5000n, wal.subarray(5000, 3 * WAL_PAGE_BYTES + 50));
+  assert.equal(await store.flush(), SEG + BigInt(3 * WAL_PAGE_BYTES + 50));
+  // Written but never flushed: its checksum entries never reach the disk.
+  store.write(SEG + BigInt(3 * WAL_PAGE_BYTES + 50), wal.subarray(3 * WAL_PAGE_BYTES + 50));
+  store.close();
+  const again = new SegmentStore(dir);
+  const pos = again.open();
+  assert.deepEqual(pos, { timeline: 1, startLsn: SEG, flushLsn: SEG + BigInt(3 * WAL_PAGE_BYTES + 50) });
+  assert.deepEqual(again.readSegment(1, 1), wal.subarray(0, 3 * WAL_PAGE_BYTES + 50));
+  assert.throws(() => again.write(SEG, Buffer.alloc(1)), /contiguous/);
+  // Appending after a reopen continues the partial page's checksum.
+  again.write(pos.flushLsn, wal.subarray(3 * WAL_PAGE_BYTES + 50));
+  await again.flush();
+  assert.deepEqual(new SegmentStore(dir).readSegment(1, 1), wal);
+});
+
+test('a torn rewrite of a page falls back to the entry that described it before', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  const wal = fakeWal(SEG, 6000);
+  store.write(SEG, wal.subarray(0, 3000));
+  await store.flush();
+  store.write(SEG + 3000n, wal.subarray(3000));
+  await store.flush();
+  store.close();
+  // The newer entry now fails (as if its data write was lost); the older one still holds.
+  const file = path.join(dir, walFileName(1, 1));
+  const bytes = fs.readFileSync(file);
+  bytes[4000] = bytes[4000]! ^ 0xff;
+  fs.writeFileSync(file, bytes);
+  const again = new SegmentStore(dir);
+  assert.equal(again.open()?.flushLsn, SEG + 3000n);
+});
+
+test('a flipped byte is detected on read and by the scrub', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  const wal = fakeWal(SEG, WAL_SEGMENT_BYTES + 4 * WAL_PAGE_BYTES);
+  store.write(SEG, wal);
+  await store.flush();
+  store.close();
+  const file = path.join(dir, walFileName(1, 1));
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.from([0xa5]), 0, 1, 3 * WAL_PAGE_BYTES + 100);
+  fs.closeSync(fd);
+  const again = new SegmentStore(dir);
+  assert.deepEqual(again.scrub(), [{ timeline: 1, segment: 1, page: 3 }]);
+  assert.throws(() => again.readSegment(1, 1), CorruptSegment);
+  // The verified prefix before the bad page can still be read.
+  assert.equal(again.readSegment(1, 1, 3 * WAL_PAGE_BYTES).length, 3 * WAL_PAGE_BYTES);
+  assert.equal(again.readSegment(1, 2).length, 4 * WAL_PAGE_BYTES);
+  // A repaired copy replaces it.
+  again.installSegment(1, 1, wal.subarray(0, WAL_SEGMENT_BYTES));
+  assert.deepEqual(again.scrub(), []);
+});
+
+test('a new timeline starts with a copy of the old segment up to the switch point', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  const wal = fakeWal(SEG, 20_000);
+  store.write(SEG, wal);
+  await store.flush();
+  // Timeline 2 forks at 12,000: what timeline 1 held beyond it is left behind.
+  store.begin(2, SEG + 12_000n);
+  const tl2 = fakeWal(SEG + 12_000n, 9000, 2);
+  store.write(SEG + 12_000n, tl2);
+  await store.flush();
+  store.close();
+  const again = new SegmentStore(dir);
+  assert.deepEqual(again.open(), { timeline: 2, startLsn: SEG, flushLsn: SEG + 21_000n });
+  const seg = again.readSegment(2, 1);
+  assert.deepEqual(seg.subarray(0, 12_000), wal.subarray(0, 12_000));
+  assert.deepEqual(seg.subarray(12_000), tl2);
+  assert.equal(again.readSegment(1, 1).length, 20_000);
+  assert.ok(segmentStart(1) === SEG);
+});
