@@ -255,7 +255,7 @@ export class StorageNode {
   private onTerm(body: unknown): [number, unknown] {
     const b = body as Partial<PersistedNode> & { term?: unknown; writer?: unknown };
     const writer = b.writer as WriterRef | undefined;
-    if (typeof b.term !== 'number' || !writer || typeof writer.host !== 'string' || typeof writer.port !== 'number') throw new BadRequest('term, writer.host and writer.port are required');
+    if (typeof b.term !== 'number' || !Number.isInteger(b.term) || b.term < 1 || !writer || typeof writer.host !== 'string' || typeof writer.port !== 'number') throw new BadRequest('term (a positive integer), writer.host and writer.port are required');
     if (!b.credentials || typeof b.credentials.user !== 'string' || typeof b.credentials.password !== 'string') throw new BadRequest('credentials.user and credentials.password are required');
     if (!Array.isArray(b.peers) || b.peers.some((p) => typeof p?.name !== 'string' || typeof p?.url !== 'string')) throw new BadRequest('peers must be a list of {name, url}');
     if (b.retainFromLsn !== null && b.retainFromLsn !== undefined) parseLsnOr400(b.retainFromLsn);
