@@ -825,6 +825,7 @@ export class Supervisor implements ProxyDirectory {
         type: 'gauge',
         samples: Object.entries(proxy.clientsByState).filter(([state]) => state !== 'closed').map(([state, value]) => ({ labels: { state }, value })),
       },
+      ...this.storageMetrics(status),
       { name: 'borealis_proxy_pinned_clients', help: 'Clients pinned to a server by session state.', type: 'gauge', samples: [{ value: proxy.pinnedClients }] },
       {
         name: 'borealis_pool_servers',
@@ -835,6 +836,34 @@ export class Supervisor implements ProxyDirectory {
           { labels: { cluster: p.cluster, instance: p.instanceId, user: p.user, database: p.database, state: 'active' }, value: p.active },
         ]),
       },
+    ];
+  }
+
+  private storageMetrics(status: StatusDocument): MetricFamily[] {
+    const perNode = (name: string, help: string, type: 'gauge' | 'counter', value: (n: StorageNodeView) => number | null | undefined): MetricFamily => ({
+      name,
+      help,
+      type,
+      samples: status.clusters.flatMap((c) =>
+        c.storage.nodes.flatMap((n) => {
+          const v = value(n);
+          return v === null || v === undefined ? [] : [{ labels: { cluster: c.name, node: n.name, zone: n.zone }, value: v }];
+        }),
+      ),
+    });
+    const lsn = (text: string | null | undefined): number | null => {
+      if (!text) return null;
+      const [hi, lo] = text.split('/');
+      return parseInt(hi!, 16) * 2 ** 32 + parseInt(lo!, 16);
+    };
+    return [
+      perNode('borealis_storage_node_streaming', '1 while the storage node streams WAL from its writer.', 'gauge', (n) => (n.state === 'streaming' ? 1 : 0)),
+      perNode('borealis_storage_node_term', 'Term the storage node has accepted.', 'gauge', (n) => n.term),
+      perNode('borealis_storage_flush_lsn_bytes', 'Durable end of WAL on the node, as a byte position.', 'gauge', (n) => lsn(n.flushLsn)),
+      perNode('borealis_storage_lag_bytes', 'WAL the writer has sent or announced that the node has not yet made durable.', 'gauge', (n) => n.lagBytes),
+      perNode('borealis_storage_disk_bytes', 'Disk used by the node (WAL and base backups).', 'gauge', (n) => n.diskBytes),
+      perNode('borealis_storage_flushes_total', 'WAL flushes (fdatasync) since the node started.', 'counter', (n) => n.flushes),
+      perNode('borealis_storage_flush_seconds_avg', 'Mean duration of a WAL flush since the node started.', 'gauge', (n) => (n.flushMsAvg === undefined ? null : n.flushMsAvg / 1000)),
     ];
   }
 

@@ -19,6 +19,10 @@ export interface NodeStatus {
   readonly diskBytes: number;
   readonly backups: number;
   readonly lastError: string | null;
+  /** Since the node started: WAL received, flushes (fdatasyncs), their mean duration. */
+  readonly walBytesReceived: number;
+  readonly flushes: number;
+  readonly flushMsAvg: number;
 }
 
 export interface HeldWalFile {

@@ -1,5 +1,7 @@
-// A storage node's WAL on disk: PostgreSQL-named segment files per timeline
-// plus, beside each, a checksum file with one entry per 8 KiB WAL page.
+// A storage node's WAL on disk: one file per segment and timeline, named as
+// PostgreSQL names it, holding the segment's 16 MiB followed by a checksum
+// trailer with entries for each 8 KiB WAL page. Files are zero-filled to full
+// size when created, so a flush is one fdatasync that changes no metadata.
 //
 // An entry is (valid bytes, CRC-32 of those bytes, sequence number). Each
 // page has two entry slots and a write goes to the older one, so the entry
@@ -15,8 +17,9 @@ import { WAL_PAGE_BYTES, WAL_SEGMENT_BYTES, historyFileName, parseWalFileName, s
 
 const PAGES_PER_SEGMENT = WAL_SEGMENT_BYTES / WAL_PAGE_BYTES;
 const ENTRY_BYTES = 12;
-const SUM_FILE_BYTES = PAGES_PER_SEGMENT * 2 * ENTRY_BYTES;
-const SUM_SUFFIX = '.sum';
+const SUM_BYTES = PAGES_PER_SEGMENT * 2 * ENTRY_BYTES;
+const FILE_BYTES = WAL_SEGMENT_BYTES + SUM_BYTES;
+const ZEROS = Buffer.alloc(1024 * 1024);
 
 export class CorruptSegment extends Error {
   override readonly name = 'CorruptSegment';
@@ -38,8 +41,7 @@ interface PageEntry {
 interface OpenSegment {
   readonly timeline: number;
   readonly segment: number;
-  readonly dataFd: number;
-  readonly sumFd: number;
+  readonly fd: number;
   /** Per page and slot: the sequence number written there (0 = never). */
   readonly slotSeq: Uint32Array;
 }
@@ -132,7 +134,6 @@ export class SegmentStore {
       for (const h of this.listSegments()) {
         if (h.timeline > timeline || (h.timeline === timeline && h.segment >= seg)) {
           fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment)), { force: true });
-          fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment) + SUM_SUFFIX), { force: true });
         }
       }
       if (prefix) this.installSegment(timeline, seg, prefix);
@@ -171,7 +172,7 @@ export class SegmentStore {
       const open = this.openSegment(pos.timeline, seg);
       const n = Math.min(data.length - at, WAL_SEGMENT_BYTES - offsetInSeg, WAL_PAGE_BYTES - (offsetInSeg % WAL_PAGE_BYTES));
       const piece = data.subarray(at, at + n);
-      fs.writeSync(open.dataFd, piece, 0, n, offsetInSeg);
+      this.queueWrite(open, offsetInSeg, piece);
       const page = Math.floor(offsetInSeg / WAL_PAGE_BYTES);
       this.pageCrc = this.pageFill === 0 ? zlib.crc32(piece) : zlib.crc32(piece, this.pageCrc);
       this.pageFill += n;
@@ -186,12 +187,31 @@ export class SegmentStore {
     this.writeLsnValue = lsn;
   }
 
+  /**
+   * WAL waits in memory until the next flush writes it with one pwrite per
+   * segment: pages are never rewritten while an fdatasync has them under
+   * writeback (which would make the write wait for the disk).
+   */
+  private readonly queued: Array<{ seg: OpenSegment; offset: number; pieces: Buffer[]; bytes: number }> = [];
+
+  private queueWrite(seg: OpenSegment, offset: number, piece: Buffer): void {
+    const last = this.queued[this.queued.length - 1];
+    if (last && last.seg === seg && last.offset + last.bytes === offset) {
+      last.pieces.push(piece);
+      last.bytes += piece.length;
+    } else this.queued.push({ seg, offset, pieces: [piece], bytes: piece.length });
+  }
+
   /** Makes everything written durable; resolves with the new flush position. */
   async flush(): Promise<bigint> {
     const target = this.writeLsnValue;
     if (this.dirty.size === 0 || !this.position) return this.position?.flushLsn ?? 0n;
     const batch = [...this.dirty.values()];
     this.dirty.clear();
+    for (const w of this.queued.splice(0)) {
+      const data = w.pieces.length === 1 ? w.pieces[0]! : Buffer.concat(w.pieces, w.bytes);
+      fs.writeSync(w.seg.fd, data, 0, data.length, w.offset);
+    }
     const seq = this.seq++;
     for (const { seg, entries } of batch) {
       for (const [page, e] of entries) {
@@ -202,12 +222,12 @@ export class SegmentStore {
         b.writeUInt32LE(e.valid, 0);
         b.writeUInt32LE(e.crc >>> 0, 4);
         b.writeUInt32LE(seq, 8);
-        fs.writeSync(seg.sumFd, b, 0, ENTRY_BYTES, (page * 2 + slot) * ENTRY_BYTES);
+        fs.writeSync(seg.fd, b, 0, ENTRY_BYTES, WAL_SEGMENT_BYTES + (page * 2 + slot) * ENTRY_BYTES);
       }
     }
     for (const { seg } of batch) this.syncing.add(seg);
     try {
-      await Promise.all(batch.flatMap(({ seg }) => [fdatasync(seg.dataFd), fdatasync(seg.sumFd)]));
+      await Promise.all(batch.map(({ seg }) => fdatasync(seg.fd)));
     } finally {
       for (const { seg } of batch) {
         this.syncing.delete(seg);
@@ -230,8 +250,7 @@ export class SegmentStore {
     let data: Buffer;
     let sums: Buffer;
     try {
-      data = fs.readFileSync(file);
-      sums = fs.readFileSync(file + SUM_SUFFIX);
+      [data, sums] = split(fs.readFileSync(file));
     } catch {
       throw new CorruptSegment(timeline, segment, `segment ${walFileName(timeline, segment)} is not held`);
     }
@@ -247,7 +266,9 @@ export class SegmentStore {
     if (bytes.length > WAL_SEGMENT_BYTES) throw new Error('segment too large');
     const file = path.join(this.dir, walFileName(timeline, segment));
     if (this.current && this.current.timeline === timeline && this.current.segment === segment) this.closeCurrent();
-    const sums = Buffer.alloc(SUM_FILE_BYTES);
+    const whole = Buffer.alloc(FILE_BYTES);
+    bytes.copy(whole);
+    const sums = whole.subarray(WAL_SEGMENT_BYTES);
     for (let page = 0; page * WAL_PAGE_BYTES < bytes.length; page++) {
       const piece = bytes.subarray(page * WAL_PAGE_BYTES, (page + 1) * WAL_PAGE_BYTES);
       sums.writeUInt32LE(piece.length, page * 2 * ENTRY_BYTES);
@@ -255,8 +276,7 @@ export class SegmentStore {
       sums.writeUInt32LE(this.seq, page * 2 * ENTRY_BYTES + 8);
     }
     this.seq++;
-    writeDurably(file, bytes, WAL_SEGMENT_BYTES);
-    writeDurably(file + SUM_SUFFIX, sums, SUM_FILE_BYTES);
+    writeDurably(file, whole, FILE_BYTES);
   }
 
   /** Every segment file with its verified length (0 when its first page fails). */
@@ -267,7 +287,7 @@ export class SegmentStore {
       if (!id) continue;
       let validBytes = 0;
       try {
-        validBytes = validPrefix(fs.readFileSync(path.join(this.dir, name)), fs.readFileSync(path.join(this.dir, name + SUM_SUFFIX))).bytes;
+        validBytes = validPrefix(...split(fs.readFileSync(path.join(this.dir, name)))).bytes;
       } catch {
         validBytes = 0;
       }
@@ -283,7 +303,7 @@ export class SegmentStore {
       const id = parseWalFileName(name);
       if (!id) continue;
       try {
-        const v = validPrefix(fs.readFileSync(path.join(this.dir, name)), fs.readFileSync(path.join(this.dir, name + SUM_SUFFIX)));
+        const v = validPrefix(...split(fs.readFileSync(path.join(this.dir, name))));
         if (v.corruptPage !== null) bad.push({ ...id, page: v.corruptPage });
       } catch {
         bad.push({ ...id, page: 0 });
@@ -344,14 +364,13 @@ export class SegmentStore {
     const c = this.current;
     if (c && c.timeline === timeline && c.segment === segment) return c;
     const file = path.join(this.dir, walFileName(timeline, segment));
-    const dataFd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-    const sumFd = fs.openSync(file + SUM_SUFFIX, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-    if (fs.fstatSync(sumFd).size < SUM_FILE_BYTES) fs.ftruncateSync(sumFd, SUM_FILE_BYTES);
+    if (!fs.existsSync(file)) createZeroed(file);
+    const fd = fs.openSync(file, fs.constants.O_RDWR, 0o600);
     const slotSeq = new Uint32Array(PAGES_PER_SEGMENT * 2);
-    const sums = Buffer.alloc(SUM_FILE_BYTES);
-    fs.readSync(sumFd, sums, 0, SUM_FILE_BYTES, 0);
+    const sums = Buffer.alloc(SUM_BYTES);
+    fs.readSync(fd, sums, 0, SUM_BYTES, WAL_SEGMENT_BYTES);
     for (let i = 0; i < slotSeq.length; i++) slotSeq[i] = sums.readUInt32LE(i * ENTRY_BYTES + 8);
-    const open = { timeline, segment, dataFd, sumFd, slotSeq };
+    const open = { timeline, segment, fd, slotSeq };
     // A segment finished in this batch stays open until the batch is flushed.
     if (c && !this.dirtyHas(c) && !this.syncing.has(c)) this.closeFds(c);
     this.current = open;
@@ -373,12 +392,12 @@ export class SegmentStore {
     if (this.current) this.closeFds(this.current);
     this.current = null;
     this.dirty.clear();
+    this.queued.length = 0;
   }
 
   private closeFds(seg: OpenSegment): void {
     try {
-      fs.closeSync(seg.dataFd);
-      fs.closeSync(seg.sumFd);
+      fs.closeSync(seg.fd);
     } catch {
       // already closed
     }
@@ -387,12 +406,36 @@ export class SegmentStore {
   private maxSeq(timeline: number, segment: number): number {
     let max = 0;
     try {
-      const sums = fs.readFileSync(path.join(this.dir, walFileName(timeline, segment) + SUM_SUFFIX));
+      const [, sums] = split(fs.readFileSync(path.join(this.dir, walFileName(timeline, segment))));
       for (let i = 0; i + ENTRY_BYTES <= sums.length; i += ENTRY_BYTES) max = Math.max(max, sums.readUInt32LE(i + 8));
     } catch {
       // no sums: nothing held
     }
     return max;
+  }
+}
+
+/** A segment file's data and checksum trailer. */
+function split(file: Buffer): [Buffer, Buffer] {
+  return [file.subarray(0, Math.min(file.length, WAL_SEGMENT_BYTES)), file.subarray(Math.min(file.length, WAL_SEGMENT_BYTES))];
+}
+
+/** A new segment file, zero-filled to full size and durable before it is used. */
+function createZeroed(file: string): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    for (let at = 0; at < FILE_BYTES; at += ZEROS.length) fs.writeSync(fd, ZEROS, 0, Math.min(ZEROS.length, FILE_BYTES - at), at);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  const dirFd = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dirFd);
+  } finally {
+    fs.closeSync(dirFd);
   }
 }
 

@@ -109,6 +109,9 @@ export class StorageNode {
       diskBytes: this.store.diskBytes() + this.backups.diskBytes(),
       backups: this.backups.list().length,
       lastError: this.receiver.lastError,
+      walBytesReceived: this.receiver.stats.bytesReceived,
+      flushes: this.receiver.stats.flushes,
+      flushMsAvg: this.receiver.stats.flushes ? Math.round((this.receiver.stats.flushMsTotal / this.receiver.stats.flushes) * 1000) / 1000 : 0,
     };
   }
 
