@@ -106,7 +106,7 @@ async function latency(port: number): Promise<{ p50: number; p99: number }> {
 const NAMES = ['sn1', 'sn2', 'sn3', 'sn4', 'sn5', 'sn6'];
 const ZONES = ['a', 'a', 'b', 'b', 'c', 'c'];
 
-async function withReceivers(port: number): Promise<() => void> {
+function withReceivers(port: number): () => void {
   const started: ChildProcess[] = [];
   for (const name of NAMES) {
     const dir = path.join(root, `recv-${port}-${name}`);
@@ -168,7 +168,7 @@ async function measure(setup: Setup): Promise<{ tps: number; p50: number; p99: n
   await pgbench(port, ['-i', '-q', '-s', values.scale]);
   let stop = (): void => undefined;
   if (setup !== 'local') {
-    stop = setup === 'pg_receivewal' ? await withReceivers(port) : await withStorageNodes(port);
+    stop = setup === 'pg_receivewal' ? withReceivers(port) : await withStorageNodes(port);
     await waitStreaming(port, 6);
     await sql(port, `ALTER SYSTEM SET synchronous_standby_names = 'ANY 4 (${NAMES.join(', ')})'`);
     await sql(port, 'SELECT pg_reload_conf()');

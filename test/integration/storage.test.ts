@@ -256,7 +256,7 @@ test('kill -9 the writer and delete its data: it is rebuilt from storage with ev
     }
   };
   const workers = Array.from({ length: 6 }, () => worker());
-  await b.waitFor('some commits', async () => acked.length >= 50);
+  await b.waitFor('some commits', () => Promise.resolve(acked.length >= 50));
   const pid = await b.writerPid();
   assert.ok(pid);
   const ackedBeforeKill = acked.length;
@@ -267,7 +267,7 @@ test('kill -9 the writer and delete its data: it is rebuilt from storage with ev
     const w = s.clusters[0]!.instances.find((i) => i.role === 'writer')!;
     return w.state === 'available' && w.pid !== pid;
   }, 120_000);
-  await b.waitFor('commits after the rebuild', async () => acked.length >= ackedBeforeKill + 50, 60_000);
+  await b.waitFor('commits after the rebuild', () => Promise.resolve(acked.length >= ackedBeforeKill + 50), 60_000);
   stop = true;
   await Promise.all(workers);
   const present = new Set((await query<{ id: number }>('SELECT id FROM acked')).map((r) => r.id));
