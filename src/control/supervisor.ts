@@ -397,7 +397,12 @@ export class Supervisor implements ProxyDirectory {
           ? {
               extraSettings: () => storage.writerSettings(),
               restoreData: async (dataDir: string) => {
-                if (!this.settings.storageAutoRebuild && !this.rebuildRequested.has(record.id)) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
+                const requested = this.rebuildRequested.has(record.id);
+                if (!requested && fs.existsSync(dataDir) && fs.readdirSync(dataDir).length > 0) {
+                  // Damaged rather than gone (or a mount not there yet): never rebuilt over on its own.
+                  throw new Error(`${dataDir} is not a PostgreSQL data directory (no PG_VERSION); repair it, or run \`borealis instance rebuild ${record.id}\``);
+                }
+                if (!this.settings.storageAutoRebuild && !requested) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
                 return (await storage.hasBackups()) ? storage.restore(dataDir) : false;
               },
             }

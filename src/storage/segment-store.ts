@@ -42,8 +42,8 @@ interface OpenSegment {
   readonly timeline: number;
   readonly segment: number;
   readonly fd: number;
-  /** Per page and slot: the sequence number written there (0 = never). */
-  readonly slotSeq: Uint32Array;
+  /** The checksum trailer as on disk: entries per page and slot (sequence 0 = never written). */
+  readonly trailer: Buffer;
 }
 
 export interface HeldSegment {
@@ -214,16 +214,21 @@ export class SegmentStore {
     }
     const seq = this.seq++;
     for (const { seg, entries } of batch) {
+      let low = SUM_BYTES;
+      let high = 0;
       for (const [page, e] of entries) {
         // The older slot takes the new entry; the other still describes the page as it was.
-        const slot = seg.slotSeq[page * 2]! <= seg.slotSeq[page * 2 + 1]! ? 0 : 1;
-        seg.slotSeq[page * 2 + slot] = seq;
-        const b = Buffer.allocUnsafe(ENTRY_BYTES);
-        b.writeUInt32LE(e.valid, 0);
-        b.writeUInt32LE(e.crc >>> 0, 4);
-        b.writeUInt32LE(seq, 8);
-        fs.writeSync(seg.fd, b, 0, ENTRY_BYTES, WAL_SEGMENT_BYTES + (page * 2 + slot) * ENTRY_BYTES);
+        const t = seg.trailer;
+        const slot = t.readUInt32LE(page * 2 * ENTRY_BYTES + 8) <= t.readUInt32LE((page * 2 + 1) * ENTRY_BYTES + 8) ? 0 : 1;
+        const at = (page * 2 + slot) * ENTRY_BYTES;
+        t.writeUInt32LE(e.valid, at);
+        t.writeUInt32LE(e.crc >>> 0, at + 4);
+        t.writeUInt32LE(seq, at + 8);
+        low = Math.min(low, at);
+        high = Math.max(high, at + ENTRY_BYTES);
       }
+      // One write for the touched span (the untouched slots in it are rewritten as they are).
+      if (high > low) fs.writeSync(seg.fd, seg.trailer, low, high - low, WAL_SEGMENT_BYTES + low);
     }
     for (const { seg } of batch) this.syncing.add(seg);
     try {
@@ -366,11 +371,9 @@ export class SegmentStore {
     const file = path.join(this.dir, walFileName(timeline, segment));
     if (!fs.existsSync(file)) createZeroed(file);
     const fd = fs.openSync(file, fs.constants.O_RDWR, 0o600);
-    const slotSeq = new Uint32Array(PAGES_PER_SEGMENT * 2);
-    const sums = Buffer.alloc(SUM_BYTES);
-    fs.readSync(fd, sums, 0, SUM_BYTES, WAL_SEGMENT_BYTES);
-    for (let i = 0; i < slotSeq.length; i++) slotSeq[i] = sums.readUInt32LE(i * ENTRY_BYTES + 8);
-    const open = { timeline, segment, fd, slotSeq };
+    const trailer = Buffer.alloc(SUM_BYTES);
+    fs.readSync(fd, trailer, 0, SUM_BYTES, WAL_SEGMENT_BYTES);
+    const open = { timeline, segment, fd, trailer };
     // A segment finished in this batch stays open until the batch is flushed.
     if (c && !this.dirtyHas(c) && !this.syncing.has(c)) this.closeFds(c);
     this.current = open;
