@@ -202,6 +202,7 @@ try {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const m = (s: Setup): { tps: number; p50: number; p99: number } => ({ tps: median(results[s].map((r) => r.tps)), p50: median(results[s].map((r) => r.p50)), p99: median(results[s].map((r) => r.p99)) });
+if (values.only) process.exit(0);
 const a = m('local');
 const b = m('pg_receivewal');
 const c = m('borealis');
