@@ -477,7 +477,7 @@ function fdatasync(fd: number): Promise<void> {
     fs.fdatasyncSync(fd);
     return Promise.resolve();
   } catch (err) {
-    return Promise.reject(err);
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
 }
 
