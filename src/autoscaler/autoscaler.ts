@@ -17,6 +17,8 @@ export interface InstanceLoad {
   /** Client sessions on the instance. */
   readonly connections: number;
   readonly queuedClients: number;
+  /** Transactions served through the proxy so far (a counter). */
+  readonly transactionsTotal: number;
 }
 
 export interface AutoscalerDeps {
@@ -40,16 +42,19 @@ export interface InstanceMetrics {
   readonly memoryMiB: number;
   readonly connections: number;
   readonly queuedClients: number;
+  /** Transactions per second through the proxy since the previous sample. */
+  readonly transactionsPerSecond: number;
 }
 
-/** Per-second history kept per instance (10 minutes). */
-const HISTORY_MAX = 600;
+/** How far back each instance's samples are kept (for charts and the series API). */
+const HISTORY_MS = 600_000;
 
 export class Autoscaler {
   private timer: NodeJS.Timeout | null = null;
   private readonly states = new Map<string, PolicyState>();
   private readonly samplers = new Map<string, InstanceSampler>();
   private readonly history = new Map<string, InstanceMetrics[]>();
+  private readonly lastTotals = new Map<string, { at: number; total: number }>();
   private lastTick = Date.now();
 
   constructor(
@@ -101,7 +106,7 @@ export class Autoscaler {
     if (instance.state !== 'available') {
       this.states.delete(id);
       this.samplers.get(id)?.reset();
-      this.record(id, { at: now, capacityAcu: instance.capacityAcu, cpuCores: 0, cpuUtilizationPercent: 0, acuUtilizationPercent: 0, memoryMiB: 0, ...this.deps.load(s) });
+      this.record(id, { at: now, capacityAcu: instance.capacityAcu, cpuCores: 0, cpuUtilizationPercent: 0, acuUtilizationPercent: 0, memoryMiB: 0, ...this.loadMetrics(id, now, this.deps.load(s)) });
       return;
     }
     let sampler = this.samplers.get(id);
@@ -122,7 +127,7 @@ export class Autoscaler {
       cpuUtilizationPercent: Math.min(100, cpuShare * 100),
       acuUtilizationPercent: Math.min(100, Math.max(cpuShare, memShare) * 100),
       memoryMiB: resources.memoryMiB,
-      ...load,
+      ...this.loadMetrics(id, now, load),
     });
     if (decision.pause) {
       this.states.delete(id);
@@ -136,10 +141,18 @@ export class Autoscaler {
     }
   }
 
+  private loadMetrics(id: string, now: number, load: InstanceLoad): Pick<InstanceMetrics, 'connections' | 'queuedClients' | 'transactionsPerSecond'> {
+    const last = this.lastTotals.get(id);
+    this.lastTotals.set(id, { at: now, total: load.transactionsTotal });
+    const rate = last && now > last.at ? ((load.transactionsTotal - last.total) * 1000) / (now - last.at) : 0;
+    return { connections: load.connections, queuedClients: load.queuedClients, transactionsPerSecond: Math.max(0, rate) };
+  }
+
   private record(id: string, m: InstanceMetrics): void {
     let h = this.history.get(id);
     if (!h) this.history.set(id, (h = []));
     h.push(m);
-    if (h.length > HISTORY_MAX) h.splice(0, h.length - HISTORY_MAX);
+    const max = Math.ceil(HISTORY_MS / this.intervalMs);
+    if (h.length > max) h.splice(0, h.length - max);
   }
 }

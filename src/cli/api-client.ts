@@ -41,6 +41,11 @@ export class ApiClient {
     private readonly token: string,
   ) {}
 
+  /** The dashboard's address, with the token in the fragment (never sent in a request line). */
+  dashboardUrl(): string {
+    return `${this.info.apiUrl}/dashboard#token=${encodeURIComponent(this.token)}`;
+  }
+
   static connect(home: string): ApiClient {
     const info = readSupervisorInfo(home);
     if (!info) throw new NotRunning(`Borealis is not running for home ${home} (start it with \`borealis up\`)`);

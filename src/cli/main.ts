@@ -244,6 +244,13 @@ program
   });
 
 program
+  .command('dashboard')
+  .description('print the address of the live dashboard (with its access token)')
+  .action(() => {
+    process.stdout.write(ApiClient.connect(home()).dashboardUrl() + '\n');
+  });
+
+program
   .command('storage-node')
   .description('run one storage node (started by the supervisor; the token comes from BOREALIS_STORAGE_TOKEN)')
   .requiredOption('--name <name>', 'node name, e.g. sn1')

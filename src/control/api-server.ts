@@ -2,6 +2,7 @@
 // dashboard). Every request carries the bearer token kept in the home.
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
+import { dashboardAsset } from '../dashboard/assets.js';
 import { renderMetrics } from '../metrics/prometheus.js';
 import type { Logger } from '../util/logger.js';
 import { listenOn } from '../util/listen.js';
@@ -48,6 +49,11 @@ export class ApiServer {
           const created = await supervisor.createCluster({ name, ...(username ? { masterUsername: username } : {}), ...(password ? { masterPassword: password } : {}), scaling: scalingInput(input) });
           return [201, { cluster: this.findCluster(name), credentials: created }];
         },
+      },
+      {
+        method: 'GET',
+        pattern: /^\/v1\/instances\/([^/]+)\/series$/,
+        handler: (m, _body, url) => [200, { series: supervisor.instanceSeries(decodeURIComponent(m[1]!), Number(url.searchParams.get('seconds') ?? 300)) }],
       },
       { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)\/storage$/, handler: (m) => [200, supervisor.storageStatus(decodeURIComponent(m[1]!))] },
       { method: 'POST', pattern: /^\/v1\/clusters\/([^/]+)\/storage\/backups$/, handler: async (m) => [201, await supervisor.storageBackup(decodeURIComponent(m[1]!))] },
@@ -202,6 +208,18 @@ export class ApiServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://borealis');
+    // The dashboard's page and assets are public; its data calls carry the token.
+    if (req.method === 'GET' && (url.pathname === '/dashboard' || url.pathname.startsWith('/dashboard/'))) {
+      const asset = dashboardAsset(url.pathname);
+      if (!asset) {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found');
+        return;
+      }
+      res.writeHead(200, { 'content-type': asset.type, 'content-length': asset.body.length, 'cache-control': 'no-cache' });
+      res.end(asset.body);
+      return;
+    }
     // Prometheus scrapes without the token: figures only, on the API's own address.
     if (req.method === 'GET' && url.pathname === '/metrics') {
       const text = renderMetrics(this.supervisor.metrics());

@@ -122,7 +122,7 @@ export class Supervisor implements ProxyDirectory {
         load: (s) => {
           const l = this.proxy.instanceLoad(s.instance.id);
           const viaDataApi = s.role === 'writer' ? (this.dataApiActive.get(s.cluster) ?? 0) : 0;
-          return { connections: l.connections + viaDataApi, queuedClients: l.queuedClients };
+          return { connections: l.connections + viaDataApi, queuedClients: l.queuedClients, transactionsTotal: l.transactionsTotal };
         },
         onCapacityChange: (id, acu, reason) => {
           // A pause is recorded by the instance's own transitions.
@@ -469,6 +469,16 @@ export class Supervisor implements ProxyDirectory {
       fs.writeFileSync(file, token, { mode: 0o600 });
       return token;
     }
+  }
+
+  /** One point per second (the last sample of each), oldest first, at most `seconds` back. */
+  instanceSeries(id: string, seconds: number): InstanceMetrics[] {
+    if (!this.store.listInstances().some((r) => r.id === id)) throw new ControlError('not-found', `instance "${id}" does not exist`);
+    const windowS = Number.isFinite(seconds) ? Math.min(600, Math.max(1, Math.floor(seconds))) : 300;
+    const since = Date.now() - windowS * 1000;
+    const bySecond = new Map<number, InstanceMetrics>();
+    for (const m of this.autoscaler?.series(id) ?? []) if (m.at >= since) bySecond.set(Math.floor(m.at / 1000), m);
+    return [...bySecond.values()];
   }
 
   /** GET /v1/clusters/:name/storage */

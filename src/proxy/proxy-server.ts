@@ -130,15 +130,17 @@ export class ProxyServer implements PoolDirectory {
   }
 
   /** Load the autoscaler reads: client sessions and queued clients on an instance. */
-  instanceLoad(instanceId: string): { connections: number; queuedClients: number } {
+  instanceLoad(instanceId: string): { connections: number; queuedClients: number; transactionsTotal: number } {
     let connections = 0;
     let queuedClients = 0;
+    let transactionsTotal = 0;
     for (const e of this.pools.values()) {
       if (e.instanceId !== instanceId) continue;
       connections += e.pool.sessions;
       queuedClients += e.pool.stats().waiting;
+      transactionsTotal += e.pool.lends;
     }
-    return { connections, queuedClients };
+    return { connections, queuedClients, transactionsTotal };
   }
 
   /** Pool size follows capacity. */

@@ -56,6 +56,8 @@ export class ServerPool {
   welcomeParams: ReadonlyMap<string, string> | null = null;
   /** Client sessions using this pool (the autoscaler's connection count). */
   sessions = 0;
+  /** Servers lent so far: one per transaction (or pinned stretch) served. */
+  lends = 0;
 
   constructor(
     readonly key: string,
@@ -168,6 +170,7 @@ export class ServerPool {
   }
 
   private lend(server: PooledServer): PooledServer {
+    this.lends++;
     server.state = 'active';
     return server;
   }

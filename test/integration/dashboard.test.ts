@@ -1,0 +1,86 @@
+// The dashboard in real headless Chromium (Debian's, driven by
+// playwright-core): it loads with no console errors and no request outside
+// Borealis, its capacity chart gains points while load runs, the storage map
+// shows six nodes, and changing max capacity from the page takes effect.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { chromium, type Browser } from 'playwright-core';
+import { Borealis } from '../helpers/borealis.js';
+
+const CHROMIUM = process.env.BOREALIS_CHROMIUM ?? '/usr/bin/chromium';
+let b: Borealis;
+let browser: Browser;
+
+before(async () => {
+  b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5' });
+  // Root needs --no-sandbox; the page itself is all Borealis's.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
+});
+after(async () => {
+  await browser?.close();
+  await b?.destroy();
+});
+
+test('the dashboard shows the cluster live and its actions take effect', async () => {
+  const r = await b.cli(['dashboard']);
+  assert.equal(r.code, 0, r.stderr);
+  const url = r.stdout.trim();
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/dashboard#token=/);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+  const problems: string[] = [];
+  const outside: string[] = [];
+  page.on('console', (m) => (m.type() === 'error' ? problems.push(m.text()) : undefined));
+  page.on('pageerror', (e) => problems.push(e.message));
+  page.on('request', (req) => (new URL(req.url()).host === new URL(url).host || req.url().startsWith('data:') ? undefined : outside.push(req.url())));
+  await page.goto(url);
+  await page.waitForSelector('[data-instance="default-writer-1"]');
+  await page.waitForSelector('[data-node="sn6"]');
+  assert.equal(await page.locator('.node').count(), 6, 'the storage map shows six nodes');
+  assert.equal(await page.locator('.zone').count(), 3, 'in three zones');
+
+  // Load for a few seconds: the chart gains points and shows transactions.
+  const points = async (): Promise<number> => Number((await page.locator('[data-chart="default-writer-1"] .uplot').getAttribute('data-points')) ?? 0);
+  const before = await points();
+  const deadline = Date.now() + 5000;
+  const clients = await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      const c = new pg.Client(b.pgConfig());
+      await c.connect();
+      return c;
+    }),
+  );
+  await Promise.all(clients.map(async (c) => {
+    while (Date.now() < deadline) await c.query('SELECT count(*) FROM pg_class');
+  }));
+  await Promise.all(clients.map((c) => c.end()));
+  await b.waitFor('the chart to gain points', async () => (await points()) > before + 2, 20_000);
+
+  // An action: max capacity from the page.
+  await page.fill('form.scaling[data-cluster="default"] input[name="maxCapacity"]', '6');
+  await page.click('form.scaling[data-cluster="default"] button[type="submit"]');
+  await page.waitForSelector('form.scaling[data-cluster="default"] .result:has-text("applied")');
+  const status = await b.status();
+  assert.equal(status.clusters[0]!.scaling.maxCapacity, 6);
+
+  const shot = path.join(os.tmpdir(), 'borealis-dashboard.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  assert.ok(fs.statSync(shot).size > 10_000, `screenshot saved at ${shot}`);
+  assert.deepEqual(problems, [], 'no console errors');
+  assert.deepEqual(outside, [], 'no request leaves Borealis');
+});
+
+test('the dashboard page is public, its data is not', async () => {
+  const s = await b.status();
+  const base = s.services.api.url;
+  const page = await fetch(`${base}/dashboard`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<script src="\/dashboard\/uplot.js">/);
+  assert.equal((await fetch(`${base}/dashboard/uplot.js`)).status, 200);
+  assert.equal((await fetch(`${base}/dashboard/../v1/status`)).status, 401);
+  assert.equal((await fetch(`${base}/dashboard/nothing-here`)).status, 404);
+  assert.equal((await fetch(`${base}/v1/instances/default-writer-1/series`)).status, 401);
+});
