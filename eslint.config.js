@@ -22,11 +22,11 @@ export default tseslint.config(
   },
   {
     // The dashboard's browser script: plain JavaScript, no type information.
-    files: ['src/dashboard/public/**/*.js'],
+    files: ['src/dashboard/public/**/*.js', 'examples/**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       parserOptions: { projectService: false, project: null },
-      sourceType: 'script',
+      sourceType: 'module',
       globals: { window: 'readonly', document: 'readonly', location: 'readonly', sessionStorage: 'readonly', navigator: 'readonly', fetch: 'readonly', URLSearchParams: 'readonly', FormData: 'readonly', Node: 'readonly', uPlot: 'readonly', setInterval: 'readonly', console: 'readonly' },
     },
   },

@@ -1,6 +1,7 @@
 // The `borealis` command line.
 import { spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { loadSettings, SettingsError, type SettingKey } from '../config/settings.js';
 import type { ClusterStatus, StatusDocument } from '../control/status.js';
@@ -241,6 +242,35 @@ program
     }
     const child = spawn('psql', [url], { stdio: 'inherit' });
     await new Promise<void>((resolve) => child.once('exit', (code) => ((process.exitCode = code ?? 1), resolve())));
+  });
+
+program
+  .command('bench')
+  .description('load experiments')
+  .command('lambda')
+  .description('a fleet of simulated serverless functions against a cluster, with per-second records and a chart')
+  .option('--handler <file>', 'module exporting handler(event, context)', fileURLToPath(new URL('../../examples/lambda/insert-order.mjs', import.meta.url)))
+  .option('--ramp <points>', 'concurrency profile, seconds:concurrency points', '0:1,60:300,90:300,120:0')
+  .option('--mode <mode>', 'pooled (a connection per container) or fresh (one per invocation)', 'pooled')
+  .option('--cluster <name>', 'cluster to load', 'default')
+  .option('--out <dir>', 'where records and the chart go', `lambda-run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+  .option('--idle-reap-s <s>', 'seconds before an idle container is reaped', '10')
+  .option('--timeout-ms <ms>', 'invocation timeout', '30000')
+  .action(async (opts: { handler: string; ramp: string; mode: string; cluster: string; out: string; idleReapS: string; timeoutMs: string }) => {
+    if (opts.mode !== 'pooled' && opts.mode !== 'fresh') throw new Error('--mode is pooled or fresh');
+    const { runLambdaBench } = await import('../loadgen/lambda-run.js');
+    const tty = process.stderr.isTTY;
+    const result = await runLambdaBench(
+      ApiClient.connect(home()),
+      { cluster: opts.cluster, handlerFile: opts.handler, ramp: opts.ramp, mode: opts.mode, outDir: opts.out, idleReapMs: Number(opts.idleReapS) * 1000, invocationTimeoutMs: Number(opts.timeoutMs) },
+      (line) => process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`),
+    );
+    if (tty) process.stderr.write('\n');
+    const s = result.summary;
+    process.stdout.write(`${s.invocations} invocations, ${s.coldStarts} cold starts, ${s.errors} errors; capacity ${Math.min(...result.records.map((r) => r.capacityAcu))}–${Math.max(...result.records.map((r) => r.capacityAcu))} ACU\n`);
+    for (const e of s.firstErrors) process.stdout.write(`  error: ${e}\n`);
+    for (const f of result.files) process.stdout.write(`wrote ${f}\n`);
+    if (s.errors > 0) process.exitCode = 1;
   });
 
 program

@@ -2,7 +2,6 @@
 // fragment, never sent to the server as part of a URL) and draws clusters,
 // a per-second chart of capacity against load for every instance, the
 // storage map, endpoints, cost and events. Actions use the same API.
-'use strict';
 
 const POLL_MS = 1000;
 const WINDOW_S = 300;
