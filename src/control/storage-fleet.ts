@@ -327,7 +327,11 @@ export class StorageFleet {
     for (const b of drop) {
       await Promise.allSettled(this.nodes.map((n) => n.client.deleteBackup(b.id)));
     }
-    if (drop.length > 0) await this.refreshBackups();
+    if (drop.length > 0) {
+      await this.refreshBackups();
+      // The same term and writer again, with the new retention start: nodes drop older WAL.
+      await this.follow();
+    }
   }
 
   private async waitDurable(lsn: bigint, timeoutMs: number): Promise<void> {

@@ -151,6 +151,24 @@ export class SegmentStore {
     return this.readSegment(best.timeline, segment, limit);
   }
 
+  /**
+   * Deletes every segment (of any timeline) before `segment`: WAL older than
+   * the oldest kept base backup is never needed again. Returns how many.
+   */
+  dropBefore(segment: number): number {
+    let dropped = 0;
+    for (const name of fs.readdirSync(this.dir)) {
+      const id = parseWalFileName(name);
+      if (!id || id.segment >= segment) continue;
+      if (this.current && this.current.timeline === id.timeline && this.current.segment === id.segment) continue;
+      fs.rmSync(path.join(this.dir, name), { force: true });
+      dropped++;
+    }
+    const pos = this.position;
+    if (pos && pos.startLsn < segmentStart(segment) && segmentStart(segment) <= pos.flushLsn) this.position = { ...pos, startLsn: segmentStart(segment) };
+    return dropped;
+  }
+
   /** Forgets everything (a wiped disk, or a node joining a new system). */
   clear(): void {
     this.closeCurrent();

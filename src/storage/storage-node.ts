@@ -270,12 +270,21 @@ export class StorageNode {
     }
     const changed = b.term !== this.persisted.term || this.persisted.writer?.host !== writer.host || this.persisted.writer?.port !== writer.port;
     this.save({ ...this.persisted, term: b.term, writer: decision.value.writer, credentials: b.credentials, peers: b.peers, retainFromLsn: b.retainFromLsn ?? null });
+    this.pruneWal();
     if (changed) {
       this.options.log.info('following a writer', { term: b.term, writer: `${writer.host}:${writer.port}` });
       // Drops the old writer's stream before answering: this is the fence.
       this.receiver.wake();
     }
     return [200, this.status()];
+  }
+
+  /** Drops WAL from before the oldest base backup the control plane keeps. */
+  private pruneWal(): void {
+    const from = this.persisted.retainFromLsn;
+    if (!from) return;
+    const dropped = this.store.dropBefore(segmentOf(parseLsn(from)));
+    if (dropped > 0) this.options.log.info('dropped WAL older than the oldest kept base backup', { segments: dropped, before: from });
   }
 
   private serveWal(name: string, res: http.ServerResponse, reply: (s: number, b: unknown) => void): void {

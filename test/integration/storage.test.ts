@@ -31,7 +31,7 @@ interface StorageStatus {
   term: number;
   writeQuorum: number;
   nodes: NodeView[];
-  backups: Array<{ id: string }>;
+  backups: Array<{ id: string; startLsn: string }>;
 }
 
 const SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -170,10 +170,13 @@ test('a wiped node refills from its peers and rejoins', async () => {
 
 test('a corrupt byte in a segment is found, repaired from peers, and the node rejoins', async () => {
   const walDir = (name: string): string => path.join(b.home, 'storage', 'default', name, 'wal');
+  // A segment that is complete (the writer has moved past it) and kept by retention.
+  await query('SELECT pg_switch_wal()');
+  await query('INSERT INTO acked VALUES (5001)');
+  await allStreamingAt(await writerLsn());
   await cli('storage', 'stop-node', 'sn5');
-  const full = fs.readdirSync(walDir('sn5')).filter((f) => /^[0-9A-F]{24}$/.test(f) && fs.existsSync(path.join(walDir('sn6'), f)));
-  // The oldest segment is complete on every node.
-  const victim = full.sort()[0]!;
+  const segments = fs.readdirSync(walDir('sn5')).filter((f) => /^[0-9A-F]{24}$/.test(f) && fs.existsSync(path.join(walDir('sn6'), f))).sort();
+  const victim = segments[segments.length - 2]!;
   const file = path.join(walDir('sn5'), victim);
   const bytes = fs.readFileSync(file);
   bytes[100_000] = bytes[100_000]! ^ 0x5a;
@@ -186,6 +189,28 @@ test('a corrupt byte in a segment is found, repaired from peers, and the node re
   assert.match(log, /fails its checksum; it will be repaired from peers/);
   assert.match(log, /repair finished/);
   assert.ok(wal(file).equals(wal(path.join(walDir('sn6'), victim))), 'the segment is the peers\' again');
+});
+
+test('base backups on demand; WAL older than the oldest kept backup is dropped from every node', async () => {
+  for (let i = 0; i < 3; i++) {
+    await query('SELECT pg_switch_wal()');
+    await query('INSERT INTO acked SELECT generate_series($1::int, $1::int + 500)', [7000 + i * 1000]);
+    const r = await b.cli(['storage', 'backup']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /base backup b-[a-z0-9-]+ stored/);
+  }
+  const s = await storage();
+  assert.equal(s.backups.length, 2, 'storageBackupsKept (2) are kept');
+  const oldest = s.backups[0]!.startLsn;
+  const keepFrom = Number(lsnValue(oldest) / BigInt(SEGMENT_BYTES));
+  await b.waitFor('old WAL to be dropped', async () => {
+    for (const n of (await storage()).nodes) {
+      const segments = fs.readdirSync(path.join(b.home, 'storage', 'default', n.name, 'wal')).filter((f) => /^[0-9A-F]{24}$/.test(f)).map((f) => parseInt(f.slice(8, 16), 16) * 256 + parseInt(f.slice(16), 16));
+      if (segments.length === 0 || Math.min(...segments) < keepFrom) return false;
+    }
+    return true;
+  });
+  for (const n of s.nodes) assert.equal((await node(n.name)).backups, 2);
 });
 
 test('bad input: wrong token, garbage, an older term, a bad backup, another system: refused, nothing harmed', async () => {
