@@ -67,6 +67,14 @@ export class ApiServer {
       },
       {
         method: 'POST',
+        pattern: /^\/v1\/instances\/([^/]+)\/(pause|resume)$/,
+        handler: async (m) => {
+          await supervisor.pauseOrResume(decodeURIComponent(m[1]!), m[2] as 'pause' | 'resume');
+          return [200, { ok: true }];
+        },
+      },
+      {
+        method: 'POST',
         pattern: /^\/v1\/instances\/([^/]+)\/rebuild$/,
         handler: async (m) => {
           await supervisor.rebuildInstance(decodeURIComponent(m[1]!));

@@ -41,7 +41,7 @@ export interface ClusterStatus {
   /** Aurora's ServerlessV2ScalingConfiguration (MinCapacity, MaxCapacity, SecondsUntilAutoPause). */
   readonly scaling: { readonly minCapacity: number; readonly maxCapacity: number; readonly secondsUntilAutoPause: number };
   /** Storage nodes (empty with storageNodeCount 0): term, quorum, each node's zone, state, positions, lag, disk use; backups held by a write quorum. */
-  readonly storage: { readonly term: number; readonly writeQuorum: number; readonly nodes: readonly StorageNodeView[]; readonly backups: number };
+  readonly storage: { readonly term: number; readonly writeQuorum: number; readonly rebuilds: number; readonly nodes: readonly StorageNodeView[]; readonly backups: number };
 }
 
 export interface InstanceStatus {

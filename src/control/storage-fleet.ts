@@ -389,6 +389,7 @@ export class StorageFleet {
     for (const [t, text] of histories) fs.writeFileSync(path.join(dataDir, 'pg_wal', historyFileName(t)), text);
     fs.writeFileSync(path.join(dataDir, 'recovery.signal'), '');
     chownTree(this.deps.identity, dataDir);
+    this.rebuilds++;
     this.recoveryTimeline = timeline;
     // A new timeline starts: its first base backup is taken once it runs.
     this.lastBackupCheck = 1;
@@ -410,6 +411,9 @@ export class StorageFleet {
     }
     return out;
   }
+
+  /** Writer rebuilds from storage since the supervisor started. */
+  rebuilds = 0;
 
   /** Set by restore(): the timeline the restored writer must recover along. */
   recoveryTimeline: number | null = null;

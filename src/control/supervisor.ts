@@ -482,11 +482,11 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /** GET /v1/clusters/:name/storage */
-  storageStatus(cluster: string): { cluster: string; term: number; writeQuorum: number; nodes: StorageNodeView[]; backups: unknown[] } {
+  storageStatus(cluster: string): { cluster: string; term: number; writeQuorum: number; rebuilds: number; nodes: StorageNodeView[]; backups: unknown[] } {
     const fleet = this.fleets.get(cluster);
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
-    if (!fleet) return { cluster, term: 0, writeQuorum: 0, nodes: [], backups: [] };
-    return { cluster, term: fleet.term, writeQuorum: 4, nodes: fleet.views(), backups: fleet.knownBackups() };
+    if (!fleet) return { cluster, term: 0, writeQuorum: 0, rebuilds: 0, nodes: [], backups: [] };
+    return { cluster, term: fleet.term, writeQuorum: 4, rebuilds: fleet.rebuilds, nodes: fleet.views(), backups: fleet.knownBackups() };
   }
 
   private fleetOf(cluster: string): StorageFleet {
@@ -508,6 +508,19 @@ export class Supervisor implements ProxyDirectory {
       throw new ControlError('not-found', (err as Error).message);
     }
     this.event('cluster', cluster, `storage-node-${action}`, `storage node ${node} ${action === 'stop' ? 'stopped' : 'started'} by request`);
+  }
+
+  /** Pause (stop, capacity 0) or resume an instance on request, as auto-pause and a first client would. */
+  async pauseOrResume(id: string, action: 'pause' | 'resume'): Promise<void> {
+    const instance = this.instances.get(id);
+    if (!instance) throw new ControlError('not-found', `instance "${id}" does not exist`);
+    if (action === 'pause') {
+      if (instance.state !== 'available') throw new ControlError('conflict', `instance "${id}" is ${instance.state}, not available`);
+      await instance.pause('paused on request');
+    } else {
+      if (instance.state !== 'paused') throw new ControlError('conflict', `instance "${id}" is ${instance.state}, not paused`);
+      await instance.resume('resumed on request');
+    }
   }
 
   /** Replaces an instance's data directory with one rebuilt from storage. */
@@ -785,7 +798,7 @@ export class Supervisor implements ProxyDirectory {
         access: this.store.getClusterAccess(c.name) ?? { allowedCidrs: [], requireTls: false },
         dataApi: { enabled: this.store.httpEndpointEnabled(c.name), resourceArn: `arn:aws:rds:local:000000000000:cluster:${c.name}` },
         scaling: (({ minAcu, maxAcu, secondsUntilAutoPause }) => ({ minCapacity: minAcu, maxCapacity: maxAcu, secondsUntilAutoPause }))(this.scaling(c.name)),
-        storage: (({ term, writeQuorum, nodes, backups }) => ({ term, writeQuorum, nodes, backups: backups.length }))(this.storageStatus(c.name)),
+        storage: (({ term, writeQuorum, rebuilds, nodes, backups }) => ({ term, writeQuorum, rebuilds, nodes, backups: backups.length }))(this.storageStatus(c.name)),
       };
     });
     return {
@@ -878,6 +891,12 @@ export class Supervisor implements ProxyDirectory {
       perNode('borealis_storage_lag_bytes', 'WAL the writer has sent or announced that the node has not yet made durable.', 'gauge', (n) => n.lagBytes),
       perNode('borealis_storage_disk_bytes', 'Disk used by the node (WAL and base backups).', 'gauge', (n) => n.diskBytes),
       perNode('borealis_storage_flushes_total', 'WAL flushes (fdatasync) since the node started.', 'counter', (n) => n.flushes),
+      {
+        name: 'borealis_storage_rebuilds_total',
+        help: 'Writers rebuilt from storage (lost data directory) since the supervisor started.',
+        type: 'counter',
+        samples: status.clusters.filter((c) => c.storage.nodes.length > 0).map((c) => ({ labels: { cluster: c.name }, value: c.storage.rebuilds })),
+      },
       perNode('borealis_storage_flush_seconds_avg', 'Mean duration of a WAL flush since the node started.', 'gauge', (n) => (n.flushMsAvg === undefined ? null : n.flushMsAvg / 1000)),
     ];
   }

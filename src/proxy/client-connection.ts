@@ -327,7 +327,8 @@ export class ClientConnection {
     this.socket.off('data', this.onData);
     if (this.ctx.limits.clientIdleTimeoutMs > 0) {
       this.socket.setTimeout(this.ctx.limits.clientIdleTimeoutMs, () => {
-        if (!this.session?.hasServer) this.fail({ kind: 'client-idle-timeout' });
+        // A client waiting in the queue has asked for something: it is not idle.
+        if (!this.session?.busy) this.fail({ kind: 'client-idle-timeout' });
       });
     }
     this.session.start();

@@ -70,6 +70,11 @@ export class PooledSession implements ServerOwner {
     return this.server !== null;
   }
 
+  /** Holding a server, or queued for one with a request waiting: not idle. */
+  get busy(): boolean {
+    return this.server !== null || this.acquiring;
+  }
+
   /** Starts reading the client; bytes already buffered are processed first. */
   start(): void {
     this.pool.sessions++;

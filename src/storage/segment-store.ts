@@ -443,21 +443,9 @@ function split(file: Buffer): [Buffer, Buffer] {
 
 /** A new segment file, zero-filled to full size and durable before it is used. */
 function createZeroed(file: string): void {
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
+  replaceDurably(file, (fd) => {
     for (let at = 0; at < FILE_BYTES; at += ZEROS.length) fs.writeSync(fd, ZEROS, 0, Math.min(ZEROS.length, FILE_BYTES - at), at);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  const dirFd = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dirFd);
-  } finally {
-    fs.closeSync(dirFd);
-  }
+  });
 }
 
 /** Verified prefix of a segment: full pages, then at most one partial page. */
@@ -501,11 +489,18 @@ function fdatasync(fd: number): Promise<void> {
 
 /** Writes a file through a temporary name, fsyncs it and its directory. */
 export function writeDurably(file: string, bytes: Buffer, sizeBytes: number): void {
+  replaceDurably(file, (fd) => {
+    fs.writeSync(fd, bytes, 0, bytes.length, 0);
+    if (sizeBytes > bytes.length) fs.ftruncateSync(fd, sizeBytes);
+  });
+}
+
+/** Fills a temporary file, fsyncs it, renames it over `file` and fsyncs the directory. */
+function replaceDurably(file: string, fill: (fd: number) => void): void {
   const tmp = `${file}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
-    fs.writeSync(fd, bytes, 0, bytes.length, 0);
-    if (sizeBytes > bytes.length) fs.ftruncateSync(fd, sizeBytes);
+    fill(fd);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);

@@ -89,7 +89,9 @@ export class WalReceiver {
         retryMs = RETRY_MS_MIN;
       } catch (err) {
         const message = (err as Error).message;
-        if (message !== this.lastError) this.log.warn('WAL stream ended', { error: message });
+        // Bytes that fail the WAL checks are refused loudly; nothing of them was written.
+        if (err instanceof ProtocolViolation) this.log.error('refusing WAL from the writer', { error: message });
+        else if (message !== this.lastError) this.log.warn('WAL stream ended', { error: message });
         this.lastError = message;
         if (this.stateValue !== 'refused') this.stateValue = 'idle';
       }

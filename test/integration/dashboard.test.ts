@@ -66,6 +66,13 @@ test('the dashboard shows the cluster live and its actions take effect', async (
   const status = await b.status();
   assert.equal(status.clusters[0]!.scaling.maxCapacity, 6);
 
+  // Pause from the page, then resume from it.
+  await page.click('[data-action="pause:default-writer-1"]');
+  await b.waitFor('the writer to pause', async () => (await b.status()).clusters[0]!.instances[0]!.state === 'paused');
+  await page.waitForSelector('[data-instance="default-writer-1"] .state:has-text("paused")');
+  await page.click('[data-action="resume:default-writer-1"]:not([disabled])');
+  await b.waitFor('the writer to resume', async () => (await b.status()).clusters[0]!.instances[0]!.state === 'available');
+
   const shot = path.join(os.tmpdir(), 'borealis-dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(fs.statSync(shot).size > 10_000, `screenshot saved at ${shot}`);

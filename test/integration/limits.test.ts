@@ -9,7 +9,8 @@ before(async () => {
   b = await Borealis.start({
     BOREALIS_SERVER_POOL_SIZE_MAX: '1',
     BOREALIS_CLIENT_QUEUE_MAX: '2',
-    BOREALIS_CLIENT_QUEUE_TIMEOUT_MS: '700',
+    // Long enough that the queue-full test's status polling cannot outlast it.
+    BOREALIS_CLIENT_QUEUE_TIMEOUT_MS: '3000',
     BOREALIS_CLIENT_CONNECTIONS_MAX: '12',
     BOREALIS_CLIENT_MESSAGE_BYTES_MAX: '100000',
     BOREALIS_CLIENT_IDLE_TIMEOUT_MS: '1500',
@@ -32,7 +33,7 @@ test('a client waiting longer than clientQueueTimeoutMs for a server gets 53300'
   const waiter = await connect();
   const started = Date.now();
   await assert.rejects(waiter.query('SELECT 1'), (e: pg.DatabaseError) => e.code === '53300' && /became free within/.test(e.message));
-  assert.ok(Date.now() - started >= 600);
+  assert.ok(Date.now() - started >= 2_900);
   await holder.query('COMMIT');
   // Once the transaction ends the server serves others again.
   const next = await connect();
@@ -42,18 +43,25 @@ test('a client waiting longer than clientQueueTimeoutMs for a server gets 53300'
 
 test('past clientQueueMax waiting clients, the next one is refused at once', async () => {
   const holder = await connect();
-  await holder.query('BEGIN');
-  const waiters = await Promise.all([connect(), connect()]);
-  const waiting = waiters.map((w) => w.query('SELECT 1').then(() => 'ok', (e: pg.DatabaseError) => e.code));
-  await b.waitFor('two queued clients', async () => (await b.status()).proxy.pools[0]!.waiting === 2);
-  const extra = await connect();
-  const started = Date.now();
-  await assert.rejects(extra.query('SELECT 1'), (e: pg.DatabaseError) => e.code === '53300' && /too many clients are waiting/.test(e.message));
-  assert.ok(Date.now() - started < 500, 'refused without waiting');
-  await holder.query('COMMIT');
-  // The queued clients are served in turn once the server is free.
-  assert.deepEqual(await Promise.all(waiting), ['ok', 'ok']);
-  await holder.end();
+  const others: pg.Client[] = [];
+  try {
+    await holder.query('BEGIN');
+    const waiters = await Promise.all([connect(), connect()]);
+    others.push(...waiters);
+    const waiting = waiters.map((w) => w.query('SELECT 1').then(() => 'ok', (e: pg.DatabaseError) => e.code));
+    await b.waitFor('two queued clients', async () => (await b.status()).proxy.pools[0]!.waiting === 2);
+    const extra = await connect();
+    others.push(extra);
+    const started = Date.now();
+    await assert.rejects(extra.query('SELECT 1'), (e: pg.DatabaseError) => e.code === '53300' && /too many clients are waiting/.test(e.message));
+    assert.ok(Date.now() - started < 500, 'refused without waiting');
+    await holder.query('COMMIT');
+    // The queued clients are served in turn once the server is free.
+    assert.deepEqual(await Promise.all(waiting), ['ok', 'ok']);
+  } finally {
+    // Whatever happened, no session is left holding the only server.
+    await Promise.all([holder, ...others].map((c) => c.end().catch(() => undefined)));
+  }
 });
 
 test('clientConnectionsMax caps client connections with 53300', async () => {

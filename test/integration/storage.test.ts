@@ -301,6 +301,8 @@ test('kill -9 the writer and delete its data: it is rebuilt from storage with ev
   for (const id of [1, 2, 6000]) assert.ok(present.has(id));
   const events = await b.cli(['events', '--json', '--limit', '500']);
   assert.match(events.stdout, /rebuilding from base backup/);
+  const metrics = await (await fetch(`http://127.0.0.1:${b.apiPort}/metrics`)).text();
+  assert.match(metrics, /^borealis_storage_rebuilds_total\{cluster="default"\} 1$/m);
   const timeline = (await query<{ t: number }>('SELECT timeline_id AS t FROM pg_control_checkpoint()'))[0]!.t;
   assert.ok(timeline >= 2, 'the rebuilt writer runs on a new timeline');
   // All six follow the new writer in the new term, sn6 included (its stray term was passed).

@@ -94,9 +94,10 @@ function renderCluster(c) {
       el('td', {}, i.id), el('td', {}, i.role), el('td', {}, i.kind), el('td', { class: 'state' }, i.state),
       el('td', { class: 'capacity' }, `${i.capacityAcu} ACU`),
       el('td', {}, i.metrics ? `CPU ${i.metrics.cpuUtilizationPercent}% · ${i.metrics.connections} conn · ${i.metrics.queuedClients} queued` : '—'),
+      el('td', {}, action(i, 'pause', i.state === 'available'), ' ', action(i, 'resume', i.state === 'paused')),
     ),
   );
-  s.querySelector('.instances').replaceChildren(el('table', {}, el('tr', {}, ...['instance', 'role', 'kind', 'state', 'capacity', 'load'].map((h) => el('th', {}, h))), ...rows));
+  s.querySelector('.instances').replaceChildren(el('table', {}, el('tr', {}, ...['instance', 'role', 'kind', 'state', 'capacity', 'load', ''].map((h) => el('th', {}, h))), ...rows));
   const zones = new Map();
   for (const n of c.storage.nodes) {
     if (!zones.has(n.zone)) zones.set(n.zone, []);
@@ -124,6 +125,16 @@ function renderCluster(c) {
     })),
   );
   for (const i of c.instances) ensureChart(s, i.id);
+}
+
+function action(instance, verb, enabled) {
+  const b = el('button', { type: 'button', 'data-action': `${verb}:${instance.id}` }, verb);
+  b.disabled = !enabled;
+  b.addEventListener('click', () => {
+    b.disabled = true;
+    api('POST', `/v1/instances/${encodeURIComponent(instance.id)}/${verb}`, {}).catch((err) => problem(err.message));
+  });
+  return b;
 }
 
 function ensureChart(section, id) {
