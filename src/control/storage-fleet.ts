@@ -93,7 +93,7 @@ export class StorageFleet {
   writerSettings(): Record<string, PgValue> {
     const names = this.deps.store.listStorageNodes(this.deps.cluster).map((n) => n.name);
     const recovery: Record<string, PgValue> = this.recoveryTimeline !== null ? { restore_command: '/bin/false', recovery_target_timeline: String(this.recoveryTimeline) } : {};
-    return { synchronous_standby_names: `ANY ${WRITE_QUORUM} (${names.join(', ')})`, 'borealis.term': String(this.term), max_slot_wal_keep_size: 1024, ...recovery };
+    return { synchronous_standby_names: `ANY ${WRITE_QUORUM} (${names.join(', ')})`, 'borealis.term': String(this.term), max_slot_wal_keep_size: 1024, wal_keep_size: 256, ...recovery };
   }
 
   async start(): Promise<void> {

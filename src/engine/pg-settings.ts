@@ -30,6 +30,7 @@ export const PG_SETTINGS: readonly PgSettingSpec[] = [
   { name: 'max_replication_slots', context: 'restart', unit: '', doc: 'One per storage node and reader.' },
   { name: 'synchronous_standby_names', context: 'reload', unit: '', doc: "ANY 4 of the six storage nodes: a commit is acknowledged once four have flushed it." },
   { name: 'borealis.term', context: 'reload', unit: '', doc: 'Storage term this writer runs in; storage nodes stream only from the writer of their own term.' },
+  { name: 'wal_keep_size', context: 'reload', unit: 'MB', doc: 'WAL a writer keeps regardless of slots: a writer just rebuilt from storage has no slots yet, and its nodes must still find the WAL around its switch point.' },
   { name: 'max_slot_wal_keep_size', context: 'reload', unit: 'MB', doc: 'WAL kept for a storage node that is down; beyond it the node catches up from its peers.' },
   { name: 'restore_command', context: 'reload', unit: '', doc: 'During a rebuild: none needed (storage put the WAL in pg_wal), so it always fails.' },
   { name: 'recovery_target_timeline', context: 'restart', unit: '', doc: 'During a rebuild: the timeline the storage quorum chose.' },

@@ -45,7 +45,9 @@ before(async () => {
 });
 after(async () => {
   for (const s of extra) await s.stop(10_000);
-  await b.destroy();
+  // BOREALIS_TEST_KEEP=1 keeps the home (logs, node directories) for a post-mortem.
+  if (process.env.BOREALIS_TEST_KEEP) await b.down();
+  else await b.destroy();
 });
 
 async function storage(): Promise<StorageStatus> {
@@ -244,8 +246,6 @@ test('bad input: wrong token, garbage, an older term, a bad backup, another syst
   await c.connect();
   await c.query("ALTER ROLE postgres PASSWORD 'foreign-pass'");
   await c.end();
-  const flushBefore = (await node('sn6')).flushLsn;
-  const filesBefore = fs.readdirSync(path.join(b.home, 'storage', 'default', 'sn6', 'wal')).sort();
   const peers = (await storage()).nodes.map((n) => ({ name: n.name, url: `http://127.0.0.1:${n.port}` }));
   const moved = await nodeApi('sn6', 'POST', '/term', JSON.stringify({ term: before.term! + 1, writer: { host: '127.0.0.1', port }, credentials: { user: 'postgres', password: 'foreign-pass' }, peers, retainFromLsn: null }));
   assert.equal(moved.status, 200);
@@ -254,10 +254,16 @@ test('bad input: wrong token, garbage, an older term, a bad backup, another syst
   const stale = await nodeApi('sn6', 'POST', '/term', JSON.stringify({ term: before.term, writer: { host: '127.0.0.1', port: 1 }, credentials: { user: 'x', password: 'y' }, peers, retainFromLsn: null }));
   assert.equal(stale.status, 409);
   assert.match(stale.json.message ?? '', /older than this node's term/);
-  assert.equal((await node('sn6')).flushLsn, flushBefore);
-  assert.deepEqual(fs.readdirSync(path.join(b.home, 'storage', 'default', 'sn6', 'wal')).sort(), filesBefore);
+  // From now on it takes nothing: neither the foreign WAL nor, in a term it left, the real writer's.
+  const flushBefore = (await node('sn6')).flushLsn;
+  const walDir = path.join(b.home, 'storage', 'default', 'sn6', 'wal');
+  const filesBefore = fs.readdirSync(walDir).sort();
   // The real writer still commits on the other five.
   await query('INSERT INTO acked VALUES (6000)');
+  await sleep(1000);
+  assert.equal((await node('sn6')).state, 'refused');
+  assert.equal((await node('sn6')).flushLsn, flushBefore);
+  assert.deepEqual(fs.readdirSync(walDir).sort(), filesBefore);
 });
 
 test('kill -9 the writer and delete its data: it is rebuilt from storage with every acknowledged commit', async () => {
