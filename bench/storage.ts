@@ -7,7 +7,10 @@
 // Each runs pgbench -N -c 8 -j 2 (throughput) and -N -c 1 with a per-
 // transaction log (commit latency p50/p99).
 //
-//   npm run bench:storage [-- --seconds 15 --rounds 2 --bin-dir /usr/lib/postgresql/15/bin]
+//   npm run bench:storage [-- --seconds 15 --rounds 2 --bin-dir /usr/lib/postgresql/15/bin --only borealis]
+//
+// For diagnosis: BENCH_PROFILE_DIR=<dir> writes a CPU profile of each storage
+// node; BENCH_NODE_LOG=<prefix> keeps their logs in <prefix>.snN.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
