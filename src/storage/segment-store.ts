@@ -88,9 +88,9 @@ export class SegmentStore {
 
   /** Finds the held WAL after a start or crash; every page is verified. */
   open(): StorePosition | null {
-    const held = this.listSegments();
+    const held = this.scan();
     if (held.length === 0) return (this.position = null);
-    for (const h of held) this.seq = Math.max(this.seq, this.maxSeq(h.timeline, h.segment) + 1);
+    for (const h of held) this.seq = Math.max(this.seq, h.maxSeq + 1);
     const timeline = Math.max(...held.map((h) => h.timeline));
     const chain = this.chainSegments(held, timeline);
     const last = chain[chain.length - 1]!;
@@ -131,7 +131,7 @@ export class SegmentStore {
       // As PostgreSQL does, the new timeline's first segment starts as a copy
       // of the old chain's up to the switch point.
       const prefix = offset > 0 ? this.readChain(pos.timeline, seg, offset) : null;
-      for (const h of this.listSegments()) {
+      for (const h of this.segmentFiles()) {
         if (h.timeline > timeline || (h.timeline === timeline && h.segment >= seg)) {
           fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment)), { force: true });
         }
@@ -145,10 +145,12 @@ export class SegmentStore {
 
   /** A segment as the chain ending in `timeline` has it: the newest file at or below it. */
   readChain(timeline: number, segment: number, limit = WAL_SEGMENT_BYTES): Buffer {
-    const holders = this.listSegments().filter((h) => h.segment === segment && h.timeline <= timeline && h.validBytes > 0);
-    const best = holders.sort((a, b) => b.timeline - a.timeline)[0];
-    if (!best) throw new CorruptSegment(timeline, segment, `segment ${segment} of timeline ${timeline}'s chain is not held`);
-    return this.readSegment(best.timeline, segment, limit);
+    const holders = this.segmentFiles().filter((h) => h.segment === segment && h.timeline <= timeline);
+    for (const h of holders.sort((a, b) => b.timeline - a.timeline)) {
+      const bytes = this.readSegment(h.timeline, segment, limit);
+      if (bytes.length > 0) return bytes;
+    }
+    throw new CorruptSegment(timeline, segment, `segment ${segment} of timeline ${timeline}'s chain is not held`);
   }
 
   /**
@@ -304,35 +306,37 @@ export class SegmentStore {
 
   /** Every segment file with its verified length (0 when its first page fails). */
   listSegments(): HeldSegment[] {
-    const out: HeldSegment[] = [];
-    for (const name of fs.readdirSync(this.dir)) {
-      const id = parseWalFileName(name);
-      if (!id) continue;
-      let validBytes = 0;
-      try {
-        validBytes = validPrefix(...split(fs.readFileSync(path.join(this.dir, name)))).bytes;
-      } catch {
-        validBytes = 0;
-      }
-      out.push({ ...id, validBytes });
-    }
-    return out.sort((a, b) => a.timeline - b.timeline || a.segment - b.segment);
+    return this.scan().map(({ timeline, segment, validBytes }) => ({ timeline, segment, validBytes }));
   }
 
   /** Segments whose stored bytes fail their checksums before their verified end would reach. */
   scrub(): Array<{ timeline: number; segment: number; page: number }> {
-    const bad: Array<{ timeline: number; segment: number; page: number }> = [];
-    for (const name of fs.readdirSync(this.dir)) {
-      const id = parseWalFileName(name);
-      if (!id) continue;
+    return this.scan().flatMap(({ timeline, segment, corruptPage }) => (corruptPage === null ? [] : [{ timeline, segment, page: corruptPage }]));
+  }
+
+  /** The segment files present, by name alone (nothing read). */
+  private segmentFiles(): Array<{ timeline: number; segment: number }> {
+    return fs.readdirSync(this.dir).flatMap((name) => parseWalFileName(name) ?? []);
+  }
+
+  /** Reads and verifies every segment file once: its valid length, first bad page, newest entry. */
+  private scan(): Array<HeldSegment & { corruptPage: number | null; maxSeq: number }> {
+    const out: Array<HeldSegment & { corruptPage: number | null; maxSeq: number }> = [];
+    for (const id of this.segmentFiles()) {
+      let file: Buffer;
       try {
-        const v = validPrefix(...split(fs.readFileSync(path.join(this.dir, name))));
-        if (v.corruptPage !== null) bad.push({ ...id, page: v.corruptPage });
+        file = fs.readFileSync(path.join(this.dir, walFileName(id.timeline, id.segment)));
       } catch {
-        bad.push({ ...id, page: 0 });
+        out.push({ ...id, validBytes: 0, corruptPage: 0, maxSeq: 0 });
+        continue;
       }
+      const [data, sums] = split(file);
+      const v = validPrefix(data, sums);
+      let maxSeq = 0;
+      for (let i = 0; i + ENTRY_BYTES <= sums.length; i += ENTRY_BYTES) maxSeq = Math.max(maxSeq, sums.readUInt32LE(i + 8));
+      out.push({ ...id, validBytes: v.bytes, corruptPage: v.corruptPage, maxSeq });
     }
-    return bad;
+    return out.sort((a, b) => a.timeline - b.timeline || a.segment - b.segment);
   }
 
   saveHistory(timeline: number, text: string): void {
@@ -424,16 +428,7 @@ export class SegmentStore {
     }
   }
 
-  private maxSeq(timeline: number, segment: number): number {
-    let max = 0;
-    try {
-      const [, sums] = split(fs.readFileSync(path.join(this.dir, walFileName(timeline, segment))));
-      for (let i = 0; i + ENTRY_BYTES <= sums.length; i += ENTRY_BYTES) max = Math.max(max, sums.readUInt32LE(i + 8));
-    } catch {
-      // no sums: nothing held
-    }
-    return max;
-  }
+
 }
 
 /** A segment file's data and checksum trailer. */
