@@ -4,6 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { dashboardAsset } from '../dashboard/assets.js';
 import { renderMetrics } from '../metrics/prometheus.js';
+import { readBounded } from '../util/read-bounded.js';
 import type { Logger } from '../util/logger.js';
 import { listenOn } from '../util/listen.js';
 import { ControlError, type Supervisor } from './supervisor.js';
@@ -282,16 +283,10 @@ function send(res: http.ServerResponse, status: number, payload: unknown): void 
 async function readJson(req: http.IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > REQUEST_BYTES_MAX) throw new HttpError(413, 'PayloadTooLarge', `request body over ${REQUEST_BYTES_MAX} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > REQUEST_BYTES_MAX) throw new HttpError(413, 'PayloadTooLarge', `request body over ${REQUEST_BYTES_MAX} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  if (size === 0) return {};
+  const body = await readBounded(req, REQUEST_BYTES_MAX, () => new HttpError(413, 'PayloadTooLarge', `request body over ${REQUEST_BYTES_MAX} bytes`));
+  if (body.length === 0) return {};
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    return JSON.parse(body.toString('utf8')) as unknown;
   } catch {
     throw new HttpError(400, 'MalformedJson', 'request body is not valid JSON');
   }

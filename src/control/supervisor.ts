@@ -27,6 +27,7 @@ import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js'
 import type { MetricFamily } from '../metrics/prometheus.js';
 import { StorageFleet, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
+import { parseLsn } from '../pgwire/replication.js';
 
 export class ControlError extends Error {
   override readonly name = 'ControlError';
@@ -879,11 +880,7 @@ export class Supervisor implements ProxyDirectory {
         }),
       ),
     });
-    const lsn = (text: string | null | undefined): number | null => {
-      if (!text) return null;
-      const [hi, lo] = text.split('/');
-      return parseInt(hi!, 16) * 2 ** 32 + parseInt(lo!, 16);
-    };
+    const lsn = (text: string | null | undefined): number | null => (text ? Number(parseLsn(text)) : null);
     return [
       perNode('borealis_storage_node_streaming', '1 while the storage node streams WAL from its writer.', 'gauge', (n) => (n.state === 'streaming' ? 1 : 0)),
       perNode('borealis_storage_node_term', 'Term the storage node has accepted.', 'gauge', (n) => n.term),

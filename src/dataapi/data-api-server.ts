@@ -7,6 +7,7 @@ import http from 'node:http';
 import pg from 'pg';
 import { verifyRequestSignature, type RequestSignatureFailure } from '../auth/sigv4.js';
 import type { Logger } from '../util/logger.js';
+import { readBounded } from '../util/read-bounded.js';
 import { listenOn } from '../util/listen.js';
 import { DataApiError } from './errors.js';
 import { bindParameter, jsonValue, ParameterError, toField, typeInfo, type Field, type ResultOptions } from './fields.js';
@@ -132,14 +133,7 @@ export class DataApiServer {
       req.resume();
       throw new DataApiError('BadRequestException', `Request body exceeds the limit of ${max} bytes.`);
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > max) throw new DataApiError('BadRequestException', `Request body exceeds the limit of ${max} bytes.`);
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks);
+    return readBounded(req, max, () => new DataApiError('BadRequestException', `Request body exceeds the limit of ${max} bytes.`));
   }
 
   private dispatch(path: string, input: Record<string, unknown>): Promise<unknown> {

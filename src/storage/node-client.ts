@@ -3,6 +3,7 @@
 // a deadline.
 import fs from 'node:fs';
 import http from 'node:http';
+import { readBounded } from '../util/read-bounded.js';
 import type { BackupInfo } from './backup-store.js';
 
 export interface NodeStatus {
@@ -146,17 +147,7 @@ export class StorageNodeClient {
 }
 
 function collect(res: http.IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    res.on('data', (c: Buffer) => {
-      total += c.length;
-      if (total > NODE_RESPONSE_BYTES_MAX) res.destroy(new Error('storage node answer too large'));
-      else chunks.push(c);
-    });
-    res.on('end', () => resolve(Buffer.concat(chunks)));
-    res.on('error', reject);
-  });
+  return readBounded(res, NODE_RESPONSE_BYTES_MAX, () => new Error('storage node answer too large'));
 }
 
 function errorText(body: Buffer): string {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { WalPageChecker, formatLsn, parseLsn, parseWalFileName, segmentOf, segmentStart, walFileName } from '../pgwire/replication.js';
 import type { Logger } from '../util/logger.js';
 import { listenOn } from '../util/listen.js';
+import { readBounded } from '../util/read-bounded.js';
 import { BackupRejected, BackupStore, type BackupInfo } from './backup-store.js';
 import { StorageNodeClient, type NodeStatus } from './node-client.js';
 import { acceptTerm, type NodeTerm, type WriterRef } from './protocol.js';
@@ -355,24 +356,11 @@ function parseLsnOr400(text: unknown): bigint {
   }
 }
 
-function readJson(req: http.IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    req.on('data', (c: Buffer) => {
-      total += c.length;
-      if (total > JSON_BODY_BYTES_MAX) {
-        reject(new BadRequest(`request body larger than ${JSON_BODY_BYTES_MAX} bytes`));
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      } catch {
-        reject(new BadRequest('request body is not JSON'));
-      }
-    });
-    req.on('error', reject);
-  });
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const body = await readBounded(req, JSON_BODY_BYTES_MAX, () => new BadRequest(`request body larger than ${JSON_BODY_BYTES_MAX} bytes`));
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch {
+    throw new BadRequest('request body is not JSON');
+  }
 }

@@ -12,6 +12,7 @@ import pg from 'pg';
 import { embeddedBinDir, resolveBinaries } from '../../src/engine/binaries.js';
 import { baseSettings } from '../../src/engine/pg-settings.js';
 import { PostgresServer } from '../../src/engine/postgres-server.js';
+import { parseLsn } from '../../src/pgwire/replication.js';
 import { ensureServiceUser } from '../../src/engine/service-user.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { Borealis, freePort } from '../helpers/borealis.js';
@@ -65,10 +66,7 @@ async function cli(...args: string[]): Promise<void> {
   assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
 }
 
-const lsnValue = (lsn: string | null | undefined): bigint => {
-  const [hi, lo] = (lsn ?? '0/0').split('/');
-  return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
-};
+const lsnValue = (lsn: string | null | undefined): bigint => parseLsn(lsn ?? '0/0');
 
 /** The writer's current WAL end, once four nodes have it (the commit path waits for that). */
 async function writerLsn(): Promise<bigint> {
