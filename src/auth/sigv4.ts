@@ -2,22 +2,50 @@
 // come in; a verdict comes out. Used for RDS IAM database authentication
 // tokens (presigned `connect` URLs) and, later, the Data API.
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 
 export const SIGV4_ALGORITHM = 'AWS4-HMAC-SHA256';
 
 const hmac = (key: Buffer | string, text: string): Buffer => createHmac('sha256', key).update(text, 'utf8').digest();
-export const sha256Hex = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
+export const sha256Hex = (data: string | Buffer): string => hash('sha256', data, 'hex');
 const EMPTY_SHA256 = sha256Hex('');
 
+/** Derived keys change once a day per key, region and service: derive each once. */
+const derivedKeys = new Map<string, Buffer>();
+const DERIVED_KEYS_MAX = 1_000;
+
 export function signingKey(secretAccessKey: string, date: string, region: string, service: string): Buffer {
-  return hmac(hmac(hmac(hmac(`AWS4${secretAccessKey}`, date), region), service), 'aws4_request');
+  const id = `${secretAccessKey}\0${date}\0${region}\0${service}`;
+  let key = derivedKeys.get(id);
+  if (!key) {
+    key = hmac(hmac(hmac(hmac(`AWS4${secretAccessKey}`, date), region), service), 'aws4_request');
+    if (derivedKeys.size >= DERIVED_KEYS_MAX) derivedKeys.clear();
+    derivedKeys.set(id, key);
+  }
+  return key;
 }
+
+const UNRESERVED = /^[A-Za-z0-9\-_.~]*$/;
 
 /** RFC 3986 encoding as SigV4 wants it: everything but A-Z a-z 0-9 - _ . ~ */
 export function uriEncode(value: string): string {
+  if (UNRESERVED.test(value)) return value;
   return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
+
+/** A path's canonical form: each segment decoded, then encoded as SigV4 wants. */
+function canonicalPath(path: string): string {
+  if (/^[A-Za-z0-9\-_.~/]*$/.test(path)) return path || '/';
+  return path.split('/').map((seg) => uriEncode(decodeURIComponent(seg))).join('/') || '/';
+}
+
+/** A header's value as signed: trimmed, inner runs of spaces made one. */
+function headerValue(headers: SignedRequest['headers'], name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+const AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/;
 
 export function canonicalQueryString(params: ReadonlyArray<readonly [string, string]>): string {
   return params
@@ -130,36 +158,31 @@ export function verifyRequestSignature(
   req: SignedRequest,
   check: { readonly service: string; readonly now: number; readonly clockSkewMs: number; readonly secretFor: (id: string) => string | null },
 ): { ok: true; accessKeyId: string } | { ok: false; reason: RequestSignatureFailure } {
-  const fail = (reason: RequestSignatureFailure) => ({ ok: false as const, reason });
-  const header = (name: string): string | undefined => {
-    const v = req.headers[name];
-    return Array.isArray(v) ? v.join(',') : v;
-  };
-  const auth = header('authorization');
-  if (!auth) return fail('missing');
-  const m = /^AWS4-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/.exec(auth.trim());
-  if (!m) return fail('malformed');
+  const auth = headerValue(req.headers, 'authorization');
+  if (!auth) return { ok: false, reason: 'missing' };
+  const m = AUTHORIZATION.exec(auth.trim());
+  if (!m) return { ok: false, reason: 'malformed' };
   const scope = m[1]!.split('/');
-  if (scope.length !== 5 || scope[4] !== 'aws4_request') return fail('malformed');
+  if (scope.length !== 5 || scope[4] !== 'aws4_request') return { ok: false, reason: 'malformed' };
   const [accessKeyId, date, region, service] = scope as [string, string, string, string];
-  if (service !== check.service) return fail('wrong-service');
-  const amzDate = header('x-amz-date');
+  if (service !== check.service) return { ok: false, reason: 'wrong-service' };
+  const amzDate = headerValue(req.headers, 'x-amz-date');
   const signedAt = amzDate ? parseAmzDate(amzDate) : NaN;
-  if (Number.isNaN(signedAt) || !amzDate!.startsWith(date)) return fail('malformed');
-  if (Math.abs(check.now - signedAt) > check.clockSkewMs) return fail('expired');
+  if (Number.isNaN(signedAt) || !amzDate!.startsWith(date)) return { ok: false, reason: 'malformed' };
+  if (Math.abs(check.now - signedAt) > check.clockSkewMs) return { ok: false, reason: 'expired' };
   const signedHeaders = m[2]!.split(';');
-  if (!signedHeaders.includes('host') || signedHeaders.some((h) => h !== h.toLowerCase())) return fail('malformed');
+  if (!signedHeaders.includes('host') || signedHeaders.some((h) => h !== h.toLowerCase())) return { ok: false, reason: 'malformed' };
   const bodyHash = sha256Hex(req.body);
-  const declared = header('x-amz-content-sha256');
-  if (declared !== undefined && declared !== 'UNSIGNED-PAYLOAD' && declared !== bodyHash) return fail('body-hash-mismatch');
+  const declared = headerValue(req.headers, 'x-amz-content-sha256');
+  if (declared !== undefined && declared !== 'UNSIGNED-PAYLOAD' && declared !== bodyHash) return { ok: false, reason: 'body-hash-mismatch' };
   const secret = check.secretFor(accessKeyId);
-  if (secret === null) return fail('unknown-access-key');
-  const canonicalHeaders = signedHeaders.map((h) => `${h}:${(header(h) ?? '').trim().replace(/\s+/g, ' ')}\n`).join('');
-  const canonicalPath = req.path.split('/').map((seg) => uriEncode(decodeURIComponent(seg))).join('/') || '/';
-  const query = canonicalQueryString([...new URLSearchParams(req.query)]);
-  const canonicalRequest = [req.method, canonicalPath, query, canonicalHeaders, signedHeaders.join(';'), bodyHash].join('\n');
-  const stringToSign = [SIGV4_ALGORITHM, amzDate, `${date}/${region}/${service}/aws4_request`, sha256Hex(canonicalRequest)].join('\n');
+  if (secret === null) return { ok: false, reason: 'unknown-access-key' };
+  let canonicalHeaders = '';
+  for (const h of signedHeaders) canonicalHeaders += `${h}:${(headerValue(req.headers, h) ?? '').trim().replace(/\s+/g, ' ')}\n`;
+  const query = req.query === '' ? '' : canonicalQueryString([...new URLSearchParams(req.query)]);
+  const canonicalRequest = `${req.method}\n${canonicalPath(req.path)}\n${query}\n${canonicalHeaders}\n${m[2]!}\n${bodyHash}`;
+  const stringToSign = `${SIGV4_ALGORITHM}\n${amzDate!}\n${date}/${region}/${service}/aws4_request\n${sha256Hex(canonicalRequest)}`;
   const expected = createHmac('sha256', signingKey(secret, date, region, service)).update(stringToSign).digest('hex');
-  if (!signatureMatches(expected, m[3]!)) return fail('bad-signature');
+  if (!signatureMatches(expected, m[3]!)) return { ok: false, reason: 'bad-signature' };
   return { ok: true, accessKeyId };
 }

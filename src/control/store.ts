@@ -100,6 +100,8 @@ const EVENTS_KEPT_MAX = 10_000;
 export class Store {
   private readonly db: Database.Database;
   private readonly key: Buffer;
+  /** Prepared statements by SQL text: every text here is a constant, so this stays small. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string, keyFile: string) {
     this.db = new Database(file);
@@ -124,185 +126,187 @@ export class Store {
     }
   }
 
+  private prepare(sql: string): Database.Statement {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn)();
   }
 
   listClusters(): ClusterRecord[] {
-    return this.db
-      .prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters ORDER BY created_at, name')
+    return this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters ORDER BY created_at, name')
       .all() as ClusterRecord[];
   }
 
   getCluster(name: string): ClusterRecord | null {
-    return (this.db
-      .prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters WHERE name = ?')
+    return (this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters WHERE name = ?')
       .get(name) as ClusterRecord | undefined) ?? null;
   }
 
   getClusterAccess(name: string): ClusterAccess | null {
-    const row = this.db.prepare('SELECT allowed_cidrs AS cidrs, require_tls AS tls FROM clusters WHERE name = ?').get(name) as { cidrs: string; tls: number } | undefined;
+    const row = this.prepare('SELECT allowed_cidrs AS cidrs, require_tls AS tls FROM clusters WHERE name = ?').get(name) as { cidrs: string; tls: number } | undefined;
     return row ? { allowedCidrs: JSON.parse(row.cidrs) as string[], requireTls: row.tls === 1 } : null;
   }
 
   setClusterAccess(name: string, access: ClusterAccess): void {
-    this.db.prepare('UPDATE clusters SET allowed_cidrs = ?, require_tls = ? WHERE name = ?').run(JSON.stringify(access.allowedCidrs), access.requireTls ? 1 : 0, name);
+    this.prepare('UPDATE clusters SET allowed_cidrs = ?, require_tls = ? WHERE name = ?').run(JSON.stringify(access.allowedCidrs), access.requireTls ? 1 : 0, name);
   }
 
   getScaling(name: string): ScalingConfig | null {
-    const row = this.db.prepare('SELECT min_capacity_acu AS minAcu, max_capacity_acu AS maxAcu, seconds_until_auto_pause AS secondsUntilAutoPause FROM clusters WHERE name = ?').get(name) as ScalingConfig | undefined;
+    const row = this.prepare('SELECT min_capacity_acu AS minAcu, max_capacity_acu AS maxAcu, seconds_until_auto_pause AS secondsUntilAutoPause FROM clusters WHERE name = ?').get(name) as ScalingConfig | undefined;
     return row ?? null;
   }
 
   setScaling(name: string, c: ScalingConfig): void {
-    this.db.prepare('UPDATE clusters SET min_capacity_acu = ?, max_capacity_acu = ?, seconds_until_auto_pause = ? WHERE name = ?').run(c.minAcu, c.maxAcu, c.secondsUntilAutoPause, name);
+    this.prepare('UPDATE clusters SET min_capacity_acu = ?, max_capacity_acu = ?, seconds_until_auto_pause = ? WHERE name = ?').run(c.minAcu, c.maxAcu, c.secondsUntilAutoPause, name);
   }
 
   httpEndpointEnabled(name: string): boolean {
-    return (this.db.prepare('SELECT http_endpoint_enabled AS e FROM clusters WHERE name = ?').get(name) as { e: number } | undefined)?.e === 1;
+    return (this.prepare('SELECT http_endpoint_enabled AS e FROM clusters WHERE name = ?').get(name) as { e: number } | undefined)?.e === 1;
   }
 
   setHttpEndpointEnabled(name: string, enabled: boolean): void {
-    this.db.prepare('UPDATE clusters SET http_endpoint_enabled = ? WHERE name = ?').run(enabled ? 1 : 0, name);
+    this.prepare('UPDATE clusters SET http_endpoint_enabled = ? WHERE name = ?').run(enabled ? 1 : 0, name);
   }
 
   addAcuSeconds(instanceId: string, acuSeconds: number): void {
-    this.db.prepare('UPDATE instances SET acu_seconds = acu_seconds + ? WHERE id = ?').run(acuSeconds, instanceId);
+    this.prepare('UPDATE instances SET acu_seconds = acu_seconds + ? WHERE id = ?').run(acuSeconds, instanceId);
   }
 
   getAcuSeconds(instanceId: string): number {
-    return (this.db.prepare('SELECT acu_seconds AS a FROM instances WHERE id = ?').get(instanceId) as { a: number } | undefined)?.a ?? 0;
+    return (this.prepare('SELECT acu_seconds AS a FROM instances WHERE id = ?').get(instanceId) as { a: number } | undefined)?.a ?? 0;
   }
 
   insertCluster(c: ClusterRecord): void {
-    this.db.prepare('INSERT INTO clusters (name, engine_version, master_username, created_at) VALUES (?, ?, ?, ?)').run(c.name, c.engineVersion, c.masterUsername, c.createdAt);
+    this.prepare('INSERT INTO clusters (name, engine_version, master_username, created_at) VALUES (?, ?, ?, ?)').run(c.name, c.engineVersion, c.masterUsername, c.createdAt);
   }
 
   deleteCluster(name: string): void {
-    this.db.prepare('DELETE FROM clusters WHERE name = ?').run(name);
+    this.prepare('DELETE FROM clusters WHERE name = ?').run(name);
   }
 
   listInstances(cluster?: string): InstanceRecord[] {
     const sql = `SELECT id, cluster, role, kind, promotion_tier AS promotionTier, capacity_acu AS capacityAcu, engine_port AS enginePort, created_at AS createdAt
                  FROM instances ${cluster === undefined ? '' : 'WHERE cluster = ?'} ORDER BY created_at, id`;
-    const stmt = this.db.prepare(sql);
+    const stmt = this.prepare(sql);
     return (cluster === undefined ? stmt.all() : stmt.all(cluster)) as InstanceRecord[];
   }
 
   insertInstance(i: InstanceRecord): void {
-    this.db
-      .prepare('INSERT INTO instances (id, cluster, role, kind, promotion_tier, capacity_acu, engine_port, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    this.prepare('INSERT INTO instances (id, cluster, role, kind, promotion_tier, capacity_acu, engine_port, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
       .run(i.id, i.cluster, i.role, i.kind, i.promotionTier, i.capacityAcu, i.enginePort, i.createdAt);
   }
 
   usedEnginePorts(): Set<number> {
-    return new Set((this.db.prepare('SELECT engine_port AS p FROM instances').all() as Array<{ p: number }>).map((r) => r.p));
+    return new Set((this.prepare('SELECT engine_port AS p FROM instances').all() as Array<{ p: number }>).map((r) => r.p));
   }
 
   listEndpoints(cluster?: string): EndpointRecord[] {
     const sql = `SELECT cluster, type, name, port, custom_type AS customType, static_members AS staticMembers, excluded_members AS excludedMembers
                  FROM endpoints ${cluster === undefined ? '' : 'WHERE cluster = ?'} ORDER BY port`;
-    const stmt = this.db.prepare(sql);
+    const stmt = this.prepare(sql);
     const rows = (cluster === undefined ? stmt.all() : stmt.all(cluster)) as Array<Omit<EndpointRecord, 'staticMembers' | 'excludedMembers'> & { staticMembers: string; excludedMembers: string }>;
     return rows.map((r) => ({ ...r, staticMembers: JSON.parse(r.staticMembers) as string[], excludedMembers: JSON.parse(r.excludedMembers) as string[] }));
   }
 
   insertEndpoint(e: EndpointRecord): void {
-    this.db
-      .prepare('INSERT INTO endpoints (cluster, type, name, port, custom_type, static_members, excluded_members) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    this.prepare('INSERT INTO endpoints (cluster, type, name, port, custom_type, static_members, excluded_members) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(e.cluster, e.type, e.name, e.port, e.customType, JSON.stringify(e.staticMembers), JSON.stringify(e.excludedMembers));
   }
 
   deleteEndpoint(cluster: string, type: EndpointType, name: string): boolean {
-    return this.db.prepare('DELETE FROM endpoints WHERE cluster = ? AND type = ? AND name = ?').run(cluster, type, name).changes > 0;
+    return this.prepare('DELETE FROM endpoints WHERE cluster = ? AND type = ? AND name = ?').run(cluster, type, name).changes > 0;
   }
 
   upsertUser(cluster: string, name: string, verifier: string, auth: 'password' | 'iam' = 'password'): void {
-    this.db
-      .prepare('INSERT INTO users (cluster, name, scram_verifier, auth) VALUES (?, ?, ?, ?) ON CONFLICT (cluster, name) DO UPDATE SET scram_verifier = excluded.scram_verifier, auth = excluded.auth')
+    this.prepare('INSERT INTO users (cluster, name, scram_verifier, auth) VALUES (?, ?, ?, ?) ON CONFLICT (cluster, name) DO UPDATE SET scram_verifier = excluded.scram_verifier, auth = excluded.auth')
       .run(cluster, name, verifier, auth);
   }
 
   getUser(cluster: string, name: string): { auth: 'password' | 'iam'; verifier: string } | null {
-    const row = this.db.prepare('SELECT auth, scram_verifier AS verifier FROM users WHERE cluster = ? AND name = ?').get(cluster, name) as { auth: 'password' | 'iam'; verifier: string } | undefined;
+    const row = this.prepare('SELECT auth, scram_verifier AS verifier FROM users WHERE cluster = ? AND name = ?').get(cluster, name) as { auth: 'password' | 'iam'; verifier: string } | undefined;
     return row ?? null;
   }
 
   listUsers(cluster: string): Array<{ name: string; auth: 'password' | 'iam' }> {
-    return this.db.prepare('SELECT name, auth FROM users WHERE cluster = ? ORDER BY name').all(cluster) as Array<{ name: string; auth: 'password' | 'iam' }>;
+    return this.prepare('SELECT name, auth FROM users WHERE cluster = ? ORDER BY name').all(cluster) as Array<{ name: string; auth: 'password' | 'iam' }>;
   }
 
   insertAccessKey(id: string, secret: string, description: string): void {
-    this.db.prepare('INSERT INTO access_keys (id, sealed_secret, description, created_at) VALUES (?, ?, ?, ?)').run(id, this.seal(secret), description, new Date().toISOString());
+    this.prepare('INSERT INTO access_keys (id, sealed_secret, description, created_at) VALUES (?, ?, ?, ?)').run(id, this.seal(secret), description, new Date().toISOString());
   }
 
   getAccessKeySecret(id: string): string | null {
-    const row = this.db.prepare('SELECT sealed_secret AS s FROM access_keys WHERE id = ?').get(id) as { s: string } | undefined;
+    const row = this.prepare('SELECT sealed_secret AS s FROM access_keys WHERE id = ?').get(id) as { s: string } | undefined;
     return row ? this.unseal(row.s) : null;
   }
 
   listAccessKeys(): Array<{ id: string; description: string; createdAt: string }> {
-    return this.db.prepare('SELECT id, description, created_at AS createdAt FROM access_keys ORDER BY created_at').all() as Array<{ id: string; description: string; createdAt: string }>;
+    return this.prepare('SELECT id, description, created_at AS createdAt FROM access_keys ORDER BY created_at').all() as Array<{ id: string; description: string; createdAt: string }>;
   }
 
   deleteAccessKey(id: string): boolean {
-    return this.db.prepare('DELETE FROM access_keys WHERE id = ?').run(id).changes > 0;
+    return this.prepare('DELETE FROM access_keys WHERE id = ?').run(id).changes > 0;
   }
 
   getStorage(cluster: string): { term: number; replicationPassword: string } | null {
-    const row = this.db.prepare('SELECT term, sealed_replication_password AS sealed FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string } | undefined;
+    const row = this.prepare('SELECT term, sealed_replication_password AS sealed FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string } | undefined;
     return row ? { term: row.term, replicationPassword: this.unseal(row.sealed) } : null;
   }
 
   insertStorage(cluster: string, replicationPassword: string, nodes: ReadonlyArray<{ name: string; zone: string; port: number }>): void {
-    this.db.prepare('INSERT INTO storage (cluster, term, sealed_replication_password) VALUES (?, 1, ?)').run(cluster, this.seal(replicationPassword));
-    const insert = this.db.prepare('INSERT INTO storage_nodes (cluster, name, zone, port) VALUES (?, ?, ?, ?)');
+    this.prepare('INSERT INTO storage (cluster, term, sealed_replication_password) VALUES (?, 1, ?)').run(cluster, this.seal(replicationPassword));
+    const insert = this.prepare('INSERT INTO storage_nodes (cluster, name, zone, port) VALUES (?, ?, ?, ?)');
     for (const n of nodes) insert.run(cluster, n.name, n.zone, n.port);
   }
 
   /** Terms only grow. */
   raiseStorageTerm(cluster: string, term: number): void {
-    const changed = this.db.prepare('UPDATE storage SET term = ? WHERE cluster = ? AND term < ?').run(term, cluster, term).changes;
+    const changed = this.prepare('UPDATE storage SET term = ? WHERE cluster = ? AND term < ?').run(term, cluster, term).changes;
     if (changed !== 1) throw new Error(`storage term of ${cluster} must grow to ${term}`);
   }
 
   listStorageNodes(cluster: string): Array<{ name: string; zone: string; port: number }> {
-    return this.db.prepare('SELECT name, zone, port FROM storage_nodes WHERE cluster = ? ORDER BY name').all(cluster) as Array<{ name: string; zone: string; port: number }>;
+    return this.prepare('SELECT name, zone, port FROM storage_nodes WHERE cluster = ? ORDER BY name').all(cluster) as Array<{ name: string; zone: string; port: number }>;
   }
 
   usedStoragePorts(): Set<number> {
-    return new Set((this.db.prepare('SELECT port FROM storage_nodes').all() as Array<{ port: number }>).map((r) => r.port));
+    return new Set((this.prepare('SELECT port FROM storage_nodes').all() as Array<{ port: number }>).map((r) => r.port));
   }
 
   insertSecret(arn: string, cluster: string, username: string, value: Record<string, string>): void {
-    this.db.prepare('INSERT INTO secrets (arn, cluster, username, sealed, created_at) VALUES (?, ?, ?, ?, ?)').run(arn, cluster, username, this.seal(JSON.stringify(value)), new Date().toISOString());
+    this.prepare('INSERT INTO secrets (arn, cluster, username, sealed, created_at) VALUES (?, ?, ?, ?, ?)').run(arn, cluster, username, this.seal(JSON.stringify(value)), new Date().toISOString());
   }
 
   getSecret(arn: string): { cluster: string; username: string; value: Record<string, string> } | null {
-    const row = this.db.prepare('SELECT cluster, username, sealed FROM secrets WHERE arn = ?').get(arn) as { cluster: string; username: string; sealed: string } | undefined;
+    const row = this.prepare('SELECT cluster, username, sealed FROM secrets WHERE arn = ?').get(arn) as { cluster: string; username: string; sealed: string } | undefined;
     if (!row) return null;
     return { cluster: row.cluster, username: row.username, value: JSON.parse(this.unseal(row.sealed)) as Record<string, string> };
   }
 
   listSecrets(cluster: string): Array<{ arn: string; username: string }> {
-    return this.db.prepare('SELECT arn, username FROM secrets WHERE cluster = ? ORDER BY created_at').all(cluster) as Array<{ arn: string; username: string }>;
+    return this.prepare('SELECT arn, username FROM secrets WHERE cluster = ? ORDER BY created_at').all(cluster) as Array<{ arn: string; username: string }>;
   }
 
   addEvent(e: Omit<EventRecord, 'id' | 'time'>): EventRecord {
     const time = new Date().toISOString();
-    const info = this.db.prepare('INSERT INTO events (time, source_type, source_id, kind, message) VALUES (?, ?, ?, ?, ?)').run(time, e.sourceType, e.sourceId, e.kind, e.message);
+    const info = this.prepare('INSERT INTO events (time, source_type, source_id, kind, message) VALUES (?, ?, ?, ?, ?)').run(time, e.sourceType, e.sourceId, e.kind, e.message);
     const id = Number(info.lastInsertRowid);
-    if (id % 1000 === 0) this.db.prepare('DELETE FROM events WHERE id <= ?').run(id - EVENTS_KEPT_MAX);
+    if (id % 1000 === 0) this.prepare('DELETE FROM events WHERE id <= ?').run(id - EVENTS_KEPT_MAX);
     return { id, time, ...e };
   }
 
   listEvents(opts: { sinceId?: number; limit: number; sourceId?: string }): EventRecord[] {
-    return this.db
-      .prepare(
-        `SELECT id, time, source_type AS sourceType, source_id AS sourceId, kind, message FROM events
-         WHERE id > ? AND (? IS NULL OR source_id = ?) ORDER BY id DESC LIMIT ?`,
-      )
-      .all(opts.sinceId ?? 0, opts.sourceId ?? null, opts.sourceId ?? null, opts.limit) as EventRecord[];
+    return this.prepare(
+      `SELECT id, time, source_type AS sourceType, source_id AS sourceId, kind, message FROM events
+       WHERE id > ? AND (? IS NULL OR source_id = ?) ORDER BY id DESC LIMIT ?`,
+    ).all(opts.sinceId ?? 0, opts.sourceId ?? null, opts.sourceId ?? null, opts.limit) as EventRecord[];
   }
 
   private seal(plain: string): string {

@@ -745,8 +745,8 @@ export class Supervisor implements ProxyDirectory {
   }
 
   private writerOf(cluster: string): LocalInstance | null {
-    const record = this.store.listInstances(cluster).find((i) => i.role === 'writer');
-    return record ? (this.instances.get(record.id) ?? null) : null;
+    const id = this.cached(`writer\0${cluster}`, () => this.store.listInstances(cluster).find((i) => i.role === 'writer')?.id ?? null);
+    return id === null ? null : (this.instances.get(id) ?? null);
   }
 
   listEvents(opts: { sinceId?: number; limit: number; sourceId?: string }) {

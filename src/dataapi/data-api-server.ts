@@ -4,14 +4,17 @@
 // https://docs.aws.amazon.com/rdsdataservice/latest/APIReference/Welcome.html
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import pg from 'pg';
 import { verifyRequestSignature, type RequestSignatureFailure } from '../auth/sigv4.js';
+import { pinReasons } from '../pgwire/session-state.js';
+import { ServerStartupError } from '../proxy/server-connection.js';
 import type { Logger } from '../util/logger.js';
 import { readBounded } from '../util/read-bounded.js';
 import { listenOn } from '../util/listen.js';
+import { ConnectionSet, ConnectionWaitTimeout } from './connection-set.js';
 import { DataApiError } from './errors.js';
 import { bindParameter, jsonValue, ParameterError, toField, typeInfo, type Field, type ResultOptions } from './fields.js';
 import { rewriteNamedParameters } from './named-params.js';
+import { ConnectionLost, DatabaseError, ResultTooLarge, SqlConnection, type ColumnInfo, type ParameterValue, type StatementOptions, type StatementResult } from './sql-connection.js';
 
 export interface DataApiDirectory {
   /** The cluster an ARN names (arn:aws:rds:<region>:<account>:cluster:<name>), or null. */
@@ -37,17 +40,33 @@ export interface DataApiLimits {
 }
 
 interface OpenTransaction {
-  readonly client: pg.PoolClient;
+  readonly connection: SqlConnection;
+  readonly set: ConnectionSet;
   readonly cluster: string;
   readonly secretArn: string;
   readonly startedAt: number;
   lastUsedAt: number;
   busy: boolean;
+  /** A statement in it may have left session state: the connection is not reused. */
+  sessionChanged: boolean;
 }
 
 const CLOCK_SKEW_MS = 5 * 60_000;
-/** Keep values as PostgreSQL's text: the Field mapping decides their shape. */
-const RAW_TYPES = { getTypeParser: () => (value: string) => value };
+/** Connecting to the instance's private socket takes milliseconds; this is a safety net. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** A shared connection closes after this long without a statement. */
+const CONNECTION_IDLE_MS = 10_000;
+/** Autocommit statements queued on one shared connection at most. */
+const PIPELINE_DEPTH_MAX = 16;
+/** A shared connection whose current statement has run this long takes no more behind it. */
+const PIPELINE_HEAD_AGE_MAX_MS = 20;
+/** A statement whose recent runs averaged at most this long may be pipelined. */
+const QUICK_STATEMENT_MS = 10;
+/** Statement texts whose running time is remembered, and the longest text remembered (longer ones always run alone). */
+const STATEMENT_TIMES_MAX = 10_000;
+const STATEMENT_TEXT_TIMED_MAX = 4_096;
+/** Statements that can run on a shared connection: they start with one of these words… */
+const PLAIN_STATEMENT = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*(?:[^*]|\*(?!\/))*\*\/)*(?:select|insert|update|delete|with|values|table)\b/i;
 const SIGNATURE_ERRORS: Record<RequestSignatureFailure, [ConstructorParameters<typeof DataApiError>[0], string]> = {
   missing: ['MissingAuthenticationTokenException', 'Missing Authentication Token'],
   malformed: ['InvalidSignatureException', 'The request signature is malformed.'],
@@ -60,8 +79,10 @@ const SIGNATURE_ERRORS: Record<RequestSignatureFailure, [ConstructorParameters<t
 
 export class DataApiServer {
   private readonly server: http.Server;
-  private readonly pools = new Map<string, pg.Pool>();
+  private readonly sets = new Map<string, { set: ConnectionSet; socketPath: string }>();
   private readonly transactions = new Map<string, OpenTransaction>();
+  /** Recent running time per statement text (ms, a moving average): which ones are quick. */
+  private readonly statementTimes = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -70,7 +91,10 @@ export class DataApiServer {
     private readonly log: Logger,
   ) {
     this.server = http.createServer((req, res) => void this.handle(req, res));
-    this.sweeper = setInterval(() => this.expireTransactions(), Math.max(250, Math.min(5_000, limits.transactionIdleMs / 4)));
+    this.sweeper = setInterval(() => {
+      this.expireTransactions();
+      for (const { set } of this.sets.values()) set.closeIdle(CONNECTION_IDLE_MS);
+    }, Math.max(250, Math.min(5_000, limits.transactionIdleMs / 4)));
     this.sweeper.unref();
   }
 
@@ -83,17 +107,20 @@ export class DataApiServer {
     clearInterval(this.sweeper);
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const t of this.transactions.values()) t.client.release(true);
     this.transactions.clear();
-    await Promise.all([...this.pools.values()].map((p) => p.end().catch(() => undefined)));
+    for (const { set } of this.sets.values()) set.closeAll();
+    this.sets.clear();
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://data-api');
+    // The path and query exactly as sent: that is what the client signed.
+    const target = req.url ?? '/';
+    const queryAt = target.indexOf('?');
+    const url = { pathname: queryAt < 0 ? target : target.slice(0, queryAt), query: queryAt < 0 ? '' : target.slice(queryAt + 1) };
     try {
       const body = await this.readBody(req);
       const verdict = verifyRequestSignature(
-        { method: req.method ?? 'GET', path: url.pathname, query: url.search.slice(1), headers: req.headers, body },
+        { method: req.method ?? 'GET', path: url.pathname, query: url.query, headers: req.headers, body },
         { service: 'rds-data', now: Date.now(), clockSkewMs: CLOCK_SKEW_MS, secretFor: (id) => this.directory.accessKeySecret(id) },
       );
       if (!verdict.ok) {
@@ -170,23 +197,55 @@ export class DataApiServer {
     return { cluster, username: secret.username, password: secret.password, secretArn };
   }
 
-  private async connection(cluster: string, username: string, database: string): Promise<pg.PoolClient> {
+  /** The connections for this cluster, user and database; resumes a paused writer first. */
+  private async connectionSet(cluster: string, username: string, database: string): Promise<ConnectionSet> {
     const socket = await this.directory.awaitWriterSocket(cluster, this.limits.resumeWaitMs);
     if (!socket) throw new DataApiError('DatabaseResumingException', `The Aurora DB instance of cluster ${cluster} is resuming after being auto-paused. Please wait a few seconds and try again.`);
-    const key = JSON.stringify([cluster, username, database]);
-    let pool = this.pools.get(key);
-    if (!pool) {
-      pool = new pg.Pool({ host: socket.socketDir, port: socket.port, user: username, database, max: this.limits.poolSizeMax, idleTimeoutMillis: 10_000, types: RAW_TYPES, options: '-c TimeZone=UTC' });
-      // Idle connections die when the instance pauses or restarts; the pool reconnects.
-      pool.on('error', () => undefined);
-      this.pools.set(key, pool);
+    const socketPath = `${socket.socketDir}/.s.PGSQL.${socket.port}`;
+    const key = `${cluster}\0${username}\0${database}`;
+    let entry = this.sets.get(key);
+    if (!entry) {
+      const params = new Map([
+        ['user', username],
+        ['database', database],
+        ['application_name', 'borealis-data-api'],
+        // Every statement ends at the Data API's timeout unless a call asks otherwise (continueAfterTimeout).
+        ['options', `-c TimeZone=UTC -c statement_timeout=${this.limits.statementTimeoutMs}`],
+      ]);
+      const created: { set: ConnectionSet; socketPath: string } = {
+        socketPath,
+        set: new ConnectionSet({
+          open: (onSettled) => this.open(created.socketPath, params, onSettled),
+          sizeMax: this.limits.poolSizeMax,
+          pipelineDepthMax: PIPELINE_DEPTH_MAX,
+          pipelineHeadAgeMaxMs: PIPELINE_HEAD_AGE_MAX_MS,
+        }),
+      };
+      entry = created;
+      this.sets.set(key, entry);
     }
+    // The writer may have moved since (a rebuild): new connections go to where it is now.
+    entry.socketPath = socketPath;
+    return entry.set;
+  }
+
+  private async open(socketPath: string, params: ReadonlyMap<string, string>, onSettled: () => void): Promise<SqlConnection> {
     try {
-      return await pool.connect();
+      return await SqlConnection.open(socketPath, params, CONNECT_TIMEOUT_MS, onSettled);
     } catch (err) {
-      const e = err as { code?: string; message: string };
-      if (e.code === '3D000') throw new DataApiError('DatabaseNotFoundException', e.message);
+      if (err instanceof ServerStartupError && err.sqlstate === '3D000') throw new DataApiError('DatabaseNotFoundException', err.message);
       throw new DataApiError('DatabaseUnavailableException', 'The database did not accept a connection.');
+    }
+  }
+
+  /** A connection from the set, or the Data API's error for why there is none. */
+  private async acquire(set: ConnectionSet, how: 'shared' | 'shared-quick' | 'lease'): Promise<SqlConnection> {
+    const deadline = Date.now() + this.limits.statementTimeoutMs;
+    try {
+      return await (how === 'lease' ? set.lease(deadline) : set.shared(deadline, how === 'shared-quick'));
+    } catch (err) {
+      if (err instanceof ConnectionWaitTimeout) throw new DataApiError('StatementTimeoutException', `No database connection became free within ${this.limits.statementTimeoutMs} ms.`);
+      throw err;
     }
   }
 
@@ -198,18 +257,15 @@ export class DataApiServer {
     const json = input.formatRecordsAs === 'JSON';
     if (input.formatRecordsAs !== undefined && input.formatRecordsAs !== 'JSON' && input.formatRecordsAs !== 'NONE') throw new DataApiError('BadRequestException', 'formatRecordsAs must be JSON or NONE.');
     const { text, values } = prepare(sql, input.parameters);
-    return this.withClient(auth, input, async (client) => {
-      const result = await this.run(client, text, values, input.continueAfterTimeout === true);
-      const fields = result.fields ?? [];
-      const rows = (result.rows ?? []) as Array<Array<string | null>>;
-      const records = rows.map((row) => row.map((v, i) => toField(fields[i]!.dataTypeID, v, options)));
-      const isSelect = fields.length > 0;
-      const out: Record<string, unknown> = { numberOfRecordsUpdated: isSelect ? 0 : (result.rowCount ?? 0), generatedFields: [] };
-      if (json) out.formattedRecords = JSON.stringify(records.map((r) => Object.fromEntries(r.map((f, i) => [fields[i]!.name, jsonValue(f)]))));
-      else if (isSelect) out.records = records;
-      if (includeMetadata && isSelect) out.columnMetadata = fields.map(columnMetadata);
-      return out;
-    });
+    const result = await this.statement(auth, input, sql, text, (c, inTransaction, shared) => this.run(c, text, values, input.continueAfterTimeout === true, inTransaction, shared));
+    const fields = result.fields;
+    const records = result.rows.map((row) => row.map((v, i) => toField(fields[i]!.dataTypeID, v, options)));
+    const isSelect = fields.length > 0;
+    const out: Record<string, unknown> = { numberOfRecordsUpdated: isSelect ? 0 : result.rowCount, generatedFields: [] };
+    if (json) out.formattedRecords = JSON.stringify(records.map((r) => Object.fromEntries(r.map((f, i) => [fields[i]!.name, jsonValue(f)]))));
+    else if (isSelect) out.records = records;
+    if (includeMetadata && isSelect) out.columnMetadata = fields.map(columnMetadata);
+    return out;
   }
 
   private async batchExecute(input: Record<string, unknown>): Promise<unknown> {
@@ -218,19 +274,25 @@ export class DataApiServer {
     const sets = input.parameterSets ?? [];
     if (!Array.isArray(sets)) throw new DataApiError('BadRequestException', 'parameterSets must be a list of parameter lists.');
     const prepared = sets.length === 0 ? [prepare(sql, [])] : sets.map((set) => prepare(sql, set));
-    return this.withClient(auth, input, async (client, inTransaction) => {
-      if (!inTransaction) await client.query('BEGIN');
+    const runAll = async (c: SqlConnection): Promise<{ updateResults: Array<{ generatedFields: Field[] }> }> => {
+      const updateResults: Array<{ generatedFields: Field[] }> = [];
+      for (const p of prepared) {
+        const r = await this.run(c, p.text, p.values, false, true);
+        const row = r.rows[0];
+        updateResults.push({ generatedFields: row ? row.map((v, i) => toField(r.fields[i]!.dataTypeID, v, resultOptions(undefined))) : [] });
+      }
+      return { updateResults };
+    };
+    const transactionId = optionalString(input, 'transactionId');
+    if (transactionId) return this.inTransaction(transactionId, auth, sql, runAll);
+    return this.leased(auth, input, sql, async (c) => {
+      await this.run(c, 'BEGIN', [], false, false);
       try {
-        const updateResults: Array<{ generatedFields: Field[] }> = [];
-        for (const p of prepared) {
-          const r = await this.run(client, p.text, p.values, false);
-          const row = (r.rows as Array<Array<string | null>>)[0];
-          updateResults.push({ generatedFields: row ? row.map((v, i) => toField(r.fields[i]!.dataTypeID, v, resultOptions(undefined))) : [] });
-        }
-        if (!inTransaction) await client.query('COMMIT');
-        return { updateResults };
+        const out = await runAll(c);
+        await this.run(c, 'COMMIT', [], false, true);
+        return out;
       } catch (err) {
-        if (!inTransaction) await client.query('ROLLBACK').catch(() => undefined);
+        if (!c.closed) await c.execute('ROLLBACK', [], { resultBytesMax: 0 }).catch(() => undefined);
         throw err;
       }
     });
@@ -239,31 +301,32 @@ export class DataApiServer {
   private async beginTransaction(input: Record<string, unknown>): Promise<unknown> {
     const auth = this.authorize(input);
     const database = optionalString(input, 'database') ?? auth.username;
-    const client = await this.connection(auth.cluster, auth.username, database);
+    const set = await this.connectionSet(auth.cluster, auth.username, database);
+    const connection = await this.acquire(set, 'lease');
     try {
-      await client.query('BEGIN');
+      await this.run(connection, 'BEGIN', [], false, false);
     } catch (err) {
-      client.release(true);
-      throw databaseError(err);
+      set.release(connection, false);
+      throw err;
     }
     const id = randomBytes(24).toString('base64');
     const now = Date.now();
-    this.transactions.set(id, { client, cluster: auth.cluster, secretArn: auth.secretArn, startedAt: now, lastUsedAt: now, busy: false });
+    this.transactions.set(id, { connection, set, cluster: auth.cluster, secretArn: auth.secretArn, startedAt: now, lastUsedAt: now, busy: false, sessionChanged: false });
     this.directory.activity(auth.cluster, 1);
     return { transactionId: id };
   }
 
   private async endTransaction(input: Record<string, unknown>, verb: 'COMMIT' | 'ROLLBACK'): Promise<unknown> {
     const auth = this.authorize(input);
-    const t = this.takeTransaction(requiredString(input, 'transactionId'), auth);
-    this.transactions.delete(requiredString(input, 'transactionId'));
+    const id = requiredString(input, 'transactionId');
+    const t = this.takeTransaction(id, auth);
+    this.transactions.delete(id);
+    let ended = false;
     try {
-      await t.client.query(verb);
-      t.client.release();
-    } catch (err) {
-      t.client.release(true);
-      throw databaseError(err);
+      await this.run(t.connection, verb, [], false, true);
+      ended = true;
     } finally {
+      t.set.release(t.connection, ended && !t.sessionChanged);
       this.directory.activity(t.cluster, -1);
     }
     return { transactionStatus: verb === 'COMMIT' ? 'Transaction Committed' : 'Rollback Complete' };
@@ -271,59 +334,116 @@ export class DataApiServer {
 
   private takeTransaction(id: string, auth: { cluster: string; secretArn: string }): OpenTransaction {
     const t = this.transactions.get(id);
-    if (!t || t.cluster !== auth.cluster || t.secretArn !== auth.secretArn) throw new DataApiError('TransactionNotFoundException', `Transaction ${id} is not found.`);
+    if (t?.connection.closed) {
+      // Its connection is gone, and the transaction with it.
+      this.transactions.delete(id);
+      this.directory.activity(t.cluster, -1);
+      t.set.release(t.connection, false);
+    }
+    if (!t || t.connection.closed || t.cluster !== auth.cluster || t.secretArn !== auth.secretArn) throw new DataApiError('TransactionNotFoundException', `Transaction ${id} is not found.`);
     if (t.busy) throw new DataApiError('BadRequestException', 'Another statement is running in this transaction.');
     return t;
   }
 
-  /** Runs fn on the transaction's connection, or on a pooled one. */
-  private async withClient<T>(auth: { cluster: string; username: string; secretArn: string }, input: Record<string, unknown>, fn: (client: pg.PoolClient, inTransaction: boolean) => Promise<T>): Promise<T> {
+  /** Runs one statement of a call: in its transaction, on a shared connection, or on one of its own. */
+  private async statement<T>(
+    auth: { cluster: string; username: string; secretArn: string },
+    input: Record<string, unknown>,
+    sql: string,
+    text: string,
+    fn: (c: SqlConnection, inTransaction: boolean, shared: Partial<StatementOptions> | null) => Promise<T>,
+  ): Promise<T> {
     const transactionId = optionalString(input, 'transactionId');
-    if (transactionId) {
-      const t = this.takeTransaction(transactionId, auth);
-      t.busy = true;
-      try {
-        return await fn(t.client, true);
-      } finally {
-        t.busy = false;
-        t.lastUsedAt = Date.now();
-      }
-    }
+    if (transactionId) return this.inTransaction(transactionId, auth, sql, (c) => fn(c, true, null));
+    if (input.continueAfterTimeout === true || !PLAIN_STATEMENT.test(sql) || pinReasons(sql).length > 0) return this.leased(auth, input, sql, (c) => fn(c, false, null));
     const database = optionalString(input, 'database') ?? auth.username;
+    const known = text.length <= STATEMENT_TEXT_TIMED_MAX ? this.statementTimes.get(text) : undefined;
+    const quick = known !== undefined && known <= QUICK_STATEMENT_MS;
+    const timed = (ms: number): void => {
+      if (text.length > STATEMENT_TEXT_TIMED_MAX) return;
+      if (known === undefined && this.statementTimes.size >= STATEMENT_TIMES_MAX) this.statementTimes.clear();
+      const before = this.statementTimes.get(text);
+      this.statementTimes.set(text, before === undefined ? ms : before * 0.8 + ms * 0.2);
+    };
     this.directory.activity(auth.cluster, 1);
     try {
-      const client = await this.connection(auth.cluster, auth.username, database);
-      let broken = false;
+      const set = await this.connectionSet(auth.cluster, auth.username, database);
+      return await fn(await this.acquire(set, quick ? 'shared-quick' : 'shared'), false, { solo: !quick, timed });
+    } finally {
+      this.directory.activity(auth.cluster, -1);
+    }
+  }
+
+  private async inTransaction<T>(id: string, auth: { cluster: string; secretArn: string }, sql: string, fn: (c: SqlConnection) => Promise<T>): Promise<T> {
+    const t = this.takeTransaction(id, auth);
+    t.busy = true;
+    if (pinReasons(sql).length > 0) t.sessionChanged = true;
+    try {
+      return await fn(t.connection);
+    } finally {
+      t.busy = false;
+      t.lastUsedAt = Date.now();
+    }
+  }
+
+  /**
+   * Runs fn on a connection of its own. The connection goes back for reuse
+   * only if the statement cannot have left state in the session; a statement
+   * still running after its call answered (continueAfterTimeout) keeps it
+   * until it ends.
+   */
+  private async leased<T>(auth: { cluster: string; username: string }, input: Record<string, unknown>, sql: string, fn: (c: SqlConnection) => Promise<T>): Promise<T> {
+    const database = optionalString(input, 'database') ?? auth.username;
+    const reusable = input.continueAfterTimeout !== true && pinReasons(sql).length === 0;
+    this.directory.activity(auth.cluster, 1);
+    try {
+      const set = await this.connectionSet(auth.cluster, auth.username, database);
+      const c = await this.acquire(set, 'lease');
       try {
-        return await fn(client, false);
-      } catch (err) {
-        broken = !(err instanceof DataApiError && err.type === 'DatabaseErrorException');
-        throw err;
+        return await fn(c);
       } finally {
-        client.release(broken);
+        // Statements still queued (a call that answered at its timeout) finish first.
+        void c.idle().then(() => set.release(c, reusable));
       }
     } finally {
       this.directory.activity(auth.cluster, -1);
     }
   }
 
-  /** One statement, with the Data API's statement timeout. */
-  private async run(client: pg.PoolClient, text: string, values: unknown[], continueAfterTimeout: boolean): Promise<pg.QueryResult> {
-    const query = client.query({ text, values, rowMode: 'array' });
+  /**
+   * One statement. PostgreSQL ends it at the Data API's statement timeout
+   * (a setting of every Data API session); with continueAfterTimeout the
+   * limit is lifted for it, and the call answers at the timeout while the
+   * statement runs on.
+   */
+  private async run(
+    c: SqlConnection,
+    text: string,
+    values: readonly ParameterValue[],
+    continueAfterTimeout: boolean,
+    inTransaction: boolean,
+    shared: Partial<StatementOptions> | null = null,
+  ): Promise<StatementResult> {
+    const limit = { resultBytesMax: this.limits.responseBytesMax };
+    if (!continueAfterTimeout) {
+      try {
+        return await c.execute(text, values, { ...limit, ...shared });
+      } catch (err) {
+        throw statementError(err, this.limits.statementTimeoutMs);
+      }
+    }
+    const lifted = c.execute(inTransaction ? 'SET LOCAL statement_timeout = 0' : 'SET statement_timeout = 0', [], limit);
+    const statement = c.execute(text, values, limit);
+    statement.catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DataApiError('StatementTimeoutException', `The statement ran longer than ${this.limits.statementTimeoutMs} ms.`)), this.limits.statementTimeoutMs);
+      timer = setTimeout(() => reject(new DataApiError('StatementTimeoutException', `The statement ran longer than ${this.limits.statementTimeoutMs} ms; it goes on running (continueAfterTimeout).`)), this.limits.statementTimeoutMs);
     });
     try {
-      return await Promise.race([query, timeout]);
+      await lifted;
+      return await Promise.race([statement, timeout]);
     } catch (err) {
-      if (err instanceof DataApiError) {
-        // Without continueAfterTimeout the statement is cancelled.
-        if (!continueAfterTimeout) await cancelBackend(client);
-        query.catch(() => undefined);
-        throw err;
-      }
-      throw databaseError(err);
+      throw statementError(err, this.limits.statementTimeoutMs);
     } finally {
       clearTimeout(timer);
     }
@@ -336,9 +456,9 @@ export class DataApiServer {
       if (now - t.lastUsedAt > this.limits.transactionIdleMs || now - t.startedAt > this.limits.transactionMaxMs) {
         this.transactions.delete(id);
         this.directory.activity(t.cluster, -1);
-        t.client.query('ROLLBACK').then(
-          () => t.client.release(),
-          () => t.client.release(true),
+        t.connection.execute('ROLLBACK', [], { resultBytesMax: 0 }).then(
+          () => t.set.release(t.connection, !t.sessionChanged),
+          () => t.set.release(t.connection, false),
         );
         this.log.info('Data API transaction expired and rolled back', { cluster: t.cluster });
       }
@@ -346,31 +466,22 @@ export class DataApiServer {
   }
 }
 
-async function cancelBackend(client: pg.PoolClient): Promise<void> {
-  const pid = (client as unknown as { processID?: number }).processID;
-  const params = (client as unknown as { connectionParameters: pg.ClientConfig }).connectionParameters;
-  if (!pid) return;
-  const other = new pg.Client({ host: params.host, port: params.port, user: params.user, database: params.database });
-  try {
-    await other.connect();
-    await other.query('SELECT pg_cancel_backend($1)', [pid]);
-  } catch {
-    // best effort
-  } finally {
-    await other.end().catch(() => undefined);
+/** A statement's failure as the Data API reports it. */
+function statementError(err: unknown, timeoutMs: number): Error {
+  if (err instanceof DataApiError) return err;
+  if (err instanceof DatabaseError) {
+    if (err.code === '57014' && /statement timeout/.test(err.message)) return new DataApiError('StatementTimeoutException', `The statement ran longer than ${timeoutMs} ms and was cancelled.`);
+    return new DataApiError('DatabaseErrorException', `${err.severity}: ${err.message}`);
   }
+  if (err instanceof ResultTooLarge) return new DataApiError('BadRequestException', `Database returned more than the allowed response size limit (${err.limitBytes} bytes).`);
+  if (err instanceof ConnectionLost) return new DataApiError('DatabaseUnavailableException', 'The connection to the database was lost.');
+  return err as Error;
 }
 
-function databaseError(err: unknown): DataApiError {
-  const e = err as { message?: string; code?: string; severity?: string };
-  if (e.code && /^[0-9A-Z]{5}$/.test(e.code)) return new DataApiError('DatabaseErrorException', `${e.severity ?? 'ERROR'}: ${e.message ?? 'error'}`);
-  return new DataApiError('DatabaseUnavailableException', 'The connection to the database was lost.');
-}
-
-function prepare(sql: string, parameters: unknown): { text: string; values: unknown[] } {
+function prepare(sql: string, parameters: unknown): { text: string; values: ParameterValue[] } {
   const list = parameters === undefined || parameters === null ? [] : parameters;
   if (!Array.isArray(list)) throw new DataApiError('BadRequestException', 'parameters must be a list.');
-  const bound = new Map<string, { value: unknown; cast: string | null }>();
+  const bound = new Map<string, { value: ParameterValue; cast: string | null }>();
   for (const p of list as Array<Record<string, unknown>>) {
     if (typeof p !== 'object' || p === null || typeof p.name !== 'string') throw new DataApiError('BadRequestException', 'every parameter needs a name.');
     try {
@@ -392,7 +503,7 @@ function prepare(sql: string, parameters: unknown): { text: string; values: unkn
   return { text: rewritten.sql, values };
 }
 
-function columnMetadata(f: pg.FieldDef): Record<string, unknown> {
+function columnMetadata(f: ColumnInfo): Record<string, unknown> {
   const info = typeInfo(f.dataTypeID);
   const numeric = [-5, 4, 5, 2, 6, 7, 8].includes(info.jdbc);
   return {

@@ -161,7 +161,7 @@ export class ParameterError extends Error {
 const TYPE_HINT_CASTS: Record<string, string> = { DATE: 'date', TIME: 'time', TIMESTAMP: 'timestamp', DECIMAL: 'numeric', JSON: 'json', UUID: 'uuid' };
 
 /** A request parameter → the value pg binds and the cast its placeholder gets. */
-export function bindParameter(p: { name?: unknown; value?: unknown; typeHint?: unknown }): { value: unknown; cast: string | null } {
+export function bindParameter(p: { name?: unknown; value?: unknown; typeHint?: unknown }): { value: string | null | boolean | Buffer; cast: string | null } {
   const v = p.value;
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ParameterError(`parameter ${String(p.name)} has no value`);
   const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);

@@ -52,7 +52,9 @@ export class Borealis {
 
   cli(args: readonly string[], timeoutMs = 180_000): Promise<CliResult> {
     return new Promise((resolve) => {
-      execFile(process.execPath, [BIN, '--home', this.home, ...args], { env: this.env, timeout: timeoutMs }, (err, stdout, stderr) => {
+      // BENCH_SUPERVISOR_PROFILE_DIR: a CPU profile of the supervisor (written when it stops).
+      const profile = args[0] === 'up' && process.env.BENCH_SUPERVISOR_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SUPERVISOR_PROFILE_DIR}`] : [];
+      execFile(process.execPath, [...profile, BIN, '--home', this.home, ...args], { env: this.env, timeout: timeoutMs }, (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });
       });

@@ -20,7 +20,12 @@ let resourceArn: string;
 let secretArn: string;
 
 before(async () => {
-  b = await Borealis.start({ BOREALIS_DATA_API_RESPONSE_BYTES_MAX: '200000', BOREALIS_DATA_API_TRANSACTION_IDLE_MS: '3000', BOREALIS_DATA_API_REQUEST_BYTES_MAX: '100000' });
+  b = await Borealis.start({
+    BOREALIS_DATA_API_RESPONSE_BYTES_MAX: '200000',
+    BOREALIS_DATA_API_TRANSACTION_IDLE_MS: '3000',
+    BOREALIS_DATA_API_REQUEST_BYTES_MAX: '100000',
+    BOREALIS_DATA_API_STATEMENT_TIMEOUT_MS: '2000',
+  });
   key = JSON.parse((await b.cli(['access-key', 'create', '--json'])).stdout) as typeof key;
   const creds = JSON.parse((await b.cli(['cluster', 'describe', 'default', '--json'])).stdout) as { dataApi: { resourceArn: string } };
   resourceArn = creds.dataApi.resourceArn;
@@ -152,6 +157,7 @@ test('bad credentials, resources and payloads get the AWS errors the SDK expects
   await assert.rejects(exec('SELECT 1', { resourceArn: 'arn:aws:rds:local:000000000000:cluster:nope' }), { name: 'NotFoundException' });
   await assert.rejects(exec('SELECT 1', { transactionId: 'bm90LWEtdHJhbnNhY3Rpb24=' }), { name: 'TransactionNotFoundException' });
   await assert.rejects(exec("SELECT repeat('x', 300000)"), (e: Error) => e.name === 'BadRequestException' && /response size limit/.test(e.message));
+  await assert.rejects(exec("SELECT repeat('x', 1000) FROM generate_series(1, 300)"), (e: Error) => e.name === 'BadRequestException' && /response size limit/.test(e.message));
   await assert.rejects(exec(`SELECT '${'y'.repeat(150_000)}'`), (e: Error) => e.name === 'BadRequestException' && /exceeds the limit/.test(e.message));
   await assert.rejects(exec('SELECT :missing'), (e: Error) => e.name === 'BadRequestException' && /No value specified for parameter: missing/.test(e.message));
   // Malformed JSON, sent signed by hand through the same client's signer.
@@ -162,6 +168,62 @@ test('bad credentials, resources and payloads get the AWS errors the SDK expects
   assert.equal((await exec('SELECT 42')).records![0]![0]!.longValue, 42);
   wrongSecret.destroy();
   unknownKey.destroy();
+});
+
+test('many concurrent calls each get their own answer; one failing statement harms none of the others', async () => {
+  const calls = Array.from({ length: 300 }, (_, i) =>
+    i % 50 === 7
+      ? exec('SELECT 1 / (:n - :n)', { parameters: [{ name: 'n', value: { longValue: i } }] }).then(
+          () => 'no error',
+          (e: Error) => e.name,
+        )
+      : exec('SELECT :n::int8 * 2 AS twice, :s::text AS s', { parameters: [{ name: 'n', value: { longValue: i } }, { name: 's', value: { stringValue: `call ${i}` } }] }).then((r) => r.records![0]!),
+  );
+  const answers = await Promise.all(calls);
+  answers.forEach((a, i) => {
+    if (i % 50 === 7) assert.equal(a, 'DatabaseErrorException');
+    else assert.deepEqual(a, [{ longValue: 2 * i }, { stringValue: `call ${i}` }]);
+  });
+});
+
+test('session state set by one call never reaches another', async () => {
+  await exec('SET search_path TO nowhere');
+  await exec("SELECT set_config('application_name', 'leaked', false)");
+  await exec('BEGIN');
+  const seen = await Promise.all(Array.from({ length: 40 }, () => exec("SELECT current_setting('search_path'), current_setting('application_name')")));
+  for (const r of seen) {
+    assert.equal(r.records![0]![0]!.stringValue, '"$user", public');
+    assert.equal(r.records![0]![1]!.stringValue, 'borealis-data-api');
+  }
+  // No session was left inside the transaction the BEGIN above opened.
+  const open = await exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'borealis-data-api' AND state LIKE 'idle in transaction%'");
+  assert.equal(open.records![0]![0]!.longValue, 0);
+});
+
+test('sessions that die are replaced: the calls on them fail cleanly, later calls succeed', async () => {
+  await Promise.all(Array.from({ length: 20 }, () => exec('SELECT 1')));
+  const killed = await exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'borealis-data-api' AND pid <> pg_backend_pid()");
+  assert.ok(killed.records![0]![0]!.longValue! >= 1);
+  const after = await Promise.all(Array.from({ length: 20 }, (_, i) => exec('SELECT :i::int', { parameters: [{ name: 'i', value: { longValue: i } }] }).then((r) => r.records![0]![0]!.longValue, (e: Error) => e.name)));
+  for (const [i, a] of after.entries()) assert.ok(a === i || a === 'DatabaseUnavailableException', `call ${i} got ${String(a)}`);
+  assert.equal((await exec('SELECT 5')).records![0]![0]!.longValue, 5);
+});
+
+test('the statement timeout cancels a slow statement and holds up no other call; continueAfterTimeout lets it finish', async () => {
+  await exec('CREATE TABLE late (id int)');
+  const slow = exec('INSERT INTO late SELECT 1 FROM pg_sleep(4)').then(
+    () => 'no error',
+    (e: Error) => e.name,
+  );
+  const started = Date.now();
+  const fast = await Promise.all(Array.from({ length: 20 }, (_, i) => exec('SELECT :i::int', { parameters: [{ name: 'i', value: { longValue: i } }] })));
+  assert.deepEqual(fast.map((r) => r.records![0]![0]!.longValue), [...Array(20).keys()]);
+  assert.ok(Date.now() - started < 1_500, 'fast calls were not queued behind the slow one');
+  assert.equal(await slow, 'StatementTimeoutException');
+  await assert.rejects(exec('INSERT INTO late SELECT 2 FROM pg_sleep(3)', { continueAfterTimeout: true }), { name: 'StatementTimeoutException' });
+  // The first was cancelled; the second goes on and commits.
+  await b.waitFor('the continued statement', async () => (await exec('SELECT count(*) FROM late WHERE id = 2')).records![0]![0]!.longValue === 1, 10_000);
+  assert.equal((await exec('SELECT count(*) FROM late WHERE id = 1')).records![0]![0]!.longValue, 0);
 });
 
 test('the Data API can be disabled per cluster (EnableHttpEndpoint)', async () => {
