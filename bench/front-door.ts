@@ -83,6 +83,12 @@ async function startPgBouncer(socketDir: string, enginePort: number, verifier: s
   throw new Error('PgBouncer did not start');
 }
 
+/** CPU seconds (user + system) a process has used so far; /proc counts in USER_HZ (100 on Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
 
 // Capacity pinned at 8 ACUs (2 cores, the whole machine): this benchmark
@@ -98,6 +104,8 @@ try {
   log(`init pgbench scale ${values.scale} on port ${enginePort}...`);
   await pgbench(['-i', '-q', '-s', values.scale], enginePort);
   const targets: Array<[string, number]> = [['direct', enginePort], ['borealis', b.proxyPort]];
+  /** The pooler's own process, whose CPU per transaction is reported. */
+  const poolerPid = new Map<string, number>([['borealis', status.supervisor.pid]]);
   if (!values['skip-pgbouncer']) {
     const admin = new pg.Client({ host: '127.0.0.1', port: enginePort, user: 'postgres', password: PASSWORD, database: 'postgres' });
     await admin.connect();
@@ -105,6 +113,7 @@ try {
     await admin.end();
     bouncer = await startPgBouncer(path.join(instanceDir, 'run'), enginePort, verifier);
     targets.splice(1, 0, ['pgbouncer', bouncer.port]);
+    poolerPid.set('pgbouncer', bouncer.child.pid!);
   }
   const parts: Array<[string, string[]]> = [
     ['pgbench -S -c 32 -j 2', ['-S', '-c', '32', '-j', '2', '-T', values.seconds, '-n']],
@@ -113,10 +122,15 @@ try {
   const report: string[] = [`${os.cpus().length} cores, PostgreSQL ${status.engine.version}, ${values.rounds} interleaved rounds of ${values.seconds} s`];
   for (const [name, args] of parts) {
     const results = new Map<string, number[]>(targets.map(([t]) => [t, []]));
+    const cpuPerTransaction = new Map<string, number[]>();
     for (let round = 1; round <= Number(values.rounds); round++) {
       for (const [target, port] of targets) {
         log(`${name}: round ${round}, ${target}...`);
-        results.get(target)!.push(tps(await pgbench(args, port)));
+        const pid = poolerPid.get(target);
+        const cpuBefore = pid ? cpuSeconds(pid) : 0;
+        const rate = tps(await pgbench(args, port));
+        results.get(target)!.push(rate);
+        if (pid) cpuPerTransaction.set(target, [...(cpuPerTransaction.get(target) ?? []), ((cpuSeconds(pid) - cpuBefore) / (rate * Number(values.seconds))) * 1e6]);
       }
     }
     const med = new Map([...results].map(([t, xs]) => [t, median(xs)]));
@@ -126,6 +140,7 @@ try {
     const ratios = [`borealis/direct ${(borealis / med.get('direct')!).toFixed(2)}`];
     if (med.has('pgbouncer')) ratios.push(`borealis/pgbouncer ${(borealis / med.get('pgbouncer')!).toFixed(2)}`, `pgbouncer/direct ${(med.get('pgbouncer')! / med.get('direct')!).toFixed(2)}`);
     report.push(`  ratios: ${ratios.join(', ')}`);
+    for (const [t, xs] of cpuPerTransaction) report.push(`  ${t} process CPU per transaction: ${xs.map((x) => x.toFixed(0)).join(' / ')} µs`);
   }
   // Idle clients: authenticated, in a session, holding no server.
   const n = Number(values['idle-clients']);

@@ -164,8 +164,9 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /**
-   * Control-plane answers the Data API asks on every request (a store read,
-   * sometimes a decryption), kept until the next control-plane change.
+   * Control-plane answers asked on every Data API request and every new
+   * proxy connection (a store read, sometimes a decryption), kept until the
+   * next control-plane change.
    */
   private readonly lookups = new Map<string, unknown>();
 
@@ -553,6 +554,7 @@ export class Supervisor implements ProxyDirectory {
       if (have.some((e) => e.type === w.type && e.name === w.name)) continue;
       const port = await this.allocatePort(this.settings.proxyPort);
       this.store.insertEndpoint({ cluster, ...w, port, customType: null, staticMembers: [], excludedMembers: [] });
+      this.lookups.clear();
     }
   }
 
@@ -666,9 +668,11 @@ export class Supervisor implements ProxyDirectory {
   }
 
   userAuth(cluster: string, user: string): UserAuth | null {
-    const row = this.store.getUser(cluster, user);
-    if (!row) return null;
-    return row.auth === 'iam' ? { method: 'iam' } : { method: 'scram', verifier: parseVerifier(row.verifier) };
+    return this.cached(`auth\0${cluster}\0${user}`, (): UserAuth | null => {
+      const row = this.store.getUser(cluster, user);
+      if (!row) return null;
+      return row.auth === 'iam' ? { method: 'iam' } : { method: 'scram', verifier: parseVerifier(row.verifier) };
+    });
   }
 
   accessKeySecret(accessKeyId: string): string | null {
@@ -716,7 +720,7 @@ export class Supervisor implements ProxyDirectory {
 
   /** The instance for a new connection on an endpoint (round robin among equals). */
   route(endpoint: EndpointRef): { instanceId: string } | null {
-    const record = this.store.listEndpoints(endpoint.cluster).find((e) => e.type === endpoint.type && e.name === endpoint.name);
+    const record = this.cached(`endpoints\0${endpoint.cluster}`, () => this.store.listEndpoints(endpoint.cluster)).find((e) => e.type === endpoint.type && e.name === endpoint.name);
     if (!record) return null;
     const target: EndpointTarget =
       record.type === 'instance'
@@ -724,7 +728,7 @@ export class Supervisor implements ProxyDirectory {
         : record.type === 'custom'
           ? { type: 'custom', customType: record.customType ?? 'ANY', staticMembers: record.staticMembers, excludedMembers: record.excludedMembers }
           : { type: record.type };
-    const instances = this.store.listInstances(endpoint.cluster).map((i) => ({ id: i.id, role: i.role, available: this.instances.get(i.id)?.state === 'available' }));
+    const instances = this.cached(`instances\0${endpoint.cluster}`, () => this.store.listInstances(endpoint.cluster)).map((i) => ({ id: i.id, role: i.role, available: this.instances.get(i.id)?.state === 'available' }));
     const key = `${endpoint.cluster}/${endpoint.type}/${endpoint.name}`;
     const turn = this.routeTurns.get(key) ?? 0;
     this.routeTurns.set(key, turn + 1);

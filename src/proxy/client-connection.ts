@@ -99,6 +99,8 @@ export class ClientConnection {
   private exchange: ScramServerExchange | null = null;
   /** Waiting for an IAM token in a PasswordMessage. */
   private iamPending = false;
+  /** SASLFinal and AuthenticationOk, held to go out with the welcome (or before a refusal). */
+  private authReply: Buffer | null = null;
   private session: PooledSession | null = null;
   private cancelKey: ClientKey | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
@@ -273,7 +275,8 @@ export class ClientConnection {
   }
 
   private authenticated(saslFinal?: Buffer): void {
-    this.socket.write(saslFinal ? Buffer.concat([saslFinal, authenticationOk()]) : authenticationOk());
+    // Sent with the welcome, in one write.
+    this.authReply = saslFinal ? Buffer.concat([saslFinal, authenticationOk()]) : authenticationOk();
     this.setState('connecting');
     this.socket.pause();
     void this.startSession();
@@ -302,7 +305,8 @@ export class ClientConnection {
     for (const [name, value] of this.params) if (SYNCED_PARAMS.has(name)) params.set(name, value);
     const key = this.ctx.cancels.allocate();
     this.cancelKey = key;
-    const welcome = [...[...params].map(([n, v]) => parameterStatus(n, v)), backendKeyData(key.processId, key.secretKey), readyForQuery('I')];
+    const welcome = [this.authReply ?? authenticationOk(), ...[...params].map(([n, v]) => parameterStatus(n, v)), backendKeyData(key.processId, key.secretKey), readyForQuery('I')];
+    this.authReply = null;
     this.socket.write(Buffer.concat(welcome));
     this.reader.setFraming('typed', this.ctx.limits.clientMessageBytesMax);
     this.setState('session');
@@ -367,11 +371,13 @@ export class ClientConnection {
 
   private refuse(errorFrame: Buffer): void {
     const socket = this.socket;
+    const reply = this.authReply ? Buffer.concat([this.authReply, errorFrame]) : errorFrame;
+    this.authReply = null;
     this.close(false);
     // Read nothing more from a refused client: whatever it still sends stays
     // in kernel buffers until the socket is destroyed.
     socket.pause();
-    socket.end(errorFrame);
+    socket.end(reply);
     setTimeout(() => socket.destroy(), ERROR_LINGER_MS).unref();
   }
 
