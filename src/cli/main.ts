@@ -329,15 +329,34 @@ for (const action of ['stop', 'start'] as const) {
     });
 }
 
-program
-  .command('instance')
-  .description('compute instances')
+const instanceCommand = program.command('instance').description('compute instances');
+instanceCommand
+  .command('add <cluster>')
+  .description('add a reader: a clone of the writer that replays its WAL and serves the reader endpoint')
+  .option('--promotion-tier <n>', 'failover priority, 0 (first) to 15; readers in tiers 0 and 1 scale with the writer', '1')
+  .action(async (cluster: string, opts: { promotionTier: string }) => {
+    const tier = Number(opts.promotionTier);
+    if (!Number.isInteger(tier)) throw new SettingsError('--promotion-tier must be an integer from 0 to 15');
+    const api = ApiClient.connect(home());
+    process.stdout.write(`cloning the writer of ${cluster} for a new reader...\n`);
+    const r = await api.request<{ instance: { id: string } }>('POST', `/v1/clusters/${encodeURIComponent(cluster)}/instances`, { promotionTier: tier });
+    process.stdout.write(`reader ${r.instance.id} available\n`);
+  });
+instanceCommand
+  .command('delete <instance>')
+  .description('delete a reader (a writer goes with its cluster)')
+  .action(async (id: string) => {
+    const api = ApiClient.connect(home());
+    await api.request('DELETE', `/v1/instances/${encodeURIComponent(id)}`);
+    process.stdout.write(`instance ${id} deleted\n`);
+  });
+instanceCommand
   .command('rebuild <instance>')
-  .description('rebuild an instance\'s data directory from storage (base backup + WAL from a read quorum)')
+  .description('rebuild an instance\'s data directory: a writer\'s from storage (base backup + WAL from a read quorum), a reader\'s by cloning the writer again')
   .action(async (id: string) => {
     const api = ApiClient.connect(home());
     await api.request('POST', `/v1/instances/${encodeURIComponent(id)}/rebuild`, {});
-    process.stdout.write(`instance ${id} rebuilt from storage and available\n`);
+    process.stdout.write(`instance ${id} rebuilt and available\n`);
   });
 
 interface StorageStatus {
@@ -365,7 +384,7 @@ function describeCluster(c: ClusterStatus): string {
   lines.push(`  scaling  ${c.scaling.minCapacity}-${c.scaling.maxCapacity} ACU${c.scaling.minCapacity === 0 ? `, auto-pause after ${c.scaling.secondsUntilAutoPause} s` : ''}`);
   for (const i of c.instances) {
     const m = i.metrics ? `  CPU ${i.metrics.cpuUtilizationPercent}%  ACU ${i.metrics.acuUtilizationPercent}%  ${i.metrics.connections} conn` : '';
-    lines.push(`  instance ${i.id}  ${i.role}  ${i.kind}  ${i.state}  ${i.capacityAcu} ACU${m}${i.pid ? `  pid ${i.pid}` : ''}  ${i.acuSeconds} ACU-s ($${i.estimatedCost})`);
+    lines.push(`  instance ${i.id}  ${i.role}  ${i.kind}  ${i.state}  ${i.capacityAcu} ACU${m}${i.pid ? `  pid ${i.pid}` : ''}  ${i.acuSeconds} ACU-s ($${i.estimatedCost})${i.replicaLag ? `  lag ${i.replicaLag.seconds.toFixed(3)} s / ${i.replicaLag.bytes} B` : ''}`);
   }
   for (const e of c.endpoints) lines.push(`  endpoint ${(e.type + (e.name ? ` ${e.name}` : '')).padEnd(28)} port ${e.port}  ${e.serverName}`);
   lines.push(`  access   ${c.access.allowedCidrs.length ? c.access.allowedCidrs.join(', ') : 'any source'}; TLS ${c.access.requireTls ? 'required' : 'optional'}`);

@@ -76,6 +76,25 @@ export class ApiServer {
       },
       {
         method: 'POST',
+        pattern: /^\/v1\/clusters\/([^/]+)\/instances$/,
+        handler: async (m, body) => {
+          const input = asObject(body);
+          const tier = input.promotionTier;
+          if (tier !== undefined && typeof tier !== 'number') throw new HttpError(400, 'InvalidParameterValue', 'promotionTier must be a number');
+          const record = await supervisor.addReader(decodeURIComponent(m[1]!), tier === undefined ? {} : { promotionTier: tier });
+          return [201, { instance: record }];
+        },
+      },
+      {
+        method: 'DELETE',
+        pattern: /^\/v1\/instances\/([^/]+)$/,
+        handler: async (m) => {
+          await supervisor.deleteInstance(decodeURIComponent(m[1]!));
+          return [200, { deleted: decodeURIComponent(m[1]!) }];
+        },
+      },
+      {
+        method: 'POST',
         pattern: /^\/v1\/instances\/([^/]+)\/rebuild$/,
         handler: async (m) => {
           await supervisor.rebuildInstance(decodeURIComponent(m[1]!));

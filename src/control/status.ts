@@ -63,6 +63,12 @@ export interface InstanceStatus {
     readonly connections: number;
     readonly queuedClients: number;
   } | null;
+  /**
+   * A reader: how far its replay is behind the writer (Aurora's
+   * AuroraReplicaLag, in seconds here, and in WAL bytes); null for a writer
+   * or before the first sample.
+   */
+  readonly replicaLag: { readonly seconds: number; readonly bytes: number } | null;
   /** Capacity used so far, and its price at pricePerAcuHour. */
   readonly acuSeconds: number;
   readonly estimatedCost: number;

@@ -16,6 +16,7 @@ import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
 import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport } from '../storage/protocol.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
+import { runCommand } from '../util/run-command.js';
 import type { Store } from './store.js';
 
 export const REPLICATION_USER = 'borealis_storage';
@@ -436,7 +437,7 @@ export class StorageFleet {
         }
       }
       if (!got) throw new StorageError(`no storage node served a verified copy of backup ${backup.id}`);
-      await run('tar', ['-xf', tar, '-C', dataDir]);
+      await runCommand('tar', ['-xf', tar, '-C', dataDir]);
       fs.mkdirSync(path.join(dataDir, 'pg_wal'), { recursive: true, mode: 0o700 });
     } finally {
       fs.rmSync(tar, { force: true });
@@ -475,12 +476,3 @@ export class StorageFleet {
   }
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()).slice(-2000));
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new StorageError(`${cmd} failed: ${err.trim()}`))));
-  });
-}

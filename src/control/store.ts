@@ -203,6 +203,10 @@ export class Store {
       .run(i.id, i.cluster, i.role, i.kind, i.promotionTier, i.capacityAcu, i.enginePort, i.createdAt);
   }
 
+  deleteInstance(id: string): boolean {
+    return this.prepare('DELETE FROM instances WHERE id = ?').run(id).changes > 0;
+  }
+
   usedEnginePorts(): Set<number> {
     return new Set((this.prepare('SELECT engine_port AS p FROM instances').all() as Array<{ p: number }>).map((r) => r.p));
   }

@@ -10,7 +10,8 @@ import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT
 import { Autoscaler, type InstanceMetrics } from '../autoscaler/autoscaler.js';
 import { clamp, DEFAULT_TUNING, validateScalingConfig, type ScalingConfig } from '../autoscaler/policy.js';
 import { detectCgroups, type CgroupSupport } from '../compute/cgroups.js';
-import { LocalInstance } from '../compute/local-instance.js';
+import { LocalInstance, type LocalInstanceOptions } from '../compute/local-instance.js';
+import { cloneWriter, readerSlotName } from '../compute/reader-clone.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
 import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
@@ -21,7 +22,7 @@ import { ProxyServer } from '../proxy/proxy-server.js';
 import { DataApiServer, type DataApiDirectory } from '../dataapi/data-api-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
-import { endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType } from './model.js';
+import { endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType, type InstanceRecord } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import type { MetricFamily } from '../metrics/prometheus.js';
@@ -55,6 +56,9 @@ export interface ClusterCredentials {
 
 const SECRET_ARN_PREFIX = 'arn:aws:secretsmanager:local:000000000000:secret:borealis';
 const PASSWORD_BYTES = 18;
+/** Aurora allows 15 readers per cluster. */
+const READERS_MAX = 15;
+const REPLICA_LAG_SAMPLE_MS = 1_000;
 
 export class Supervisor implements ProxyDirectory {
   readonly paths: HomePaths;
@@ -150,6 +154,13 @@ export class Supervisor implements ProxyDirectory {
       }
     }
     this.autoscaler.start();
+    let sampling = false;
+    this.replicaLagTimer = setInterval(() => {
+      if (sampling) return;
+      sampling = true;
+      void this.sampleReplicaLag().finally(() => (sampling = false));
+    }, REPLICA_LAG_SAMPLE_MS);
+    this.replicaLagTimer.unref();
     onProgress('starting the Data API');
     this.dataApi = new DataApiServer(this.dataApiDirectory(), {
       requestBytesMax: this.settings.dataApiRequestBytesMax,
@@ -380,54 +391,196 @@ export class Supervisor implements ProxyDirectory {
       this.fleets.set(cluster.name, fleet);
       await fleet.start();
     }
-    for (const record of this.store.listInstances(cluster.name)) {
-      const storage = record.role === 'writer' ? fleet : null;
-      const instance = new LocalInstance({
-        record,
-        dir: this.paths.instanceDir(record.id),
-        binaries: this.binaries,
-        identity: this.identity,
-        superuser: cluster.masterUsername,
-        acuMemoryMiB: this.settings.acuMemoryMiB,
-        acuCpuCores: this.settings.acuCpuCores,
-        cgroups: this.cgroups,
-        maxCapacityAcu: () => (record.kind === 'serverless' ? this.scaling(cluster.name).maxAcu : record.capacityAcu),
-        startTimeoutMs: this.settings.engineStartTimeoutMs,
-        stopTimeoutMs: this.settings.engineStopTimeoutMs,
-        restartBackoffMsMax: this.settings.restartBackoffMsMax,
-        ...(storage
-          ? {
-              extraSettings: () => storage.writerSettings(),
-              restoreData: async (dataDir: string) => {
-                const requested = this.rebuildRequested.has(record.id);
-                if (!requested && fs.existsSync(dataDir) && fs.readdirSync(dataDir).length > 0) {
-                  // Damaged rather than gone (or a mount not there yet): never rebuilt over on its own.
-                  throw new Error(`${dataDir} is not a PostgreSQL data directory (no PG_VERSION); repair it, or run \`borealis instance rebuild ${record.id}\``);
-                }
-                if (!this.settings.storageAutoRebuild && !requested) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
-                return (await storage.hasBackups()) ? storage.restore(dataDir) : false;
-              },
-            }
-          : {}),
-        log: this.log.child(`instance:${record.id}`),
-      });
-      instance.on('transition', (t) => {
-        this.event('instance', record.id, t.to, t.to === 'available' && t.from === 'resuming' && instance.lastResume ? `${t.reason} (resumed in ${instance.lastResume.totalMs} ms)` : t.reason);
-        if (t.to === 'available') this.proxy.setInstancePoolSize(record.id, this.poolServersFor(instance.capacityAcu));
-        if (t.to === 'available' && storage) void this.afterWriterStart(cluster.name, storage);
-      });
-      this.instances.set(record.id, instance);
-      try {
-        await instance.start();
-      } catch (err) {
-        this.event('instance', record.id, 'failed', `start failed: ${(err as Error).message}`);
-        throw err;
-      }
-      if (storage) await this.afterWriterStart(cluster.name, storage);
+    // The writer first: readers clone it and stream from it.
+    const records = this.store.listInstances(cluster.name).sort((x, y) => (x.role === y.role ? 0 : x.role === 'writer' ? -1 : 1));
+    for (const record of records) await this.startInstance(cluster, record, record.role === 'writer' ? fleet : null);
+  }
+
+  /** Creates an instance's driver and starts it: a writer (with its storage, if any) or a reader of the writer. */
+  private async startInstance(cluster: ClusterRecord, record: InstanceRecord, storage: StorageFleet | null): Promise<void> {
+    const reader = record.role === 'reader' ? this.readerHooks(cluster, record) : null;
+    const instance = new LocalInstance({
+      record,
+      dir: this.paths.instanceDir(record.id),
+      binaries: this.binaries,
+      identity: this.identity,
+      superuser: cluster.masterUsername,
+      acuMemoryMiB: this.settings.acuMemoryMiB,
+      acuCpuCores: this.settings.acuCpuCores,
+      cgroups: this.cgroups,
+      maxCapacityAcu: () => (record.kind === 'serverless' ? this.scaling(cluster.name).maxAcu : record.capacityAcu),
+      startTimeoutMs: this.settings.engineStartTimeoutMs,
+      stopTimeoutMs: this.settings.engineStopTimeoutMs,
+      restartBackoffMsMax: this.settings.restartBackoffMsMax,
+      ...(storage
+        ? {
+            extraSettings: () => storage.writerSettings(),
+            restoreData: async (dataDir: string) => {
+              const requested = this.rebuildRequested.has(record.id);
+              if (!requested && fs.existsSync(dataDir) && fs.readdirSync(dataDir).length > 0) {
+                // Damaged rather than gone (or a mount not there yet): never rebuilt over on its own.
+                throw new Error(`${dataDir} is not a PostgreSQL data directory (no PG_VERSION); repair it, or run \`borealis instance rebuild ${record.id}\``);
+              }
+              if (!this.settings.storageAutoRebuild && !requested) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
+              return (await storage.hasBackups()) ? storage.restore(dataDir) : false;
+            },
+          }
+        : {}),
+      ...(reader ?? {}),
+      log: this.log.child(`instance:${record.id}`),
+    });
+    instance.on('transition', (t) => {
+      this.event('instance', record.id, t.to, t.to === 'available' && t.from === 'resuming' && instance.lastResume ? `${t.reason} (resumed in ${instance.lastResume.totalMs} ms)` : t.reason);
+      if (t.to === 'available') this.proxy.setInstancePoolSize(record.id, this.poolServersFor(instance.capacityAcu));
+      if (t.to === 'available' && record.role === 'writer') void this.ensureReaderSlots(cluster.name);
+      if (t.to === 'available' && storage) void this.afterWriterStart(cluster.name, storage);
+    });
+    this.instances.set(record.id, instance);
+    try {
+      await instance.start();
+    } catch (err) {
+      this.event('instance', record.id, 'failed', `start failed: ${(err as Error).message}`);
+      throw err;
     }
+    if (storage) await this.afterWriterStart(cluster.name, storage);
   }
 
   private readonly rebuildRequested = new Set<string>();
+
+  /** A reader's data comes from its writer (a clone), and it streams from the writer's socket through its own slot. */
+  private readerHooks(cluster: ClusterRecord, record: InstanceRecord): Pick<LocalInstanceOptions, 'restoreData' | 'extraSettings'> {
+    const writerSocket = (): { socketDir: string; port: number } | null => {
+      const writer = this.writerOf(cluster.name);
+      return writer ? { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort } : null;
+    };
+    return {
+      restoreData: async (dataDir) => {
+        const writer = this.writerOf(cluster.name);
+        if (!writer || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) throw new Error(`the writer of cluster "${cluster.name}" is not available to clone`);
+        await cloneWriter({ ...writerSocket()!, superuser: cluster.masterUsername }, record.id, dataDir, this.identity, this.log.child(`instance:${record.id}`), this.settings.engineStartTimeoutMs);
+        return true;
+      },
+      extraSettings: () => {
+        const w = writerSocket();
+        return {
+          hot_standby: true,
+          hot_standby_feedback: true,
+          wal_retrieve_retry_interval: 1000,
+          primary_slot_name: readerSlotName(record.id),
+          ...(w ? { primary_conninfo: `host=${w.socketDir} port=${w.port} user=${cluster.masterUsername} dbname=postgres application_name=${record.id}` } : {}),
+        };
+      },
+    };
+  }
+
+  /**
+   * Every reader's slot exists on the writer: after a writer is rebuilt from
+   * storage it has none, and readers would wait for them forever.
+   */
+  private async ensureReaderSlots(cluster: string): Promise<void> {
+    const readers = this.store.listInstances(cluster).filter((r) => r.role === 'reader');
+    if (readers.length === 0) return;
+    try {
+      await this.withWriterSession(cluster, async (client) => {
+        for (const r of readers) {
+          await client.query('SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)', [readerSlotName(r.id)]);
+        }
+      });
+    } catch (err) {
+      this.log.warn('could not check the readers\' replication slots on the writer', { cluster, error: (err as Error).message });
+    }
+  }
+
+  /** Aurora's CreateDBInstance for a reader: a clone of the writer that streams from it, with its own instance endpoint. */
+  async addReader(clusterName: string, input: { promotionTier?: number }): Promise<InstanceRecord> {
+    const cluster = this.store.getCluster(clusterName);
+    if (!cluster) throw new ControlError('not-found', `cluster "${clusterName}" does not exist`);
+    const tier = input.promotionTier ?? 1;
+    if (!Number.isInteger(tier) || tier < 0 || tier > 15) throw new ControlError('invalid', 'the promotion tier is an integer from 0 to 15');
+    const existing = this.store.listInstances(clusterName);
+    const writer = existing.find((r) => r.role === 'writer');
+    if (!writer) throw new ControlError('unavailable', `cluster "${clusterName}" has no writer`);
+    if (existing.length >= READERS_MAX + 1) throw new ControlError('invalid', `a cluster has at most ${READERS_MAX} readers`);
+    let n = 1;
+    while (existing.some((r) => r.id === `${clusterName}-reader-${n}`)) n++;
+    const enginePort = await this.allocatePort(this.settings.enginePortBase);
+    const record: InstanceRecord = {
+      id: `${clusterName}-reader-${n}`,
+      cluster: clusterName,
+      role: 'reader',
+      kind: writer.kind,
+      promotionTier: tier,
+      capacityAcu: writer.kind === 'serverless' ? clamp(Math.max(0.5, this.instances.get(writer.id)?.capacityAcu ?? 0.5), this.scaling(clusterName)) : writer.capacityAcu,
+      enginePort,
+      createdAt: new Date().toISOString(),
+    };
+    this.store.insertInstance(record);
+    await this.ensureEndpoints(clusterName);
+    const endpoint = this.store.listEndpoints(clusterName).find((e) => e.type === 'instance' && e.name === record.id)!;
+    await this.proxy.listen({ cluster: clusterName, type: 'instance', name: record.id, host: this.settings.listenHost, port: endpoint.port });
+    this.event('cluster', clusterName, 'instance-created', `reader ${record.id} (promotion tier ${tier}) created`);
+    await this.startInstance(cluster, record, null);
+    return record;
+  }
+
+  /** Aurora's DeleteDBInstance, for readers (a writer goes with its cluster). */
+  async deleteInstance(id: string): Promise<void> {
+    const record = this.store.listInstances().find((r) => r.id === id);
+    if (!record) throw new ControlError('not-found', `instance "${id}" does not exist`);
+    if (record.role === 'writer') throw new ControlError('invalid', `${id} is the writer; delete the cluster instead`);
+    const instance = this.instances.get(id);
+    const endpoint = this.store.listEndpoints(record.cluster).find((e) => e.type === 'instance' && e.name === id);
+    if (endpoint) {
+      this.proxy.unlisten(endpoint.port);
+      this.store.deleteEndpoint(record.cluster, 'instance', id);
+    }
+    this.proxy.closeInstancePool(id);
+    await instance?.stop();
+    instance?.cgroup.remove();
+    this.instances.delete(id);
+    this.store.deleteInstance(id);
+    this.replicaLag.delete(id);
+    fs.rmSync(this.paths.instanceDir(id), { recursive: true, force: true });
+    await this.withWriterSession(record.cluster, (client) => client.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [readerSlotName(id)])).catch((err: Error) =>
+      this.log.warn('could not drop the reader\'s slot on the writer', { instance: id, error: err.message }),
+    );
+    this.event('cluster', record.cluster, 'instance-deleted', `reader ${id} deleted`);
+  }
+
+  /** Per reader: how far its replay is behind its writer, sampled every second from the writer. */
+  private readonly replicaLag = new Map<string, { seconds: number; bytes: number }>();
+  private replicaLagTimer: NodeJS.Timeout | null = null;
+
+  private async sampleReplicaLag(): Promise<void> {
+    for (const cluster of this.store.listClusters()) {
+      const readers = this.store.listInstances(cluster.name).filter((r) => r.role === 'reader');
+      const writer = this.writerOf(cluster.name);
+      // A paused writer is not woken to be measured.
+      if (readers.length === 0 || writer?.state !== 'available') continue;
+      try {
+        const client = new pg.Client({ host: writer.server.options.socketDir, port: writer.options.record.enginePort, user: cluster.masterUsername, database: 'postgres' });
+        await client.connect();
+        try {
+          const rows = (
+            await client.query<{ name: string; seconds: number | null; bytes: string | null }>(
+              `SELECT application_name AS name, EXTRACT(EPOCH FROM replay_lag)::float8 AS seconds, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS bytes FROM pg_stat_replication`,
+            )
+          ).rows;
+          for (const r of readers) {
+            const row = rows.find((x) => x.name === r.id);
+            if (!row) continue;
+            const bytes = Number(row.bytes ?? 0);
+            // replay_lag is NULL once the reader has replayed everything and nothing new came.
+            this.replicaLag.set(r.id, { seconds: bytes <= 0 ? 0 : (row.seconds ?? 0), bytes: Math.max(0, bytes) });
+          }
+        } finally {
+          await client.end();
+        }
+      } catch (err) {
+        this.log.debug('could not sample replica lag', { cluster: cluster.name, error: (err as Error).message });
+      }
+    }
+  }
 
   /**
    * Once a writer runs: the replication role exists, and every storage node
@@ -525,11 +678,17 @@ export class Supervisor implements ProxyDirectory {
     }
   }
 
-  /** Replaces an instance's data directory with one rebuilt from storage. */
+  /** Replaces an instance's data directory: a writer's rebuilt from storage, a reader's cloned from its writer again. */
   async rebuildInstance(id: string): Promise<void> {
     const instance = this.instances.get(id);
     const record = this.store.listInstances().find((r) => r.id === id);
     if (!instance || !record) throw new ControlError('not-found', `instance "${id}" does not exist`);
+    if (record.role === 'reader') {
+      await instance.stop();
+      fs.rmSync(instance.server.options.dataDir, { recursive: true, force: true });
+      await instance.start();
+      return;
+    }
     const fleet = this.fleetOf(record.cluster);
     if (!(await fleet.hasBackups())) throw new ControlError('unavailable', 'storage holds no base backup yet');
     this.rebuildRequested.add(id);
@@ -780,6 +939,7 @@ export class Supervisor implements ProxyDirectory {
             connections: m.connections,
             queuedClients: m.queuedClients,
           },
+          replicaLag: r.role === 'reader' ? (this.replicaLag.get(r.id) ?? null) : null,
           acuSeconds: round2(acuSeconds),
           estimatedCost: Math.round((acuSeconds / 3600) * this.settings.pricePerAcuHour * 1e6) / 1e6,
         };
@@ -845,6 +1005,8 @@ export class Supervisor implements ProxyDirectory {
       perInstance('borealis_database_connections', 'Client sessions on the instance (CloudWatch DatabaseConnections).', 'gauge', (i) => i.metrics?.connections ?? null),
       perInstance('borealis_queued_clients', 'Clients waiting for a server connection to the instance.', 'gauge', (i) => i.metrics?.queuedClients ?? null),
       perInstance('borealis_acu_seconds_total', 'Capacity consumed, in ACU-seconds.', 'counter', (i) => i.acuSeconds),
+      perInstance('borealis_replica_lag_seconds', 'How far a reader\'s replay is behind its writer (CloudWatch AuroraReplicaLag, in seconds).', 'gauge', (i) => i.replicaLag?.seconds ?? null),
+      perInstance('borealis_replica_lag_bytes', 'WAL the writer has written that a reader has not replayed yet.', 'gauge', (i) => i.replicaLag?.bytes ?? null),
       perInstance('borealis_instance_available', '1 when the instance accepts connections.', 'gauge', (i) => (i.state === 'available' ? 1 : 0)),
       perInstance('borealis_instance_paused', '1 while the instance is auto-paused.', 'gauge', (i) => (i.state === 'paused' ? 1 : 0)),
       perInstance('borealis_resumes_total', 'Resumes from auto-pause.', 'counter', (i) => this.instances.get(i.id)?.resumeCount ?? 0),
@@ -907,6 +1069,7 @@ export class Supervisor implements ProxyDirectory {
     this.shuttingDown = true;
     this.log.info('shutting down');
     this.autoscaler?.stop();
+    if (this.replicaLagTimer) clearInterval(this.replicaLagTimer);
     await this.dataApi?.close();
     if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();

@@ -99,6 +99,16 @@ export class ProxyServer implements PoolDirectory {
     }
   }
 
+  /** Drops an instance's pools (the instance is going away). */
+  closeInstancePool(instanceId: string): void {
+    for (const [key, entry] of this.pools) {
+      if (entry.instanceId !== instanceId) continue;
+      entry.pool.close();
+      this.pools.delete(key);
+    }
+    this.poolSizes.delete(instanceId);
+  }
+
   poolFor(cluster: string, instanceId: string, startupParams: ReadonlyMap<string, string>): ServerPool {
     const user = startupParams.get('user')!;
     const database = startupParams.get('database') ?? user;

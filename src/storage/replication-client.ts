@@ -86,7 +86,8 @@ export class ReplicationClient {
   }
 
   static async connect(target: ReplicationTarget, timeoutMs: number): Promise<ReplicationClient> {
-    const socket = net.connect(target.port, target.host);
+    // A host that is a directory means the server's Unix socket in it, as libpq has it.
+    const socket = target.host.startsWith('/') ? net.connect(`${target.host}/.s.PGSQL.${target.port}`) : net.connect(target.port, target.host);
     const client = new ReplicationClient(socket);
     const timer = setTimeout(() => client.fail(new ReplicationError(`startup did not finish within ${timeoutMs} ms`, null)), timeoutMs);
     try {

@@ -73,9 +73,20 @@ test('the dashboard shows the cluster live and its actions take effect', async (
   await page.click('[data-action="resume:default-writer-1"]:not([disabled])');
   await b.waitFor('the writer to resume', async () => (await b.status()).clusters[0]!.instances[0]!.state === 'available');
 
+  // Add a reader from the page: it appears with its replica lag and its own chart.
+  await page.click('[data-action="add-reader:default"]');
+  await page.waitForSelector('[data-instance="default-reader-1"] .load:has-text("lag")', { timeout: 60_000 });
+  await page.waitForSelector('[data-chart="default-reader-1"]');
+
   const shot = path.join(os.tmpdir(), 'borealis-dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(fs.statSync(shot).size > 10_000, `screenshot saved at ${shot}`);
+
+  // Delete it from the page: row and chart go.
+  await page.click('[data-action="delete:default-reader-1"]');
+  await b.waitFor('the reader to be deleted', async () => !(await b.status()).clusters[0]!.instances.some((i) => i.id === 'default-reader-1'));
+  await page.waitForSelector('[data-instance="default-reader-1"]', { state: 'detached' });
+  await page.waitForSelector('[data-chart="default-reader-1"]', { state: 'detached' });
   assert.deepEqual(problems, [], 'no console errors');
   assert.deepEqual(outside, [], 'no request leaves Borealis');
 });

@@ -47,6 +47,7 @@ function clusterSection(c) {
     section.append(
       el('h2', {}, el('span', { class: 'title' })),
       el('div', { class: 'instances' }),
+      addReaderButton(c),
       el('div', { class: 'charts' }),
       el('h3', {}, 'Scaling'),
       scalingForm(c),
@@ -84,6 +85,29 @@ function scalingForm(c) {
   return form;
 }
 
+function addReaderButton(c) {
+  const holder = el('div', { class: 'add-reader' });
+  const b = el('button', { type: 'button', 'data-action': `add-reader:${c.name}` }, 'add reader');
+  const result = el('span', { class: 'result muted' });
+  b.addEventListener('click', () => {
+    b.disabled = true;
+    result.textContent = ' cloning the writer…';
+    api('POST', `/v1/clusters/${encodeURIComponent(c.name)}/instances`, { promotionTier: 1 }).then(
+      (r) => (result.textContent = ` ${r.instance.id} added`),
+      (err) => (result.textContent = ` ${err.message}`),
+    ).finally(() => (b.disabled = false));
+  });
+  holder.append(b, result);
+  return holder;
+}
+
+function load(i) {
+  const parts = [];
+  if (i.metrics) parts.push(`CPU ${i.metrics.cpuUtilizationPercent}% · ${i.metrics.connections} conn · ${i.metrics.queuedClients} queued`);
+  if (i.replicaLag) parts.push(`lag ${i.replicaLag.seconds.toFixed(3)} s`);
+  return parts.length ? parts.join(' · ') : '—';
+}
+
 function renderCluster(c) {
   const s = clusterSection(c);
   const cost = c.instances.reduce((sum, i) => sum + i.estimatedCost, 0);
@@ -93,8 +117,8 @@ function renderCluster(c) {
     el('tr', { 'data-instance': i.id },
       el('td', {}, i.id), el('td', {}, i.role), el('td', {}, i.kind), el('td', { class: 'state' }, i.state),
       el('td', { class: 'capacity' }, `${i.capacityAcu} ACU`),
-      el('td', {}, i.metrics ? `CPU ${i.metrics.cpuUtilizationPercent}% · ${i.metrics.connections} conn · ${i.metrics.queuedClients} queued` : '—'),
-      el('td', {}, action(i, 'pause', i.state === 'available'), ' ', action(i, 'resume', i.state === 'paused')),
+      el('td', { class: 'load' }, load(i)),
+      el('td', {}, action(i, 'pause', i.state === 'available'), ' ', action(i, 'resume', i.state === 'paused'), i.role === 'reader' ? ' ' : null, i.role === 'reader' ? action(i, 'delete', true) : null),
     ),
   );
   s.querySelector('.instances').replaceChildren(el('table', {}, el('tr', {}, ...['instance', 'role', 'kind', 'state', 'capacity', 'load', ''].map((h) => el('th', {}, h))), ...rows));
@@ -125,6 +149,15 @@ function renderCluster(c) {
     })),
   );
   for (const i of c.instances) ensureChart(s, i.id);
+  // Instances that are gone lose their charts.
+  for (const holder of s.querySelectorAll('[data-chart]')) {
+    const id = holder.getAttribute('data-chart');
+    if (!c.instances.some((i) => i.id === id)) {
+      charts.get(id)?.chart.destroy();
+      charts.delete(id);
+      holder.remove();
+    }
+  }
 }
 
 function action(instance, verb, enabled) {
@@ -132,7 +165,8 @@ function action(instance, verb, enabled) {
   b.disabled = !enabled;
   b.addEventListener('click', () => {
     b.disabled = true;
-    api('POST', `/v1/instances/${encodeURIComponent(instance.id)}/${verb}`, {}).catch((err) => problem(err.message));
+    const request = verb === 'delete' ? api('DELETE', `/v1/instances/${encodeURIComponent(instance.id)}`) : api('POST', `/v1/instances/${encodeURIComponent(instance.id)}/${verb}`, {});
+    request.catch((err) => problem(err.message));
   });
   return b;
 }

@@ -1,0 +1,70 @@
+// A reader's data directory, cloned from its writer: a physical replication
+// slot is created first (so the writer keeps every WAL byte the reader will
+// need from the backup's start), then a base backup is streamed over the
+// replication protocol on the writer's private socket and unpacked, and the
+// directory is marked a standby. The reader then streams from the slot.
+import fs from 'node:fs';
+import path from 'node:path';
+import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
+import { ReplicationClient } from '../storage/replication-client.js';
+import type { Logger } from '../util/logger.js';
+import { runCommand } from '../util/run-command.js';
+
+export interface WriterSocket {
+  readonly socketDir: string;
+  readonly port: number;
+  readonly superuser: string;
+}
+
+/** The slot a reader streams from, named after it (slot names allow [a-z0-9_]). */
+export function readerSlotName(instanceId: string): string {
+  return instanceId.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+}
+
+export async function cloneWriter(writer: WriterSocket, readerId: string, dataDir: string, identity: ProcessIdentity | null, log: Logger, timeoutMs: number): Promise<void> {
+  const slot = readerSlotName(readerId);
+  const client = await ReplicationClient.connect({ host: writer.socketDir, port: writer.port, user: writer.superuser, password: '', applicationName: `${readerId}-clone` }, timeoutMs);
+  // The instance directory is new for a new reader; it and the data directory belong to the service user.
+  fs.mkdirSync(path.dirname(dataDir), { recursive: true, mode: 0o700 });
+  chownTree(identity, path.dirname(dataDir));
+  const tar = `${dataDir}.clone.tar`;
+  const fd = fs.openSync(tar, 'w', 0o600);
+  try {
+    // A slot left by an earlier clone of this reader keeps WAL from its old position: start afresh.
+    await client.query(`DROP_REPLICATION_SLOT ${slot}`).catch(() => undefined);
+    await client.query(`CREATE_REPLICATION_SLOT ${slot} PHYSICAL RESERVE_WAL`);
+    log.info('cloning the writer for a reader', { reader: readerId, slot });
+    let bytes = 0;
+    let lastReport = Date.now();
+    let archives = 0;
+    await client.baseBackup(`BASE_BACKUP ( LABEL '${readerId}', CHECKPOINT 'fast', WAL false, MANIFEST 'no' )`, {
+      onArchive: () => {
+        if (++archives > 1) throw new Error('tablespaces other than the default are not supported');
+      },
+      onData: (chunk) => {
+        fs.writeSync(fd, chunk);
+        bytes += chunk.length;
+        if (Date.now() - lastReport > 2_000) {
+          lastReport = Date.now();
+          log.info('cloning', { reader: readerId, bytes });
+        }
+      },
+    });
+    fs.closeSync(fd);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    await runCommand('tar', ['-xf', tar, '-C', dataDir]);
+    fs.mkdirSync(path.join(dataDir, 'pg_wal'), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(dataDir, 'standby.signal'), '');
+    chownTree(identity, path.dirname(dataDir));
+    log.info('reader cloned', { reader: readerId, bytes });
+  } finally {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
+    fs.rmSync(tar, { force: true });
+    client.close();
+  }
+}

@@ -1,0 +1,129 @@
+// Readers: clones of the writer that replay its WAL, behind the reader
+// endpoint, scaling with the writer in promotion tiers 0 and 1.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { Borealis } from '../helpers/borealis.js';
+
+let b: Borealis;
+
+before(async () => {
+  b = await Borealis.start();
+});
+after(async () => {
+  await b?.destroy();
+});
+
+async function endpointPort(type: string, name = ''): Promise<number> {
+  const s = await b.status();
+  const e = s.clusters.find((c) => c.name === 'default')!.endpoints.find((x) => x.type === type && x.name === name);
+  assert.ok(e, `no ${type} endpoint ${name}`);
+  return e.port;
+}
+
+async function query<T extends pg.QueryResultRow>(port: number, sql: string): Promise<T[]> {
+  const c = new pg.Client({ ...b.pgConfig({ tls: false }), port });
+  await c.connect();
+  try {
+    return (await c.query<T>(sql)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+async function instance(id: string) {
+  return (await b.status()).clusters.find((c) => c.name === 'default')!.instances.find((i) => i.id === id);
+}
+
+test('a reader clones the writer, replays its writes, and serves the reader endpoint read-only', async () => {
+  const writer = await endpointPort('writer');
+  await query(writer, 'CREATE TABLE notes (id int PRIMARY KEY, body text)');
+  await query(writer, "INSERT INTO notes SELECT g, 'before' FROM generate_series(1, 100) g");
+  const added = await b.cli(['instance', 'add', 'default']);
+  assert.equal(added.code, 0, added.stderr);
+  assert.match(added.stdout, /reader default-reader-1 available/);
+  const r = await instance('default-reader-1');
+  assert.equal(r?.role, 'reader');
+  assert.equal(r?.state, 'available');
+  assert.equal(r?.promotionTier, 1);
+
+  const reader = await endpointPort('reader');
+  assert.deepEqual(await query(reader, 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
+  assert.deepEqual(await query(await endpointPort('instance', 'default-reader-1'), 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
+  assert.deepEqual(await query(reader, 'SELECT count(*)::int AS n FROM notes'), [{ n: 100 }]);
+  // Writes on the writer reach the reader.
+  await query(writer, "INSERT INTO notes SELECT g, 'after' FROM generate_series(101, 150) g");
+  await b.waitFor('the reader to replay new rows', async () => (await query<{ n: number }>(reader, 'SELECT count(*)::int AS n FROM notes'))[0]!.n === 150, 20_000);
+  // A reader refuses writes in PostgreSQL's own terms.
+  await assert.rejects(query(reader, "INSERT INTO notes VALUES (999, 'no')"), (e: Error & { code?: string }) => e.code === '25006');
+  // Its lag is measured, in status and on /metrics.
+  const lagged = await b.waitFor('a replica lag sample', async () => (await instance('default-reader-1'))?.replicaLag ?? null, 10_000);
+  assert.ok(lagged.seconds >= 0 && lagged.bytes >= 0);
+  const metrics = await (await fetch(`http://127.0.0.1:${b.apiPort}/metrics`)).text();
+  assert.match(metrics, /borealis_replica_lag_seconds\{cluster="default",instance="default-reader-1",role="reader"\} [0-9.e-]+/);
+});
+
+test('readers in promotion tiers 0 and 1 scale with the writer; a tier-2 reader does not', async () => {
+  const added = await b.cli(['instance', 'add', 'default', '--promotion-tier', '2']);
+  assert.equal(added.code, 0, added.stderr);
+  const writer = await endpointPort('writer');
+  // CPU-heavy queries on the writer alone, bounded in time, stopped once seen.
+  const until = Date.now() + 25_000;
+  let stop = false;
+  const load = Array.from({ length: 2 }, async () => {
+    const c = new pg.Client({ ...b.pgConfig({ tls: false }), port: writer });
+    await c.connect();
+    try {
+      while (!stop && Date.now() < until) await c.query('SELECT count(*) FROM generate_series(1, 3000000)');
+    } finally {
+      await c.end();
+    }
+  });
+  try {
+    const seen = await b.waitFor(
+      'the writer to scale up and its tier-1 reader with it',
+      async () => {
+        const [w, r1, r2] = [await instance('default-writer-1'), await instance('default-reader-1'), await instance('default-reader-2')];
+        return w && r1 && r2 && w.capacityAcu >= 1.5 && r1.capacityAcu >= w.capacityAcu ? { w: w.capacityAcu, r1: r1.capacityAcu, r2: r2.capacityAcu } : null;
+      },
+      20_000,
+    );
+    assert.ok(seen.r2 < seen.w, `the tier-2 reader (${seen.r2} ACU) has no load and stays below the writer (${seen.w} ACU)`);
+  } finally {
+    stop = true;
+    await Promise.allSettled(load);
+  }
+});
+
+test('readers come back as readers when Borealis restarts', async () => {
+  await b.down();
+  const up = await b.up();
+  assert.equal(up.code, 0, up.stderr);
+  assert.equal((await instance('default-reader-1'))?.state, 'available');
+  const reader = await endpointPort('instance', 'default-reader-1');
+  assert.deepEqual(await query(reader, 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
+  await query(await endpointPort('writer'), "INSERT INTO notes VALUES (151, 'after the restart')");
+  await b.waitFor('the reader to stream again', async () => (await query<{ n: number }>(reader, 'SELECT count(*)::int AS n FROM notes'))[0]!.n === 151, 20_000);
+});
+
+test('deleting readers: the reader endpoint falls back to the writer and their slots go; bad requests are refused', async () => {
+  const refused = await b.cli(['instance', 'delete', 'default-writer-1']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /is the writer; delete the cluster instead/);
+  const badTier = await b.cli(['instance', 'add', 'default', '--promotion-tier', '16']);
+  assert.notEqual(badTier.code, 0);
+  assert.match(badTier.stderr, /promotion tier is an integer from 0 to 15/);
+  const noCluster = await b.cli(['instance', 'add', 'nowhere']);
+  assert.notEqual(noCluster.code, 0);
+  assert.match(noCluster.stderr, /cluster "nowhere" does not exist/);
+
+  for (const id of ['default-reader-1', 'default-reader-2']) {
+    const r = await b.cli(['instance', 'delete', id]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const left = (await b.status()).clusters.find((c) => c.name === 'default')!;
+  assert.deepEqual(left.instances.map((i) => i.id), ['default-writer-1']);
+  assert.equal(left.endpoints.some((e) => e.type === 'instance' && e.name.includes('reader')), false);
+  assert.deepEqual(await query(await endpointPort('reader'), 'SELECT pg_is_in_recovery() AS r'), [{ r: false }]);
+  assert.deepEqual(await query(await endpointPort('writer'), "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE 'default_reader_%'"), [{ n: 0 }]);
+});
