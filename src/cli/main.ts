@@ -249,20 +249,21 @@ program
   .description('load experiments')
   .command('lambda')
   .description('a fleet of simulated serverless functions against a cluster, with per-second records and a chart')
-  .option('--handler <file>', 'module exporting handler(event, context)', fileURLToPath(new URL('../../examples/lambda/insert-order.mjs', import.meta.url)))
+  .option('--handler <file>', 'module exporting handler(event, context) (default: examples/lambda/insert-order.mjs, or insert-order-data-api.mjs with --mode data-api)')
   .option('--ramp <points>', 'concurrency profile, seconds:concurrency points', '0:1,60:300,90:300,120:0')
-  .option('--mode <mode>', 'pooled (a connection per container) or fresh (one per invocation)', 'pooled')
+  .option('--mode <mode>', 'pooled (a connection per container), fresh (one per invocation) or data-api (the RDS Data API through the AWS SDK)', 'pooled')
   .option('--cluster <name>', 'cluster to load', 'default')
   .option('--out <dir>', 'where records and the chart go', `lambda-run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
   .option('--idle-reap-s <s>', 'seconds before an idle container is reaped', '10')
   .option('--timeout-ms <ms>', 'invocation timeout', '30000')
-  .action(async (opts: { handler: string; ramp: string; mode: string; cluster: string; out: string; idleReapS: string; timeoutMs: string }) => {
-    if (opts.mode !== 'pooled' && opts.mode !== 'fresh') throw new Error('--mode is pooled or fresh');
+  .action(async (opts: { handler?: string; ramp: string; mode: string; cluster: string; out: string; idleReapS: string; timeoutMs: string }) => {
+    if (opts.mode !== 'pooled' && opts.mode !== 'fresh' && opts.mode !== 'data-api') throw new Error('--mode is pooled, fresh or data-api');
+    const handler = opts.handler ?? fileURLToPath(new URL(`../../examples/lambda/${opts.mode === 'data-api' ? 'insert-order-data-api.mjs' : 'insert-order.mjs'}`, import.meta.url));
     const { runLambdaBench } = await import('../loadgen/lambda-run.js');
     const tty = process.stderr.isTTY;
     const result = await runLambdaBench(
       ApiClient.connect(home()),
-      { cluster: opts.cluster, handlerFile: opts.handler, ramp: opts.ramp, mode: opts.mode, outDir: opts.out, idleReapMs: Number(opts.idleReapS) * 1000, invocationTimeoutMs: Number(opts.timeoutMs) },
+      { cluster: opts.cluster, handlerFile: handler, ramp: opts.ramp, mode: opts.mode, outDir: opts.out, idleReapMs: Number(opts.idleReapS) * 1000, invocationTimeoutMs: Number(opts.timeoutMs) },
       (line) => process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`),
     );
     if (tty) process.stderr.write('\n');

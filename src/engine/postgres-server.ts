@@ -171,7 +171,7 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
         throw new EngineError(`postgres did not become ready within ${timeoutMs} ms (see ${logFile})`);
       }
       // Short: resume time is what a paused database's first client waits.
-      await sleep(5);
+      await sleep(2);
     }
     throw new EngineError(`postgres exited during startup (see ${logFile}): ${tail(logFile)}`);
   }
@@ -194,7 +194,12 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     }
   }
 
-  /** True once the postmaster accepts a session on its private socket. */
+  /**
+   * True once the postmaster accepts sessions on its private socket. It says
+   * so itself in postmaster.pid ("ready"; "standby" for a hot standby), so a
+   * normal start needs no session of its own: the first client's is the
+   * first. Archive recovery (a rebuild) must also have ended in promotion.
+   */
   private async probe(untilPromoted: boolean): Promise<boolean> {
     const pidFile = path.join(this.options.dataDir, 'postmaster.pid');
     let status: string | undefined;
@@ -203,14 +208,11 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     } catch {
       return false;
     }
-    if (status !== 'ready') return false;
+    if (!untilPromoted) return status === 'ready' || status === 'standby';
+    if (status !== 'ready' && status !== 'standby') return false;
     const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres' });
     try {
       await client.connect();
-      if (!untilPromoted) {
-        await client.query('SELECT 1');
-        return true;
-      }
       return !(await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
     } catch {
       return false;

@@ -9,7 +9,8 @@ import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { concurrencyAt, rampDurationS, type RampPoint } from './ramp.js';
 
-export type ConnectionMode = 'pooled' | 'fresh';
+/** pooled: a connection per container; fresh: one per invocation; data-api: none (the handler calls the Data API). */
+export type ConnectionMode = 'pooled' | 'fresh' | 'data-api';
 
 export interface FleetOptions {
   readonly handlerFile: string;
@@ -105,7 +106,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetSummary> {
         container = await coldStart();
       }
       let db = container.db;
-      if (!db) {
+      if (!db && o.mode === 'fresh') {
         db = new pg.Client(o.db);
         db.on('error', () => undefined);
         await db.connect();
@@ -115,7 +116,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetSummary> {
         const context = { db, containerId: container.id, coldStart: cold };
         await withTimeout(container.handler(event, context), o.invocationTimeoutMs);
       } finally {
-        if (!container.db) await db.end().catch(() => undefined);
+        if (db && !container.db) await db.end().catch(() => undefined);
       }
       window.latencies.push(Date.now() - began);
     } catch (err) {

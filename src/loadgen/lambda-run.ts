@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ApiClient } from '../cli/api-client.js';
-import type { ClusterStatus } from '../control/status.js';
+import type { ClusterStatus, StatusDocument } from '../control/status.js';
 import { lambdaChart } from './chart.js';
 import { runFleet, type ConnectionMode, type FleetSummary, type SecondRecord } from './lambda-fleet.js';
 import { parseRamp, rampDurationS } from './ramp.js';
@@ -36,28 +36,55 @@ export async function runLambdaBench(api: ApiClient, o: LambdaRunOptions, progre
   if (!writer) throw new Error(`cluster ${o.cluster} has no writer endpoint`);
   const records: LambdaRecord[] = [];
   const total = rampDurationS(ramp);
-  const summary = await runFleet({
-    handlerFile: path.resolve(o.handlerFile),
-    ramp,
-    mode: o.mode,
-    db: { host: writer.host, port: writer.port, user: creds.username, password: creds.password, database: 'postgres', ssl: { rejectUnauthorized: false } },
-    idleReapMs: o.idleReapMs,
-    invocationTimeoutMs: o.invocationTimeoutMs,
-    onSecond: async (r) => {
-      const c = await api.request<ClusterStatus>('GET', `/v1/clusters/${encodeURIComponent(o.cluster)}`).catch(() => null);
-      const instances = Object.fromEntries((c?.instances ?? []).map((i) => [i.id, i.capacityAcu]));
-      const w = c?.instances.find((i) => i.role === 'writer');
-      const rec: LambdaRecord = { ...r, capacityAcu: Object.values(instances).reduce((a, b) => a + b, 0), writerCpuPercent: w?.metrics?.cpuUtilizationPercent ?? null, instances };
-      records.push(rec);
-      progress(`${String(rec.second).padStart(4)}/${total} s  concurrency ${rec.inFlight}/${rec.targetConcurrency}  ${rec.invocations}/s  cold ${rec.coldStarts}  errors ${rec.errors}  p50 ${rec.latencyP50Ms ?? '-'} ms  p99 ${rec.latencyP99Ms ?? '-'} ms  capacity ${rec.capacityAcu} ACU`);
-    },
-  });
+  const accessKeyId = o.mode === 'data-api' ? await prepareDataApi(api, cluster, creds) : null;
+  let summary: FleetSummary;
+  try {
+    summary = await runFleet({
+      handlerFile: path.resolve(o.handlerFile),
+      ramp,
+      mode: o.mode,
+      db: { host: writer.host, port: writer.port, user: creds.username, password: creds.password, database: 'postgres', ssl: { rejectUnauthorized: false } },
+      idleReapMs: o.idleReapMs,
+      invocationTimeoutMs: o.invocationTimeoutMs,
+      onSecond: async (r) => {
+        const c = await api.request<ClusterStatus>('GET', `/v1/clusters/${encodeURIComponent(o.cluster)}`).catch(() => null);
+        const instances = Object.fromEntries((c?.instances ?? []).map((i) => [i.id, i.capacityAcu]));
+        const w = c?.instances.find((i) => i.role === 'writer');
+        const rec: LambdaRecord = { ...r, capacityAcu: Object.values(instances).reduce((a, b) => a + b, 0), writerCpuPercent: w?.metrics?.cpuUtilizationPercent ?? null, instances };
+        records.push(rec);
+        progress(`${String(rec.second).padStart(4)}/${total} s  concurrency ${rec.inFlight}/${rec.targetConcurrency}  ${rec.invocations}/s  cold ${rec.coldStarts}  errors ${rec.errors}  p50 ${rec.latencyP50Ms ?? '-'} ms  p99 ${rec.latencyP99Ms ?? '-'} ms  capacity ${rec.capacityAcu} ACU`);
+      },
+    });
+  } finally {
+    if (accessKeyId) await api.request('DELETE', `/v1/access-keys/${encodeURIComponent(accessKeyId)}`).catch(() => undefined);
+  }
   fs.mkdirSync(o.outDir, { recursive: true });
   const header = ['second', 'target_concurrency', 'in_flight', 'containers', 'invocations', 'cold_starts', 'errors', 'latency_p50_ms', 'latency_p99_ms', 'capacity_acu', 'writer_cpu_percent'];
   const csv = [header.join(','), ...records.map((r) => [r.second, r.targetConcurrency, r.inFlight, r.containers, r.invocations, r.coldStarts, r.errors, r.latencyP50Ms ?? '', r.latencyP99Ms ?? '', r.capacityAcu, r.writerCpuPercent ?? ''].join(','))].join('\n') + '\n';
   const files = [path.join(o.outDir, 'records.csv'), path.join(o.outDir, 'records.json'), path.join(o.outDir, 'chart.svg')];
   fs.writeFileSync(files[0]!, csv);
   fs.writeFileSync(files[1]!, JSON.stringify({ cluster: o.cluster, ramp: o.ramp, mode: o.mode, handler: o.handlerFile, summary, records }, null, 2));
-  fs.writeFileSync(files[2]!, lambdaChart(records, `bench lambda: ${path.basename(o.handlerFile)}, ramp ${o.ramp}, ${o.mode} connections`));
+  fs.writeFileSync(files[2]!, lambdaChart(records, `bench lambda: ${path.basename(o.handlerFile)}, ramp ${o.ramp}, ${o.mode === 'data-api' ? 'the Data API' : `${o.mode} connections`}`));
   return { records, summary, files };
+}
+
+/**
+ * For the Data API, functions get what a Lambda has in its environment:
+ * credentials, the cluster's ARN and a secret's ARN, from an access key and
+ * a secret made for this run. Returns the key's id, to delete afterwards.
+ */
+async function prepareDataApi(api: ApiClient, cluster: ClusterStatus, creds: { username: string; password: string }): Promise<string> {
+  if (!cluster.dataApi.enabled) throw new Error(`the Data API is disabled for cluster ${cluster.name} (borealis cluster modify ${cluster.name} --data-api)`);
+  const status = await api.request<StatusDocument>('GET', '/v1/status');
+  const key = await api.request<{ accessKeyId: string; secretAccessKey: string }>('POST', '/v1/access-keys', { description: 'borealis bench lambda' });
+  const secret = await api.request<{ arn: string }>('POST', `/v1/clusters/${encodeURIComponent(cluster.name)}/secrets`, { username: creds.username, password: creds.password });
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: key.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: key.secretAccessKey,
+    AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
+    BOREALIS_DATA_API_URL: status.services.dataApi.url,
+    BOREALIS_RESOURCE_ARN: cluster.dataApi.resourceArn,
+    BOREALIS_SECRET_ARN: secret.arn,
+  });
+  return key.accessKeyId;
 }

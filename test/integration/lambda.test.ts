@@ -46,13 +46,28 @@ test('a 15-second ramp of simulated functions: records, chart, rising capacity, 
   fs.rmSync(out, { recursive: true, force: true });
 });
 
+test('the same experiment through the Data API (AWS SDK in every function): no errors, and its access key is gone after', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-lambda-'));
+  const keysBefore = (await b.cli(['access-key', 'list', '--json'])).stdout;
+  const r = await b.cli(['bench', 'lambda', '--mode', 'data-api', '--ramp', '0:1,4:8,6:8,7:0', '--out', out], 120_000);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /\d+ invocations, \d+ cold starts, 0 errors/);
+  const json = JSON.parse(fs.readFileSync(path.join(out, 'records.json'), 'utf8')) as { mode: string; summary: { invocations: number; errors: number; coldStarts: number } };
+  assert.equal(json.mode, 'data-api');
+  assert.equal(json.summary.errors, 0);
+  assert.ok(json.summary.invocations > 20, `${json.summary.invocations} invocations`);
+  assert.ok(json.summary.coldStarts >= 8 && json.summary.coldStarts < json.summary.invocations);
+  assert.equal((await b.cli(['access-key', 'list', '--json'])).stdout, keysBefore, 'the run\'s access key was deleted');
+  fs.rmSync(out, { recursive: true, force: true });
+});
+
 test('a bad ramp or handler is refused before any load', async () => {
   for (const [args, message] of [
     [['--ramp', '5:10,10:20'], /starts at second 0/],
     [['--ramp', '0:1,10:99999'], /limited to 5000/],
     [['--ramp', 'fast'], /not seconds:concurrency/],
     [['--handler', '/nonexistent/handler.mjs', '--ramp', '0:1,2:1'], /no handler module/],
-    [['--mode', 'psychic'], /--mode is pooled or fresh/],
+    [['--mode', 'psychic'], /--mode is pooled, fresh or data-api/],
   ] as const) {
     const r = await b.cli(['bench', 'lambda', ...args, '--out', path.join(os.tmpdir(), 'borealis-lambda-never')]);
     assert.notEqual(r.code, 0);
