@@ -25,7 +25,7 @@ import type { Logger } from '../util/logger.js';
 import { endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType, type InstanceRecord } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
-import type { MetricFamily } from '../metrics/prometheus.js';
+import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
 import { StorageFleet, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 import { parseLsn } from '../pgwire/replication.js';
@@ -1005,6 +1005,12 @@ export class Supervisor implements ProxyDirectory {
       perInstance('borealis_database_connections', 'Client sessions on the instance (CloudWatch DatabaseConnections).', 'gauge', (i) => i.metrics?.connections ?? null),
       perInstance('borealis_queued_clients', 'Clients waiting for a server connection to the instance.', 'gauge', (i) => i.metrics?.queuedClients ?? null),
       perInstance('borealis_acu_seconds_total', 'Capacity consumed, in ACU-seconds.', 'counter', (i) => i.acuSeconds),
+      {
+        name: 'borealis_commit_latency_seconds',
+        help: 'Explicit COMMITs through the front door, from the client\'s message to the server\'s answer (CloudWatch CommitLatency).',
+        type: 'histogram',
+        samples: histogramSamples(status.clusters.flatMap((c) => c.instances.map((i) => ({ labels: { cluster: c.name, instance: i.id, role: i.role }, histogram: this.proxy.instanceCommitLatency(i.id) })))),
+      },
       perInstance('borealis_replica_lag_seconds', 'How far a reader\'s replay is behind its writer (CloudWatch AuroraReplicaLag, in seconds).', 'gauge', (i) => i.replicaLag?.seconds ?? null),
       perInstance('borealis_replica_lag_bytes', 'WAL the writer has written that a reader has not replayed yet.', 'gauge', (i) => i.replicaLag?.bytes ?? null),
       perInstance('borealis_instance_available', '1 when the instance accepts connections.', 'gauge', (i) => (i.state === 'available' ? 1 : 0)),

@@ -41,6 +41,8 @@ const FRONTEND_CLOSE = 0x43; // 'C'
 const FRONTEND_EXECUTE = 0x45; // 'E'
 const FRONTEND_SYNC = 0x53; // 'S'
 const FRONTEND_FUNCTION_CALL = 0x46; // 'F'
+/** A statement that ends a transaction by committing it. */
+const COMMIT = /^\s*(?:commit|end)\b/i;
 
 export class PooledSession implements ServerOwner {
   private server: PooledServer | null = null;
@@ -50,6 +52,8 @@ export class PooledSession implements ServerOwner {
   private readonly statements = new Map<string, ClientStatement>();
   private readonly pins = new Set<PinReason>();
   private readonly toClient: Buffer[] = [];
+  /** When a COMMIT went to the server, until its ReadyForQuery (performance.now() ms). */
+  private commitSentAt: number | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
 
   constructor(
@@ -170,7 +174,9 @@ export class PooledSession implements ServerOwner {
   private translate(frame: Frame, server: PooledServer, out: Buffer[]): void {
     switch (frame.code) {
       case Frontend.Query: {
-        this.pin(pinReasons(frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1))));
+        const sql = frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1));
+        this.pin(pinReasons(sql));
+        if (COMMIT.test(sql)) this.commitSentAt = performance.now();
         server.queue.expect('query');
         out.push(frame.raw);
         return;
@@ -178,6 +184,7 @@ export class PooledSession implements ServerOwner {
       case FRONTEND_PARSE: {
         const p = parseParse(frame.body);
         this.pin(pinReasons(p.query));
+        if (COMMIT.test(p.query)) this.commitSentAt = performance.now();
         if (p.statement === '') {
           server.queue.expect('parse');
           out.push(frame.raw);
@@ -197,6 +204,7 @@ export class PooledSession implements ServerOwner {
       case FRONTEND_BIND: {
         const b = parseBind(frame.body);
         const st = b.statement === '' ? undefined : this.statements.get(b.statement);
+        if (st && COMMIT.test(st.query)) this.commitSentAt = performance.now();
         if (st) {
           this.ensurePrepared(st, server, out);
           out.push(serializeBind(b.portal, st.serverName, b.rest));
@@ -269,6 +277,10 @@ export class PooledSession implements ServerOwner {
     if (server.scanner.atBoundary) server.queue.flushSynthetic(this.collectForClient);
     // One write per server chunk: usually the chunk itself, untouched.
     this.flushToClient();
+    if (this.commitSentAt !== null && server.queue.isEmpty && server.scanner.atBoundary) {
+      this.pool.commitLatency.observe((performance.now() - this.commitSentAt) / 1000);
+      this.commitSentAt = null;
+    }
     this.maybeDetach();
   }
 

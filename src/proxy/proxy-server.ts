@@ -3,6 +3,7 @@
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
+import { LatencyHistogram } from '../metrics/histogram.js';
 import { errorResponse } from '../pgwire/messages.js';
 import { listenOn } from '../util/listen.js';
 import type { Logger } from '../util/logger.js';
@@ -151,6 +152,13 @@ export class ProxyServer implements PoolDirectory {
       transactionsTotal += e.pool.lends;
     }
     return { connections, queuedClients, transactionsTotal };
+  }
+
+  /** Commit latency on an instance, over all of its pools. */
+  instanceCommitLatency(instanceId: string): LatencyHistogram {
+    const total = new LatencyHistogram();
+    for (const e of this.pools.values()) if (e.instanceId === instanceId) total.add(e.pool.commitLatency);
+    return total;
   }
 
   /** Pool size follows capacity. */

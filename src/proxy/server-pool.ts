@@ -2,6 +2,7 @@
 // startup options) key, with a bounded, deadline-ordered queue of clients
 // waiting for one. Idle servers are reused last-in first-out (warm caches)
 // and closed after serverIdleTimeoutMs.
+import { LatencyHistogram } from '../metrics/histogram.js';
 import { queryMessage } from '../pgwire/extended.js';
 import type { PooledServer } from './pooled-server.js';
 
@@ -58,6 +59,8 @@ export class ServerPool {
   sessions = 0;
   /** Servers lent so far: one per transaction (or pinned stretch) served. */
   lends = 0;
+  /** Explicit COMMITs, from the client's message to the server's ReadyForQuery (CloudWatch CommitLatency). */
+  readonly commitLatency = new LatencyHistogram();
 
   constructor(
     readonly key: string,

@@ -163,3 +163,34 @@ test('postgres.js with its default settings (prepared statements) works under tr
     await sql.end();
   }
 });
+
+test('explicit commits are timed per instance, as a Prometheus histogram', async () => {
+  const read = async (): Promise<Map<string, number>> => {
+    const text = await (await fetch(`http://127.0.0.1:${b.apiPort}/metrics`)).text();
+    return new Map(text.split('\n').flatMap((l) => (l.startsWith('borealis_commit_latency_seconds') ? [[l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))] as const] : [])));
+  };
+  const labels = 'cluster="default",instance="default-writer-1",role="writer"';
+  const before = (await read()).get(`borealis_commit_latency_seconds_count{${labels}}`) ?? 0;
+  const c = new pg.Client(b.pgConfig({ tls: false }));
+  await c.connect();
+  try {
+    await c.query('CREATE TABLE IF NOT EXISTS commit_timing (n int)');
+    for (let i = 0; i < 20; i++) {
+      await c.query('BEGIN');
+      await c.query('INSERT INTO commit_timing VALUES ($1)', [i]);
+      await c.query('COMMIT');
+    }
+    // An autocommit statement is no explicit commit.
+    await c.query('INSERT INTO commit_timing VALUES (-1)');
+  } finally {
+    await c.end();
+  }
+  const after = await read();
+  const count = after.get(`borealis_commit_latency_seconds_count{${labels}}`)!;
+  assert.equal(count - before, 20);
+  assert.equal(after.get(`borealis_commit_latency_seconds_bucket{${labels},le="+Inf"}`), count);
+  assert.ok(after.get(`borealis_commit_latency_seconds_sum{${labels}}`)! > 0);
+  // Buckets are cumulative.
+  const buckets = [...after].filter(([k]) => k.startsWith(`borealis_commit_latency_seconds_bucket{${labels}`)).map(([, v]) => v);
+  assert.ok(buckets.length >= 10 && buckets.every((v, i) => i === 0 || v >= buckets[i - 1]!));
+});
