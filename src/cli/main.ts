@@ -113,6 +113,14 @@ cluster
     process.stdout.write(opts.json ? JSON.stringify(c, null, 2) + '\n' : describeCluster(c));
   });
 cluster
+  .command('failover <name>')
+  .description('make a reader the writer (the first by promotion tier, or --target); the old writer comes back as a reader')
+  .option('--target <instance>', 'the reader to promote')
+  .action(async (name: string, opts: { target?: string }) => {
+    const r = await ApiClient.connect(home()).request<{ writer: string; previous: string; tookMs: number }>('POST', `/v1/clusters/${encodeURIComponent(name)}/failover`, opts.target ? { targetInstance: opts.target } : {});
+    process.stdout.write(`${r.writer} is the writer of ${name} (failover took ${r.tookMs} ms); ${r.previous} comes back as a reader\n`);
+  });
+cluster
   .command('modify <name>')
   .description("change a cluster's access rules (applies to new connections)")
   .option('--allow <cidrs>', 'comma-separated CIDR ranges allowed to connect (replaces the list)')

@@ -107,18 +107,19 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
 
   /** Creates the data directory if needed, then starts postgres. */
   async start(): Promise<void> {
-    const { record, acuMemoryMiB, startTimeoutMs } = this.options;
+    const { startTimeoutMs } = this.options;
     if (!this.server.isInitialized()) {
       const restore = this.options.restoreData;
-      if (restore && this.stateValue !== 'creating') this.setState('rebuilding', 'the data directory is gone; rebuilding it from storage');
+      if (restore && this.stateValue !== 'creating') this.setState('rebuilding', 'the data directory is gone; rebuilding it');
       const restored = restore ? await restore(this.server.options.dataDir) : false;
       if (!restored) {
         this.setState('creating', 'initializing the data directory');
         await this.server.initdb();
       }
     }
-    const restartTime = byContext(sizedSettings({ capacityAcu: this.options.maxCapacityAcu(), acuMemoryMiB })).restart;
-    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir), ...restartTime, ...this.options.extraSettings?.() });
+    this.writeConfig();
+    // A stop removed the groups; they are made again (creating is idempotent).
+    this.cgroup.create();
     this.writeCapacity(this.capacity);
     // Start (and resume) with the maximum capacity's CPU: recovery and
     // startup under a 0.5-ACU quota would take several times longer. The
@@ -132,6 +133,29 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
       this.resumeBegan = null;
     }
     this.setState('available', 'postgres is accepting connections');
+  }
+
+  private writeConfig(): void {
+    const { record, acuMemoryMiB } = this.options;
+    const restartTime = byContext(sizedSettings({ capacityAcu: this.options.maxCapacityAcu(), acuMemoryMiB })).restart;
+    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir), ...restartTime, ...this.options.extraSettings?.() });
+  }
+
+  /**
+   * A standby becomes a writer: promoted (waiting for the end of recovery),
+   * then its configuration is rewritten from its hooks, which now see it as
+   * a writer, and reloaded.
+   */
+  async promote(timeoutMs: number): Promise<void> {
+    if (this.stateValue !== 'available') throw new Error(`${this.id} is ${this.stateValue}, not available`);
+    await this.server.promote(timeoutMs);
+    this.reconfigure();
+  }
+
+  /** Rewrites the configuration from the hooks (a reader's writer moved) and reloads it. */
+  reconfigure(): void {
+    this.writeConfig();
+    if (this.stateValue === 'available') this.server.reload();
   }
 
   /**

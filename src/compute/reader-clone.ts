@@ -30,9 +30,17 @@ export async function cloneWriter(writer: WriterSocket, readerId: string, dataDi
   const tar = `${dataDir}.clone.tar`;
   const fd = fs.openSync(tar, 'w', 0o600);
   try {
-    // A slot left by an earlier clone of this reader keeps WAL from its old position: start afresh.
-    await client.query(`DROP_REPLICATION_SLOT ${slot}`).catch(() => undefined);
-    await client.query(`CREATE_REPLICATION_SLOT ${slot} PHYSICAL RESERVE_WAL`);
+    // A slot left by an earlier clone of this reader (or made for it by a
+    // writer that just started) keeps WAL from another position: start afresh.
+    for (let attempt = 1; ; attempt++) {
+      await client.query(`DROP_REPLICATION_SLOT ${slot}`).catch(() => undefined);
+      try {
+        await client.query(`CREATE_REPLICATION_SLOT ${slot} PHYSICAL RESERVE_WAL`);
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/already exists/.test((err as Error).message)) throw err;
+      }
+    }
     log.info('cloning the writer for a reader', { reader: readerId, slot });
     let bytes = 0;
     let lastReport = Date.now();

@@ -86,6 +86,14 @@ export class ApiServer {
         },
       },
       {
+        method: 'POST',
+        pattern: /^\/v1\/clusters\/([^/]+)\/failover$/,
+        handler: async (m, body) => {
+          const target = optionalString(asObject(body), 'targetInstance');
+          return [200, await supervisor.failover(decodeURIComponent(m[1]!), target)];
+        },
+      },
+      {
         method: 'DELETE',
         pattern: /^\/v1\/instances\/([^/]+)$/,
         handler: async (m) => {

@@ -346,6 +346,20 @@ export class StorageFleet {
     }
   }
 
+  /**
+   * A new writer takes over (a failover): the term goes above every term any
+   * node has seen, so no node takes WAL from the old writer again and it can
+   * never gather four acknowledgements. The new writer must run with the new
+   * term (writerSettings) before the nodes are told to follow it.
+   */
+  async raiseTerm(): Promise<number> {
+    const seen = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
+    const term = Math.max(this.term, ...seen.flatMap((r) => (r.status === 'fulfilled' ? [r.value.term] : []))) + 1;
+    this.deps.store.raiseStorageTerm(this.deps.cluster, term);
+    this.recoveryTimeline = null;
+    return term;
+  }
+
   /** True when storage holds something to rebuild from. */
   async hasBackups(): Promise<boolean> {
     return (await this.refreshBackups()).length > 0;

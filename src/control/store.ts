@@ -203,6 +203,10 @@ export class Store {
       .run(i.id, i.cluster, i.role, i.kind, i.promotionTier, i.capacityAcu, i.enginePort, i.createdAt);
   }
 
+  setInstanceRole(id: string, role: 'writer' | 'reader'): void {
+    this.prepare('UPDATE instances SET role = ? WHERE id = ?').run(role, id);
+  }
+
   deleteInstance(id: string): boolean {
     return this.prepare('DELETE FROM instances WHERE id = ?').run(id).changes > 0;
   }

@@ -376,14 +376,14 @@ export class Supervisor implements ProxyDirectory {
     }
     let fleet: StorageFleet | null = null;
     if (this.store.getStorage(cluster.name)) {
-      const writerRecord = this.store.listInstances(cluster.name).find((r) => r.role === 'writer');
       fleet = new StorageFleet({
         cluster: cluster.name,
         store: this.store,
         settings: this.settings,
         dir: path.join(this.paths.home, 'storage', cluster.name),
         token: this.storageToken(),
-        writer: () => ({ host: '127.0.0.1', port: writerRecord?.enginePort ?? 0 }),
+        // Whichever instance is the writer now (a failover moves it).
+        writer: () => ({ host: '127.0.0.1', port: this.writerOf(cluster.name)?.options.record.enginePort ?? 0 }),
         identity: this.identity,
         log: this.log.child(`storage:${cluster.name}`),
         event: (kind, message) => this.event('cluster', cluster.name, kind, message),
@@ -393,12 +393,22 @@ export class Supervisor implements ProxyDirectory {
     }
     // The writer first: readers clone it and stream from it.
     const records = this.store.listInstances(cluster.name).sort((x, y) => (x.role === y.role ? 0 : x.role === 'writer' ? -1 : 1));
-    for (const record of records) await this.startInstance(cluster, record, record.role === 'writer' ? fleet : null);
+    for (const record of records) await this.startInstance(cluster, record);
   }
 
-  /** Creates an instance's driver and starts it: a writer (with its storage, if any) or a reader of the writer. */
-  private async startInstance(cluster: ClusterRecord, record: InstanceRecord, storage: StorageFleet | null): Promise<void> {
-    const reader = record.role === 'reader' ? this.readerHooks(cluster, record) : null;
+  /** An instance's role now: a failover swaps them, so hooks ask each time. */
+  private roleOf(id: string): 'writer' | 'reader' | null {
+    return this.store.listInstances().find((r) => r.id === id)?.role ?? null;
+  }
+
+  /**
+   * Creates an instance's driver and starts it. What it runs as comes from
+   * its role at each start: a writer (with the cluster's storage, if any) or
+   * a reader of the writer.
+   */
+  private async startInstance(cluster: ClusterRecord, record: InstanceRecord): Promise<void> {
+    const storage = (): StorageFleet | null => this.fleets.get(cluster.name) ?? null;
+    const reader = this.readerHooks(cluster, record);
     const instance = new LocalInstance({
       record,
       dir: this.paths.instanceDir(record.id),
@@ -412,28 +422,25 @@ export class Supervisor implements ProxyDirectory {
       startTimeoutMs: this.settings.engineStartTimeoutMs,
       stopTimeoutMs: this.settings.engineStopTimeoutMs,
       restartBackoffMsMax: this.settings.restartBackoffMsMax,
-      ...(storage
-        ? {
-            extraSettings: () => storage.writerSettings(),
-            restoreData: async (dataDir: string) => {
-              const requested = this.rebuildRequested.has(record.id);
-              if (!requested && fs.existsSync(dataDir) && fs.readdirSync(dataDir).length > 0) {
-                // Damaged rather than gone (or a mount not there yet): never rebuilt over on its own.
-                throw new Error(`${dataDir} is not a PostgreSQL data directory (no PG_VERSION); repair it, or run \`borealis instance rebuild ${record.id}\``);
-              }
-              if (!this.settings.storageAutoRebuild && !requested) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
-              return (await storage.hasBackups()) ? storage.restore(dataDir) : false;
-            },
-          }
-        : {}),
-      ...(reader ?? {}),
+      extraSettings: () => (this.roleOf(record.id) === 'reader' ? reader.extraSettings() : (storage()?.writerSettings() ?? {})),
+      restoreData: async (dataDir: string) => {
+        if (this.roleOf(record.id) === 'reader') return reader.restoreData(dataDir);
+        const fleet = storage();
+        if (!fleet) return false;
+        const requested = this.rebuildRequested.has(record.id);
+        if (!requested && fs.existsSync(dataDir) && fs.readdirSync(dataDir).length > 0) {
+          // Damaged rather than gone (or a mount not there yet): never rebuilt over on its own.
+          throw new Error(`${dataDir} is not a PostgreSQL data directory (no PG_VERSION); repair it, or run \`borealis instance rebuild ${record.id}\``);
+        }
+        if (!this.settings.storageAutoRebuild && !requested) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
+        return (await fleet.hasBackups()) ? fleet.restore(dataDir) : false;
+      },
       log: this.log.child(`instance:${record.id}`),
     });
     instance.on('transition', (t) => {
       this.event('instance', record.id, t.to, t.to === 'available' && t.from === 'resuming' && instance.lastResume ? `${t.reason} (resumed in ${instance.lastResume.totalMs} ms)` : t.reason);
       if (t.to === 'available') this.proxy.setInstancePoolSize(record.id, this.poolServersFor(instance.capacityAcu));
-      if (t.to === 'available' && record.role === 'writer') void this.ensureReaderSlots(cluster.name);
-      if (t.to === 'available' && storage) void this.afterWriterStart(cluster.name, storage);
+      if (t.to === 'available' && this.roleOf(record.id) === 'writer') this.afterWriterAvailable(cluster.name);
     });
     this.instances.set(record.id, instance);
     try {
@@ -442,13 +449,21 @@ export class Supervisor implements ProxyDirectory {
       this.event('instance', record.id, 'failed', `start failed: ${(err as Error).message}`);
       throw err;
     }
-    if (storage) await this.afterWriterStart(cluster.name, storage);
+    const fleet = storage();
+    if (fleet && this.roleOf(record.id) === 'writer') await this.afterWriterStart(cluster.name, fleet);
+  }
+
+  /** A writer became available: its readers' slots exist, and storage follows it. */
+  private afterWriterAvailable(cluster: string): void {
+    void this.ensureReaderSlots(cluster);
+    const fleet = this.fleets.get(cluster);
+    if (fleet) void this.afterWriterStart(cluster, fleet);
   }
 
   private readonly rebuildRequested = new Set<string>();
 
   /** A reader's data comes from its writer (a clone), and it streams from the writer's socket through its own slot. */
-  private readerHooks(cluster: ClusterRecord, record: InstanceRecord): Pick<LocalInstanceOptions, 'restoreData' | 'extraSettings'> {
+  private readerHooks(cluster: ClusterRecord, record: InstanceRecord): Required<Pick<LocalInstanceOptions, 'restoreData' | 'extraSettings'>> {
     const writerSocket = (): { socketDir: string; port: number } | null => {
       const writer = this.writerOf(cluster.name);
       return writer ? { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort } : null;
@@ -478,12 +493,16 @@ export class Supervisor implements ProxyDirectory {
    * storage it has none, and readers would wait for them forever.
    */
   private async ensureReaderSlots(cluster: string): Promise<void> {
-    const readers = this.store.listInstances(cluster).filter((r) => r.role === 'reader');
+    // A reader being cloned makes its own slot.
+    const state = (id: string): string | undefined => this.instances.get(id)?.state;
+    const readers = this.store.listInstances(cluster).filter((r) => r.role === 'reader' && (state(r.id) === 'available' || state(r.id) === 'paused'));
     if (readers.length === 0) return;
     try {
       await this.withWriterSession(cluster, async (client) => {
         for (const r of readers) {
-          await client.query('SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)', [readerSlotName(r.id)]);
+          await client
+            .query('SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)', [readerSlotName(r.id)])
+            .catch((err: Error) => this.log.warn('could not make a reader\'s replication slot on the writer', { cluster, instance: r.id, error: err.message }));
         }
       });
     } catch (err) {
@@ -519,8 +538,96 @@ export class Supervisor implements ProxyDirectory {
     const endpoint = this.store.listEndpoints(clusterName).find((e) => e.type === 'instance' && e.name === record.id)!;
     await this.proxy.listen({ cluster: clusterName, type: 'instance', name: record.id, host: this.settings.listenHost, port: endpoint.port });
     this.event('cluster', clusterName, 'instance-created', `reader ${record.id} (promotion tier ${tier}) created`);
-    await this.startInstance(cluster, record, null);
+    await this.startInstance(cluster, record);
     return record;
+  }
+
+  /** Failovers per cluster since the supervisor started. */
+  private readonly failovers = new Map<string, number>();
+  private readonly failingOver = new Set<string>();
+
+  /**
+   * Aurora's FailoverDBCluster: a reader becomes the writer (the one asked
+   * for, or the first by promotion tier, then capacity), and the old writer
+   * comes back as a reader of it.
+   *
+   * The old writer stops first: a clean shutdown sends its last WAL to the
+   * standbys still connected, and nothing commits meanwhile. The target then
+   * replays all it received and is promoted; the storage term is raised, so
+   * the old writer could never again gather four acknowledgements, and the
+   * storage nodes follow the new writer. Clients of the old writer lose
+   * their connections, as in Aurora; new ones reach the new writer through
+   * the same endpoints.
+   */
+  async failover(clusterName: string, targetId?: string): Promise<{ writer: string; previous: string; tookMs: number }> {
+    const cluster = this.store.getCluster(clusterName);
+    if (!cluster) throw new ControlError('not-found', `cluster "${clusterName}" does not exist`);
+    if (this.failingOver.has(clusterName)) throw new ControlError('conflict', `cluster "${clusterName}" is already failing over`);
+    const records = this.store.listInstances(clusterName);
+    const oldRecord = records.find((r) => r.role === 'writer');
+    const oldWriter = oldRecord ? this.instances.get(oldRecord.id) : undefined;
+    if (!oldRecord || !oldWriter) throw new ControlError('unavailable', `cluster "${clusterName}" has no writer`);
+    const candidates = records
+      .filter((r) => r.role === 'reader' && this.instances.get(r.id)?.state === 'available')
+      .sort((x, y) => x.promotionTier - y.promotionTier || (this.instances.get(y.id)?.capacityAcu ?? 0) - (this.instances.get(x.id)?.capacityAcu ?? 0));
+    const targetRecord = targetId ? candidates.find((r) => r.id === targetId) : candidates[0];
+    if (!targetRecord) {
+      throw new ControlError('invalid', targetId ? `${targetId} is not an available reader of cluster "${clusterName}"` : `cluster "${clusterName}" has no available reader to fail over to`);
+    }
+    const target = this.instances.get(targetRecord.id)!;
+    this.failingOver.add(clusterName);
+    const started = Date.now();
+    this.event('cluster', clusterName, 'failover-started', `failing over from ${oldRecord.id} to ${targetRecord.id}`);
+    try {
+      await oldWriter.stop();
+      await this.waitReplayed(target, cluster.masterUsername);
+      this.store.transaction(() => {
+        this.store.setInstanceRole(targetRecord.id, 'writer');
+        this.store.setInstanceRole(oldRecord.id, 'reader');
+      });
+      this.lookups.clear();
+      const fleet = this.fleets.get(clusterName);
+      // The new term first: the new writer runs with it when its configuration is rewritten.
+      if (fleet) await fleet.raiseTerm();
+      await target.promote(this.settings.engineStartTimeoutMs);
+      this.afterWriterAvailable(clusterName);
+      // Other readers stream from the new writer from now on.
+      for (const r of records) if (r.role === 'reader' && r.id !== targetRecord.id) this.instances.get(r.id)?.reconfigure();
+      const tookMs = Date.now() - started;
+      this.failovers.set(clusterName, (this.failovers.get(clusterName) ?? 0) + 1);
+      this.event('cluster', clusterName, 'failover', `${targetRecord.id} is the writer (failover took ${tookMs} ms); ${oldRecord.id} comes back as a reader`);
+      // The old writer's data may hold WAL the new writer never had: it is cloned afresh.
+      void (async () => {
+        fs.rmSync(oldWriter.server.options.dataDir, { recursive: true, force: true });
+        await oldWriter.start();
+      })().catch((err: Error) => this.event('instance', oldRecord.id, 'failed', `could not come back as a reader: ${err.message}`));
+      return { writer: targetRecord.id, previous: oldRecord.id, tookMs };
+    } catch (err) {
+      this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
+      throw err;
+    } finally {
+      this.failingOver.delete(clusterName);
+    }
+  }
+
+  /** Waits until a standby has replayed everything it received and nothing more arrives. */
+  private async waitReplayed(standby: LocalInstance, superuser: string): Promise<void> {
+    const client = new pg.Client({ host: standby.server.options.socketDir, port: standby.options.record.enginePort, user: superuser, database: 'postgres' });
+    await client.connect();
+    try {
+      const deadline = Date.now() + this.settings.engineStartTimeoutMs;
+      let last = '';
+      for (;;) {
+        const row = (await client.query<{ received: string | null; replayed: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed')).rows[0]!;
+        const now = `${row.received}/${row.replayed}`;
+        if (row.replayed !== null && (row.received === null || parseLsn(row.replayed) >= parseLsn(row.received)) && now === last) return;
+        if (Date.now() > deadline) throw new ControlError('unavailable', `${standby.id} did not finish replaying in time`);
+        last = now;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await client.end();
+    }
   }
 
   /** Aurora's DeleteDBInstance, for readers (a writer goes with its cluster). */
@@ -1005,6 +1112,12 @@ export class Supervisor implements ProxyDirectory {
       perInstance('borealis_database_connections', 'Client sessions on the instance (CloudWatch DatabaseConnections).', 'gauge', (i) => i.metrics?.connections ?? null),
       perInstance('borealis_queued_clients', 'Clients waiting for a server connection to the instance.', 'gauge', (i) => i.metrics?.queuedClients ?? null),
       perInstance('borealis_acu_seconds_total', 'Capacity consumed, in ACU-seconds.', 'counter', (i) => i.acuSeconds),
+      {
+        name: 'borealis_failovers_total',
+        help: 'Failovers (a reader promoted to writer) since the supervisor started.',
+        type: 'counter',
+        samples: status.clusters.map((c) => ({ labels: { cluster: c.name }, value: this.failovers.get(c.name) ?? 0 })),
+      },
       {
         name: 'borealis_commit_latency_seconds',
         help: 'Explicit COMMITs through the front door, from the client\'s message to the server\'s answer (CloudWatch CommitLatency).',

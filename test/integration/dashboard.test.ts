@@ -82,11 +82,18 @@ test('the dashboard shows the cluster live and its actions take effect', async (
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(fs.statSync(shot).size > 10_000, `screenshot saved at ${shot}`);
 
-  // Delete it from the page: row and chart go.
-  await page.click('[data-action="delete:default-reader-1"]');
-  await b.waitFor('the reader to be deleted', async () => !(await b.status()).clusters[0]!.instances.some((i) => i.id === 'default-reader-1'));
-  await page.waitForSelector('[data-instance="default-reader-1"]', { state: 'detached' });
-  await page.waitForSelector('[data-chart="default-reader-1"]', { state: 'detached' });
+  // Fail over from the page: the reader becomes the writer, the old writer a reader.
+  await page.click('[data-action="failover:default"]');
+  await page.waitForSelector('.cluster-actions .result:has-text("default-reader-1 is the writer")', { timeout: 60_000 });
+  await page.waitForSelector('#events :text("failover")');
+  await b.waitFor('the old writer to come back as a reader', async () => (await b.status()).clusters[0]!.instances.find((i) => i.id === 'default-writer-1')?.state === 'available', 60_000);
+
+  // Delete that reader from the page: row and chart go.
+  await page.waitForSelector('[data-action="delete:default-writer-1"]');
+  await page.click('[data-action="delete:default-writer-1"]');
+  await b.waitFor('the reader to be deleted', async () => !(await b.status()).clusters[0]!.instances.some((i) => i.id === 'default-writer-1'));
+  await page.waitForSelector('[data-instance="default-writer-1"]', { state: 'detached' });
+  await page.waitForSelector('[data-chart="default-writer-1"]', { state: 'detached' });
   assert.deepEqual(problems, [], 'no console errors');
   assert.deepEqual(outside, [], 'no request leaves Borealis');
 });

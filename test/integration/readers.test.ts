@@ -106,8 +106,59 @@ test('readers come back as readers when Borealis restarts', async () => {
   await b.waitFor('the reader to stream again', async () => (await query<{ n: number }>(reader, 'SELECT count(*)::int AS n FROM notes'))[0]!.n === 151, 20_000);
 });
 
+test('failover: the reader becomes the writer with every acknowledged row, storage follows it, the old writer comes back as a reader', async () => {
+  const writer = await endpointPort('writer');
+  await query(writer, 'CREATE TABLE acked (n int)');
+  // Commits acknowledged right up to the failover.
+  const c = new pg.Client({ ...b.pgConfig({ tls: false }), port: writer });
+  c.on('error', () => undefined);
+  await c.connect();
+  const acked: number[] = [];
+  let writing = true;
+  const writes = (async () => {
+    for (let n = 1; writing; n++) {
+      try {
+        await c.query('INSERT INTO acked VALUES ($1)', [n]);
+        acked.push(n);
+      } catch {
+        return; // the old writer went away
+      }
+    }
+  })();
+  await b.waitFor('some acknowledged commits', () => Promise.resolve(acked.length >= 20), 10_000);
+  const termBefore = (await b.status()).clusters[0]!.storage.term;
+  const r = await b.cli(['cluster', 'failover', 'default', '--target', 'default-reader-1']);
+  writing = false;
+  await writes;
+  await c.end().catch(() => undefined);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /default-reader-1 is the writer of default/);
+
+  const s = (await b.status()).clusters[0]!;
+  assert.equal(s.instances.find((i) => i.id === 'default-reader-1')?.role, 'writer');
+  assert.equal(s.instances.find((i) => i.id === 'default-writer-1')?.role, 'reader');
+  assert.ok(s.storage.term > termBefore, 'the storage term went up (the old writer is fenced)');
+  // Every acknowledged row is on the new writer, and it takes writes (which need four storage nodes).
+  assert.deepEqual(await query(writer, 'SELECT pg_is_in_recovery() AS r'), [{ r: false }]);
+  const have = new Set((await query<{ n: number }>(writer, 'SELECT n FROM acked')).map((x) => x.n));
+  assert.deepEqual(acked.filter((n) => !have.has(n)), [], 'no acknowledged commit is lost');
+  await query(writer, 'INSERT INTO acked VALUES (-1)');
+  await b.waitFor('storage nodes to follow the new writer', async () => (await b.status()).clusters[0]!.storage.nodes.filter((n) => n.state === 'streaming').length >= 4, 30_000);
+  // The old writer comes back as a reader of the new one.
+  await b.waitFor('the old writer to come back as a reader', async () => (await instance('default-writer-1'))?.state === 'available', 60_000);
+  const old = await endpointPort('instance', 'default-writer-1');
+  assert.deepEqual(await query(old, 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
+  await b.waitFor('the old writer to replay the new writer\'s rows', async () => (await query<{ n: number }>(old, 'SELECT count(*)::int AS n FROM acked WHERE n = -1'))[0]!.n === 1, 20_000);
+  const metrics = await (await fetch(`http://127.0.0.1:${b.apiPort}/metrics`)).text();
+  assert.match(metrics, /^borealis_failovers_total\{cluster="default"\} 1$/m);
+  // No reader to fail over to but the one given? A clear refusal.
+  const bad = await b.cli(['cluster', 'failover', 'default', '--target', 'nope']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /nope is not an available reader/);
+});
+
 test('deleting readers: the reader endpoint falls back to the writer and their slots go; bad requests are refused', async () => {
-  const refused = await b.cli(['instance', 'delete', 'default-writer-1']);
+  const refused = await b.cli(['instance', 'delete', 'default-reader-1']);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /is the writer; delete the cluster instead/);
   const badTier = await b.cli(['instance', 'add', 'default', '--promotion-tier', '16']);
@@ -117,13 +168,13 @@ test('deleting readers: the reader endpoint falls back to the writer and their s
   assert.notEqual(noCluster.code, 0);
   assert.match(noCluster.stderr, /cluster "nowhere" does not exist/);
 
-  for (const id of ['default-reader-1', 'default-reader-2']) {
+  for (const id of ['default-writer-1', 'default-reader-2']) {
     const r = await b.cli(['instance', 'delete', id]);
     assert.equal(r.code, 0, r.stderr);
   }
   const left = (await b.status()).clusters.find((c) => c.name === 'default')!;
-  assert.deepEqual(left.instances.map((i) => i.id), ['default-writer-1']);
-  assert.equal(left.endpoints.some((e) => e.type === 'instance' && e.name.includes('reader')), false);
+  assert.deepEqual(left.instances.map((i) => i.id), ['default-reader-1']);
+  assert.deepEqual(left.endpoints.filter((e) => e.type === 'instance').map((e) => e.name), ['default-reader-1']);
   assert.deepEqual(await query(await endpointPort('reader'), 'SELECT pg_is_in_recovery() AS r'), [{ r: false }]);
-  assert.deepEqual(await query(await endpointPort('writer'), "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE 'default_reader_%'"), [{ n: 0 }]);
+  assert.deepEqual(await query(await endpointPort('writer'), "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE 'default_%'"), [{ n: 0 }]);
 });

@@ -47,7 +47,7 @@ function clusterSection(c) {
     section.append(
       el('h2', {}, el('span', { class: 'title' })),
       el('div', { class: 'instances' }),
-      addReaderButton(c),
+      clusterActions(c),
       el('div', { class: 'charts' }),
       el('h3', {}, 'Scaling'),
       scalingForm(c),
@@ -85,8 +85,8 @@ function scalingForm(c) {
   return form;
 }
 
-function addReaderButton(c) {
-  const holder = el('div', { class: 'add-reader' });
+function clusterActions(c) {
+  const holder = el('div', { class: 'cluster-actions' });
   const b = el('button', { type: 'button', 'data-action': `add-reader:${c.name}` }, 'add reader');
   const result = el('span', { class: 'result muted' });
   b.addEventListener('click', () => {
@@ -97,7 +97,16 @@ function addReaderButton(c) {
       (err) => (result.textContent = ` ${err.message}`),
     ).finally(() => (b.disabled = false));
   });
-  holder.append(b, result);
+  const failover = el('button', { type: 'button', 'data-action': `failover:${c.name}` }, 'failover');
+  failover.addEventListener('click', () => {
+    failover.disabled = true;
+    result.textContent = ' failing over…';
+    api('POST', `/v1/clusters/${encodeURIComponent(c.name)}/failover`, {}).then(
+      (r) => (result.textContent = ` ${r.writer} is the writer (${r.tookMs} ms)`),
+      (err) => (result.textContent = ` ${err.message}`),
+    ).finally(() => (failover.disabled = false));
+  });
+  holder.append(b, ' ', failover, result);
   return holder;
 }
 
