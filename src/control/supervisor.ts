@@ -383,7 +383,7 @@ export class Supervisor implements ProxyDirectory {
         dir: path.join(this.paths.home, 'storage', cluster.name),
         token: this.storageToken(),
         // Whichever instance is the writer now (a failover moves it).
-        writer: () => ({ host: '127.0.0.1', port: this.writerOf(cluster.name)?.options.record.enginePort ?? 0 }),
+        writer: () => ({ host: '127.0.0.1', port: this.cached(`writer-port\0${cluster.name}`, () => this.store.listInstances(cluster.name).find((r) => r.role === 'writer')?.enginePort ?? 0) }),
         identity: this.identity,
         log: this.log.child(`storage:${cluster.name}`),
         event: (kind, message) => this.event('cluster', cluster.name, kind, message),
@@ -577,6 +577,7 @@ export class Supervisor implements ProxyDirectory {
     const target = this.instances.get(targetRecord.id)!;
     this.failingOver.add(clusterName);
     const started = Date.now();
+    let swapped = false;
     this.event('cluster', clusterName, 'failover-started', `failing over from ${oldRecord.id} to ${targetRecord.id}`);
     try {
       await oldWriter.stop();
@@ -585,6 +586,7 @@ export class Supervisor implements ProxyDirectory {
         this.store.setInstanceRole(targetRecord.id, 'writer');
         this.store.setInstanceRole(oldRecord.id, 'reader');
       });
+      swapped = true;
       this.lookups.clear();
       const fleet = this.fleets.get(clusterName);
       // The new term first: the new writer runs with it when its configuration is rewritten.
@@ -604,6 +606,8 @@ export class Supervisor implements ProxyDirectory {
       return { writer: targetRecord.id, previous: oldRecord.id, tookMs };
     } catch (err) {
       this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
+      // Nothing changed hands: the old writer takes writes again.
+      if (!swapped) void oldWriter.start().catch((e: Error) => this.event('instance', oldRecord.id, 'failed', `restart after a failed failover: ${e.message}`));
       throw err;
     } finally {
       this.failingOver.delete(clusterName);

@@ -9,16 +9,11 @@
 // and dropped as they arrive, and the statement fails once it is over.
 import type net from 'node:net';
 import { ProtocolViolation } from '../pgwire/frame-reader.js';
-import { parseDataRow, parseErrorFields } from '../pgwire/messages.js';
+import { parseDataRow, parseErrorFields, parseRowColumns, type RowColumn } from '../pgwire/messages.js';
 import { openServerSession } from '../proxy/server-connection.js';
 
 /** A column of a result, named as node-postgres names them. */
-export interface ColumnInfo {
-  readonly name: string;
-  readonly dataTypeID: number;
-  readonly dataTypeSize: number;
-  readonly dataTypeModifier: number;
-}
+export type ColumnInfo = RowColumn;
 
 export interface StatementResult {
   readonly fields: readonly ColumnInfo[];
@@ -271,7 +266,7 @@ export class SqlConnection {
       case 0x63: // CopyDone
         return;
       case 0x54: // RowDescription
-        if (p) p.fields = parseColumns(body);
+        if (p) p.fields = parseRowColumns(body);
         return;
       case 0x44: // DataRow
         if (!p) throw new ProtocolViolation('a row with no statement in flight');
@@ -363,20 +358,6 @@ function copyFail(message: string): Buffer {
   return out;
 }
 
-function parseColumns(body: Buffer): ColumnInfo[] {
-  const count = body.readInt16BE(0);
-  const columns: ColumnInfo[] = [];
-  let at = 2;
-  for (let i = 0; i < count; i++) {
-    const end = body.indexOf(0, at);
-    if (end < 0 || end + 19 > body.length) throw new ProtocolViolation('malformed RowDescription');
-    const name = body.toString('utf8', at, end);
-    at = end + 1 + 6; // table OID, column number
-    columns.push({ name, dataTypeID: body.readInt32BE(at), dataTypeSize: body.readInt16BE(at + 4), dataTypeModifier: body.readInt32BE(at + 6) });
-    at += 12; // type OID, size, modifier, format
-  }
-  return columns;
-}
 
 /** "INSERT 0 3", "UPDATE 3", "SELECT 3" → 3; tags without a count → 0. */
 function rowCountOf(body: Buffer): number {

@@ -124,19 +124,33 @@ export function parseErrorFields(body: Buffer): Map<string, string> {
   return fields;
 }
 
-/** RowDescription ('T') → column names. */
-export function parseRowDescription(body: Buffer): string[] {
+/** A column of a RowDescription. */
+export interface RowColumn {
+  readonly name: string;
+  readonly dataTypeID: number;
+  readonly dataTypeSize: number;
+  readonly dataTypeModifier: number;
+}
+
+/** RowDescription ('T') → its columns (name, type OID, size, modifier). */
+export function parseRowColumns(body: Buffer): RowColumn[] {
   if (body.length < 2) throw new ProtocolViolation('malformed RowDescription');
   const count = body.readInt16BE(0);
-  const names: string[] = [];
+  const columns: RowColumn[] = [];
   let at = 2;
   for (let i = 0; i < count; i++) {
     const end = body.indexOf(0, at);
     if (end < 0 || end + 19 > body.length) throw new ProtocolViolation('malformed RowDescription');
-    names.push(body.toString('utf8', at, end));
+    // After the name: table OID (4), column number (2), type OID (4), size (2), modifier (4), format (2).
+    columns.push({ name: body.toString('utf8', at, end), dataTypeID: body.readInt32BE(end + 7), dataTypeSize: body.readInt16BE(end + 11), dataTypeModifier: body.readInt32BE(end + 13) });
     at = end + 19;
   }
-  return names;
+  return columns;
+}
+
+/** RowDescription ('T') → column names. */
+export function parseRowDescription(body: Buffer): string[] {
+  return parseRowColumns(body).map((c) => c.name);
 }
 
 /** DataRow ('D') → column values as text; SQL NULL stays null. */
