@@ -36,6 +36,11 @@ export class ConnectionSet {
     return this.connections.size;
   }
 
+  /** Nothing open, opening or waiting: the set can be dropped. */
+  get unused(): boolean {
+    return this.connections.size === 0 && this.opening === 0 && this.waiters.length === 0;
+  }
+
   /**
    * A connection to put one autocommit statement on: behind others' only if
    * `quick` (then it must be sent with `solo: false`, otherwise `solo: true`).

@@ -93,7 +93,11 @@ export class DataApiServer {
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.sweeper = setInterval(() => {
       this.expireTransactions();
-      for (const { set } of this.sets.values()) set.closeIdle(CONNECTION_IDLE_MS);
+      for (const [key, { set }] of this.sets) {
+        set.closeIdle(CONNECTION_IDLE_MS);
+        // Sets for databases that never answered (a wrong name) do not pile up.
+        if (set.unused) this.sets.delete(key);
+      }
     }, Math.max(250, Math.min(5_000, limits.transactionIdleMs / 4)));
     this.sweeper.unref();
   }
