@@ -4,6 +4,7 @@
 // goes through setState, which emits it for events and waiters.
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { InstanceRecord, InstanceState } from '../control/model.js';
 import type { EngineBinaries } from '../engine/binaries.js';
@@ -207,6 +208,13 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
       }
     })();
     return this.resuming;
+  }
+
+  /** Stops (if running), drops the data directory and starts again: restoreData builds a new one. */
+  async rebuild(): Promise<void> {
+    if (this.stateValue !== 'stopped') await this.stop();
+    fs.rmSync(this.server.options.dataDir, { recursive: true, force: true });
+    await this.start();
   }
 
   async stop(): Promise<void> {

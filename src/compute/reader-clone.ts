@@ -6,9 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
+import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
-import { runCommand } from '../util/run-command.js';
 
 export interface WriterSocket {
   readonly socketDir: string;
@@ -28,7 +28,6 @@ export async function cloneWriter(writer: WriterSocket, readerId: string, dataDi
   fs.mkdirSync(path.dirname(dataDir), { recursive: true, mode: 0o700 });
   chownTree(identity, path.dirname(dataDir));
   const tar = `${dataDir}.clone.tar`;
-  const fd = fs.openSync(tar, 'w', 0o600);
   try {
     // A slot left by an earlier clone of this reader (or made for it by a
     // writer that just started) keeps WAL from another position: start afresh.
@@ -42,36 +41,18 @@ export async function cloneWriter(writer: WriterSocket, readerId: string, dataDi
       }
     }
     log.info('cloning the writer for a reader', { reader: readerId, slot });
-    let bytes = 0;
     let lastReport = Date.now();
-    let archives = 0;
-    await client.baseBackup(`BASE_BACKUP ( LABEL '${readerId}', CHECKPOINT 'fast', WAL false, MANIFEST 'no' )`, {
-      onArchive: () => {
-        if (++archives > 1) throw new Error('tablespaces other than the default are not supported');
-      },
-      onData: (chunk) => {
-        fs.writeSync(fd, chunk);
-        bytes += chunk.length;
-        if (Date.now() - lastReport > 2_000) {
-          lastReport = Date.now();
-          log.info('cloning', { reader: readerId, bytes });
-        }
-      },
+    const { bytes } = await baseBackupToFile(client, readerId, tar, (_chunk, bytesSoFar) => {
+      if (Date.now() - lastReport > 2_000) {
+        lastReport = Date.now();
+        log.info('cloning', { reader: readerId, bytes: bytesSoFar });
+      }
     });
-    fs.closeSync(fd);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    await runCommand('tar', ['-xf', tar, '-C', dataDir]);
-    fs.mkdirSync(path.join(dataDir, 'pg_wal'), { recursive: true, mode: 0o700 });
+    await unpackBaseBackup(tar, dataDir);
     fs.writeFileSync(path.join(dataDir, 'standby.signal'), '');
     chownTree(identity, path.dirname(dataDir));
     log.info('reader cloned', { reader: readerId, bytes });
   } finally {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // already closed
-    }
     fs.rmSync(tar, { force: true });
     client.close();
   }

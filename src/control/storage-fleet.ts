@@ -14,9 +14,9 @@ import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineH
 import type { BackupInfo } from '../storage/backup-store.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
 import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport } from '../storage/protocol.js';
+import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
-import { runCommand } from '../util/run-command.js';
 import type { Store } from './store.js';
 
 export const REPLICATION_USER = 'borealis_storage';
@@ -290,24 +290,12 @@ export class StorageFleet {
     const writer = this.deps.writer();
     const client = await ReplicationClient.connect({ ...writer, ...this.credentials(), applicationName: 'borealis-backup' }, this.deps.settings.storageRequestTimeoutMs);
     const hash = createHash('sha256');
-    let bytes = 0;
-    const fd = fs.openSync(file, 'w', 0o600);
     try {
       const [ident] = await client.query('IDENTIFY_SYSTEM');
       const systemId = ident?.rows[0]?.[0] ?? '';
       log.info('taking a base backup', { backup: id });
-      let archives = 0;
-      const result = await client.baseBackup(`BASE_BACKUP ( LABEL '${id}', CHECKPOINT 'fast', WAL false, MANIFEST 'no' )`, {
-        onArchive: () => {
-          if (++archives > 1) throw new StorageError('tablespaces other than the default are not supported');
-        },
-        onData: (chunk) => {
-          fs.writeSync(fd, chunk);
-          hash.update(chunk);
-          bytes += chunk.length;
-        },
-      });
-      fs.fsyncSync(fd);
+      const result = await baseBackupToFile(client, id, file, (chunk) => hash.update(chunk));
+      const bytes = result.bytes;
       const info: BackupInfo = { id, systemId, timeline: result.timeline, startLsn: formatLsn(result.startLsn), endLsn: formatLsn(result.endLsn), sha256: hash.digest('hex'), bytes, createdAt: new Date().toISOString() };
       await this.waitDurable(result.endLsn, 60_000);
       const stored = await Promise.allSettled(this.nodes.map((n) => n.client.putBackup(info, file)));
@@ -317,7 +305,6 @@ export class StorageFleet {
       await this.prune(await this.refreshBackups());
       return info;
     } finally {
-      fs.closeSync(fd);
       fs.rmSync(file, { force: true });
       client.close();
     }
@@ -396,8 +383,6 @@ export class StorageFleet {
     if (!backup) throw new StorageError(`no base backup ends before ${formatLsn(lsn)}`);
     log.info('rebuilding the writer from storage', { term, source, timeline, to: formatLsn(lsn), backup: backup.id, fenced: accepted.length });
     this.deps.event('rebuild', `rebuilding from base backup ${backup.id} and WAL to ${formatLsn(lsn)} on timeline ${timeline} (term ${term}, ${accepted.length} of ${this.nodes.length} nodes fenced, read quorum ${READ_QUORUM})`);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     await this.extractBackup(backup, dataDir);
     await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(dataDir, 'pg_wal'));
     // Every history any node knows: PostgreSQL then never reuses a timeline number.
@@ -451,8 +436,7 @@ export class StorageFleet {
         }
       }
       if (!got) throw new StorageError(`no storage node served a verified copy of backup ${backup.id}`);
-      await runCommand('tar', ['-xf', tar, '-C', dataDir]);
-      fs.mkdirSync(path.join(dataDir, 'pg_wal'), { recursive: true, mode: 0o700 });
+      await unpackBaseBackup(tar, dataDir);
     } finally {
       fs.rmSync(tar, { force: true });
     }

@@ -472,7 +472,8 @@ export class Supervisor implements ProxyDirectory {
       restoreData: async (dataDir) => {
         const writer = this.writerOf(cluster.name);
         if (!writer || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) throw new Error(`the writer of cluster "${cluster.name}" is not available to clone`);
-        await cloneWriter({ ...writerSocket()!, superuser: cluster.masterUsername }, record.id, dataDir, this.identity, this.log.child(`instance:${record.id}`), this.settings.engineStartTimeoutMs);
+        const socket = { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort, superuser: cluster.masterUsername };
+        await cloneWriter(socket, record.id, dataDir, this.identity, this.log.child(`instance:${record.id}`), this.settings.engineStartTimeoutMs);
         return true;
       },
       extraSettings: () => {
@@ -599,10 +600,7 @@ export class Supervisor implements ProxyDirectory {
       this.failovers.set(clusterName, (this.failovers.get(clusterName) ?? 0) + 1);
       this.event('cluster', clusterName, 'failover', `${targetRecord.id} is the writer (failover took ${tookMs} ms); ${oldRecord.id} comes back as a reader`);
       // The old writer's data may hold WAL the new writer never had: it is cloned afresh.
-      void (async () => {
-        fs.rmSync(oldWriter.server.options.dataDir, { recursive: true, force: true });
-        await oldWriter.start();
-      })().catch((err: Error) => this.event('instance', oldRecord.id, 'failed', `could not come back as a reader: ${err.message}`));
+      oldWriter.rebuild().catch((err: Error) => this.event('instance', oldRecord.id, 'failed', `could not come back as a reader: ${err.message}`));
       return { writer: targetRecord.id, previous: oldRecord.id, tookMs };
     } catch (err) {
       this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
@@ -616,9 +614,7 @@ export class Supervisor implements ProxyDirectory {
 
   /** Waits until a standby has replayed everything it received and nothing more arrives. */
   private async waitReplayed(standby: LocalInstance, superuser: string): Promise<void> {
-    const client = new pg.Client({ host: standby.server.options.socketDir, port: standby.options.record.enginePort, user: superuser, database: 'postgres' });
-    await client.connect();
-    try {
+    await this.withSession(standby, superuser, async (client) => {
       const deadline = Date.now() + this.settings.engineStartTimeoutMs;
       let last = '';
       for (;;) {
@@ -629,9 +625,7 @@ export class Supervisor implements ProxyDirectory {
         last = now;
         await new Promise((r) => setTimeout(r, 100));
       }
-    } finally {
-      await client.end();
-    }
+    });
   }
 
   /** Aurora's DeleteDBInstance, for readers (a writer goes with its cluster). */
@@ -645,9 +639,8 @@ export class Supervisor implements ProxyDirectory {
       this.proxy.unlisten(endpoint.port);
       this.store.deleteEndpoint(record.cluster, 'instance', id);
     }
-    this.proxy.closeInstancePool(id);
+    this.proxy.closePools({ instanceId: id });
     await instance?.stop();
-    instance?.cgroup.remove();
     this.instances.delete(id);
     this.store.deleteInstance(id);
     this.replicaLag.delete(id);
@@ -669,23 +662,19 @@ export class Supervisor implements ProxyDirectory {
       // A paused writer is not woken to be measured.
       if (readers.length === 0 || writer?.state !== 'available') continue;
       try {
-        const client = new pg.Client({ host: writer.server.options.socketDir, port: writer.options.record.enginePort, user: cluster.masterUsername, database: 'postgres' });
-        await client.connect();
-        try {
-          const rows = (
+        const rows = await this.withSession(writer, cluster.masterUsername, async (client) =>
+          (
             await client.query<{ name: string; seconds: number | null; bytes: string | null }>(
               `SELECT application_name AS name, EXTRACT(EPOCH FROM replay_lag)::float8 AS seconds, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS bytes FROM pg_stat_replication`,
             )
-          ).rows;
-          for (const r of readers) {
-            const row = rows.find((x) => x.name === r.id);
-            if (!row) continue;
-            const bytes = Number(row.bytes ?? 0);
-            // replay_lag is NULL once the reader has replayed everything and nothing new came.
-            this.replicaLag.set(r.id, { seconds: bytes <= 0 ? 0 : (row.seconds ?? 0), bytes: Math.max(0, bytes) });
-          }
-        } finally {
-          await client.end();
+          ).rows,
+        );
+        for (const r of readers) {
+          const row = rows.find((x) => x.name === r.id);
+          if (!row) continue;
+          const bytes = Number(row.bytes ?? 0);
+          // replay_lag is NULL once the reader has replayed everything and nothing new came.
+          this.replicaLag.set(r.id, { seconds: bytes <= 0 ? 0 : (row.seconds ?? 0), bytes: Math.max(0, bytes) });
         }
       } catch (err) {
         this.log.debug('could not sample replica lag', { cluster: cluster.name, error: (err as Error).message });
@@ -794,19 +783,12 @@ export class Supervisor implements ProxyDirectory {
     const instance = this.instances.get(id);
     const record = this.store.listInstances().find((r) => r.id === id);
     if (!instance || !record) throw new ControlError('not-found', `instance "${id}" does not exist`);
-    if (record.role === 'reader') {
-      await instance.stop();
-      fs.rmSync(instance.server.options.dataDir, { recursive: true, force: true });
-      await instance.start();
-      return;
-    }
+    if (record.role === 'reader') return instance.rebuild();
     const fleet = this.fleetOf(record.cluster);
     if (!(await fleet.hasBackups())) throw new ControlError('unavailable', 'storage holds no base backup yet');
     this.rebuildRequested.add(id);
     try {
-      await instance.stop();
-      fs.rmSync(instance.server.options.dataDir, { recursive: true, force: true });
-      await instance.start();
+      await instance.rebuild();
     } finally {
       this.rebuildRequested.delete(id);
     }
@@ -868,7 +850,12 @@ export class Supervisor implements ProxyDirectory {
     if (!writer || !record || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) {
       throw new ControlError('unavailable', `the writer of cluster "${cluster}" is not available`);
     }
-    const client = new pg.Client({ host: writer.server.options.socketDir, port: writer.options.record.enginePort, user: record.masterUsername, database: 'postgres' });
+    return this.withSession(writer, record.masterUsername, fn);
+  }
+
+  /** A session on an instance's private socket as the cluster's superuser, for the length of fn. */
+  private async withSession<T>(instance: LocalInstance, superuser: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = new pg.Client({ host: instance.server.options.socketDir, port: instance.options.record.enginePort, user: superuser, database: 'postgres' });
     await client.connect();
     try {
       return await fn(client);
@@ -881,7 +868,7 @@ export class Supervisor implements ProxyDirectory {
     const cluster = this.store.getCluster(name);
     if (!cluster) throw new ControlError('not-found', `cluster "${name}" does not exist`);
     for (const endpoint of this.store.listEndpoints(name)) this.proxy.unlisten(endpoint.port);
-    this.proxy.closePools(name);
+    this.proxy.closePools({ cluster: name });
     for (const record of this.store.listInstances(name)) {
       const instance = this.instances.get(record.id);
       if (instance) {

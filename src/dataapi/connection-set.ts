@@ -32,10 +32,6 @@ export class ConnectionSet {
 
   constructor(private readonly options: ConnectionSetOptions) {}
 
-  get size(): number {
-    return this.connections.size;
-  }
-
   /** Nothing open, opening or waiting: the set can be dropped. */
   get unused(): boolean {
     return this.connections.size === 0 && this.opening === 0 && this.waiters.length === 0;

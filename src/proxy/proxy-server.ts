@@ -91,23 +91,14 @@ export class ProxyServer implements PoolDirectory {
     entry.server.close();
   }
 
-  /** Drops a cluster's pools (its instances are going away). */
-  closePools(cluster: string): void {
+  /** Drops the pools of a cluster, or of one instance (they are going away). */
+  closePools(of: { readonly cluster: string } | { readonly instanceId: string }): void {
     for (const [key, entry] of this.pools) {
-      if (entry.cluster !== cluster) continue;
+      if ('cluster' in of ? entry.cluster !== of.cluster : entry.instanceId !== of.instanceId) continue;
       entry.pool.close();
       this.pools.delete(key);
     }
-  }
-
-  /** Drops an instance's pools (the instance is going away). */
-  closeInstancePool(instanceId: string): void {
-    for (const [key, entry] of this.pools) {
-      if (entry.instanceId !== instanceId) continue;
-      entry.pool.close();
-      this.pools.delete(key);
-    }
-    this.poolSizes.delete(instanceId);
+    if ('instanceId' in of) this.poolSizes.delete(of.instanceId);
   }
 
   poolFor(cluster: string, instanceId: string, startupParams: ReadonlyMap<string, string>): ServerPool {
