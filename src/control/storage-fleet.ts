@@ -13,7 +13,7 @@ import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
 import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineHistory, segmentOf, segmentStart } from '../pgwire/replication.js';
 import type { BackupInfo } from '../storage/backup-store.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
-import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport } from '../storage/protocol.js';
+import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint } from '../storage/protocol.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
@@ -347,6 +347,33 @@ export class StorageFleet {
     return term;
   }
 
+  /**
+   * The highest position a read quorum of nodes holds on the current term:
+   * every commit the writer acknowledged lies at or before it. With the
+   * writer stopped, nothing moves it.
+   */
+  async durablePoint(): Promise<RecoveryPoint> {
+    const seen = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
+    const reports: NodeReport[] = seen.flatMap((r, i) =>
+      r.status === 'fulfilled' ? [{ node: this.nodes[i]!.name, term: r.value.term, timeline: r.value.timeline, flushLsn: r.value.flushLsn ? parseLsn(r.value.flushLsn) : 0n }] : [],
+    );
+    const point = recoveryPoint(reports, this.term, this.historyLookup(await this.gatherHistories()));
+    if (!point.ok) throw new StorageError(point.reason);
+    return point.value;
+  }
+
+  /**
+   * Puts the WAL from `from` up to `point` into a standby's pg_wal (the
+   * segments it already has are rewritten with the same bytes and more),
+   * with every timeline history, so that it can follow the timeline the WAL
+   * is on.
+   */
+  async copyWalTo(walDir: string, point: RecoveryPoint, from: bigint): Promise<void> {
+    await this.copyWal(point.source, point.timeline, point.lsn, from, walDir);
+    for (const [t, text] of await this.gatherHistories()) fs.writeFileSync(path.join(walDir, historyFileName(t)), text);
+    chownTree(this.deps.identity, walDir);
+  }
+
   /** True when storage holds something to rebuild from. */
   async hasBackups(): Promise<boolean> {
     return (await this.refreshBackups()).length > 0;
@@ -370,13 +397,7 @@ export class StorageFleet {
     const accepted = await this.follow();
     const reports: NodeReport[] = accepted.map((s) => ({ node: s.name, term: s.term, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : 0n }));
     const histories = await this.gatherHistories();
-    const historyOf = (t: number): Map<number, bigint> => {
-      const text = histories.get(t);
-      if (t === 1) return new Map();
-      if (text === undefined) throw new StorageError(`no storage node holds the history of timeline ${t}`);
-      return new Map(parseTimelineHistory(text).map((h) => [h.timeline, h.switchLsn]));
-    };
-    const point = recoveryPoint(reports, term, historyOf);
+    const point = recoveryPoint(reports, term, this.historyLookup(histories));
     if (!point.ok) throw new StorageError(point.reason);
     const { source, timeline, lsn } = point.value;
     const backup = [...backups].reverse().find((b) => parseLsn(b.endLsn) <= lsn && b.timeline <= timeline);
@@ -395,6 +416,15 @@ export class StorageFleet {
     this.lastBackupCheck = 1;
     this.knownBackupsCache = [];
     return true;
+  }
+
+  private historyLookup(histories: ReadonlyMap<number, string>): (timeline: number) => Map<number, bigint> {
+    return (t) => {
+      const text = histories.get(t);
+      if (t === 1) return new Map();
+      if (text === undefined) throw new StorageError(`no storage node holds the history of timeline ${t}`);
+      return new Map(parseTimelineHistory(text).map((h) => [h.timeline, h.switchLsn]));
+    };
   }
 
   /** The text of every timeline history file any reachable node holds. */

@@ -28,7 +28,7 @@ import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js'
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
 import { StorageFleet, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
-import { parseLsn } from '../pgwire/replication.js';
+import { formatLsn, parseLsn } from '../pgwire/replication.js';
 
 export class ControlError extends Error {
   override readonly name = 'ControlError';
@@ -583,13 +583,14 @@ export class Supervisor implements ProxyDirectory {
     try {
       await oldWriter.stop();
       await this.waitReplayed(target, cluster.masterUsername);
+      const fleet = this.fleets.get(clusterName);
+      if (fleet) await this.catchUpFromStorage(target, fleet, cluster.masterUsername);
       this.store.transaction(() => {
         this.store.setInstanceRole(targetRecord.id, 'writer');
         this.store.setInstanceRole(oldRecord.id, 'reader');
       });
       swapped = true;
       this.lookups.clear();
-      const fleet = this.fleets.get(clusterName);
       // The new term first: the new writer runs with it when its configuration is rewritten.
       if (fleet) await fleet.raiseTerm();
       await target.promote(this.settings.engineStartTimeoutMs);
@@ -610,6 +611,32 @@ export class Supervisor implements ProxyDirectory {
     } finally {
       this.failingOver.delete(clusterName);
     }
+  }
+
+  /**
+   * A writer that stopped cleanly sent its standbys all of its WAL; one that
+   * crashed, or whose stop timed out, may have had commits acknowledged by
+   * storage that the reader never received. Those are copied from storage
+   * into the reader's pg_wal and replayed before it may be promoted.
+   */
+  private async catchUpFromStorage(target: LocalInstance, fleet: StorageFleet, superuser: string): Promise<void> {
+    const point = await fleet.durablePoint();
+    const replayed = await this.withSession(target, superuser, async (client) => parseLsn((await client.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn')).rows[0]!.lsn));
+    if (replayed >= point.lsn) return;
+    this.event('instance', target.id, 'catching-up', `replayed to ${formatLsn(replayed)}; copying WAL up to ${formatLsn(point.lsn)} from storage node ${point.source} before promotion`);
+    await target.stop();
+    await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, replayed);
+    await target.start();
+    await this.withSession(target, superuser, async (client) => {
+      const deadline = Date.now() + this.settings.engineStartTimeoutMs;
+      for (;;) {
+        const row = (await client.query<{ replayed: string }>('SELECT pg_last_wal_replay_lsn()::text AS replayed')).rows[0]!;
+        if (parseLsn(row.replayed) >= point.lsn) return;
+        // PostgreSQL refuses WAL that is not on its timeline's history: then it never gets there.
+        if (Date.now() > deadline) throw new ControlError('unavailable', `${target.id} replayed only to ${row.replayed} of the ${formatLsn(point.lsn)} storage holds (timeline ${point.timeline}); promoting it would lose acknowledged commits`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
   }
 
   /** Waits until a standby has replayed everything it received and nothing more arrives. */

@@ -157,8 +157,45 @@ test('failover: the reader becomes the writer with every acknowledged row, stora
   assert.match(bad.stderr, /nope is not an available reader/);
 });
 
+test('failover after the writer crashed: acknowledged WAL the reader never received is copied from storage before promotion', async () => {
+  // Now default-reader-1 writes; default-writer-1 and default-reader-2 read.
+  const writer = await endpointPort('writer');
+  const target = 'default-reader-2';
+  const targetPort = await endpointPort('instance', target);
+  await query(writer, 'CREATE TABLE crash_acked (n int)');
+  await b.waitFor('the target to replay the new table', async () => (await query<{ n: number }>(targetPort, "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'crash_acked'"))[0]!.n === 1, 20_000);
+  // The writer's WAL sender for the target stops sending (as a partition
+  // would); the storage nodes' senders go on, so commits are acknowledged.
+  const [sender] = await query<{ pid: number }>(writer, `SELECT pid FROM pg_stat_replication WHERE application_name = '${target}'`);
+  assert.ok(sender);
+  process.kill(sender.pid, 'SIGSTOP');
+  const acked: number[] = [];
+  try {
+    for (let n = 1; n <= 40; n++) {
+      await query(writer, `INSERT INTO crash_acked VALUES (${n})`);
+      acked.push(n);
+    }
+    assert.deepEqual(await query(targetPort, 'SELECT count(*)::int AS n FROM crash_acked'), [{ n: 0 }]);
+  } finally {
+    const pid = await b.writerPid();
+    if (pid) process.kill(pid, 'SIGKILL');
+    process.kill(sender.pid, 'SIGKILL');
+  }
+  const lastEvent = Math.max(0, ...(JSON.parse((await b.cli(['events', '--json', '--limit', '200'])).stdout) as Array<{ id: number }>).map((e) => e.id));
+  const r = await b.cli(['cluster', 'failover', 'default', '--target', target]);
+  assert.equal(r.code, 0, r.stderr + b.logTail());
+  const events = (JSON.parse((await b.cli(['events', '--json', '--limit', '200'])).stdout) as Array<{ id: number; sourceId: string; kind: string; message: string }>).filter((e) => e.id > lastEvent);
+  assert.ok(events.some((e) => e.sourceId === target && e.kind === 'catching-up' && /from storage node/.test(e.message)), JSON.stringify(events));
+  // Every acknowledged row is on the new writer, which takes writes.
+  assert.equal((await instance(target))?.role, 'writer');
+  const have = new Set((await query<{ n: number }>(writer, 'SELECT n FROM crash_acked')).map((x) => x.n));
+  assert.deepEqual(acked.filter((n) => !have.has(n)), [], 'no acknowledged commit is lost');
+  await query(writer, 'INSERT INTO crash_acked VALUES (-1)');
+  await b.waitFor('the crashed writer to come back as a reader', async () => (await instance('default-reader-1'))?.state === 'available', 60_000);
+});
+
 test('deleting readers: the reader endpoint falls back to the writer and their slots go; bad requests are refused', async () => {
-  const refused = await b.cli(['instance', 'delete', 'default-reader-1']);
+  const refused = await b.cli(['instance', 'delete', 'default-reader-2']);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /is the writer; delete the cluster instead/);
   const badTier = await b.cli(['instance', 'add', 'default', '--promotion-tier', '16']);
@@ -168,13 +205,13 @@ test('deleting readers: the reader endpoint falls back to the writer and their s
   assert.notEqual(noCluster.code, 0);
   assert.match(noCluster.stderr, /cluster "nowhere" does not exist/);
 
-  for (const id of ['default-writer-1', 'default-reader-2']) {
+  for (const id of ['default-writer-1', 'default-reader-1']) {
     const r = await b.cli(['instance', 'delete', id]);
     assert.equal(r.code, 0, r.stderr);
   }
   const left = (await b.status()).clusters.find((c) => c.name === 'default')!;
-  assert.deepEqual(left.instances.map((i) => i.id), ['default-reader-1']);
-  assert.deepEqual(left.endpoints.filter((e) => e.type === 'instance').map((e) => e.name), ['default-reader-1']);
+  assert.deepEqual(left.instances.map((i) => i.id), ['default-reader-2']);
+  assert.deepEqual(left.endpoints.filter((e) => e.type === 'instance').map((e) => e.name), ['default-reader-2']);
   assert.deepEqual(await query(await endpointPort('reader'), 'SELECT pg_is_in_recovery() AS r'), [{ r: false }]);
   assert.deepEqual(await query(await endpointPort('writer'), "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE 'default_%'"), [{ n: 0 }]);
 });
