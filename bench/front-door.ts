@@ -4,17 +4,21 @@
 //
 //   npm run bench:front-door [-- --seconds 10 --rounds 2 --idle-clients 5000]
 //
-// Parts: (1) pgbench -S -c 32 -j 2; (2) pgbench -S -C -c 16 -j 2 (a new
-// connection per transaction, the serverless pattern); (3) memory per idle
-// client (proxy RSS growth with N authenticated idle clients).
+// Parts: (1) pgbench -S -c 32 -j 2, also through a Node byte forwarder
+// (bench/node-forwarder.ts: no parsing, no pooling), the floor for a pooler
+// on Node's sockets; (2) pgbench -S -C -c 16 -j 2 (a new connection per
+// transaction, the serverless pattern); (3) memory per idle client (proxy
+// RSS growth with N authenticated idle clients).
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Borealis, freePort, PASSWORD, rssKiB } from '../test/helpers/borealis.js';
+import { cpuSeconds } from './proc-stat.js';
 
 const { values } = parseArgs({
   options: {
@@ -83,10 +87,16 @@ async function startPgBouncer(socketDir: string, enginePort: number, verifier: s
   throw new Error('PgBouncer did not start');
 }
 
-/** CPU seconds (user + system) a process has used so far; /proc counts in USER_HZ (100 on Linux). */
-function cpuSeconds(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/** The Node byte forwarder in front of postgres's private socket. */
+async function startForwarder(socketDir: string, enginePort: number): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const script = fileURLToPath(new URL('./node-forwarder.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(port), socketDir, String(enginePort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the Node forwarder exited (${code})`)));
+  });
+  return { port, child };
 }
 
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
@@ -96,6 +106,7 @@ const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floo
 // differ between rounds.
 const b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '8', BOREALIS_DEFAULT_MAX_CAPACITY_ACU: '8' });
 let bouncer: Awaited<ReturnType<typeof startPgBouncer>> | null = null;
+let forwarder: Awaited<ReturnType<typeof startForwarder>> | null = null;
 try {
   const status = await b.status();
   const instance = status.clusters[0]!.instances[0]!;
@@ -115,22 +126,32 @@ try {
     targets.splice(1, 0, ['pgbouncer', bouncer.port]);
     poolerPid.set('pgbouncer', bouncer.child.pid!);
   }
-  const parts: Array<[string, string[]]> = [
-    ['pgbench -S -c 32 -j 2', ['-S', '-c', '32', '-j', '2', '-T', values.seconds, '-n']],
-    ['pgbench -S -C -c 16 -j 2', ['-S', '-C', '-c', '16', '-j', '2', '-T', values.seconds, '-n']],
+  forwarder = await startForwarder(path.join(instanceDir, 'run'), enginePort);
+  poolerPid.set('forwarder', forwarder.child.pid!);
+  // The forwarder only in part 1: with a new connection per transaction it
+  // is direct plus a hop (a backend forked per connection).
+  const parts: Array<[string, string[], Array<[string, number]>]> = [
+    ['pgbench -S -c 32 -j 2', ['-S', '-c', '32', '-j', '2', '-T', values.seconds, '-n'], [...targets, ['forwarder', forwarder.port]]],
+    ['pgbench -S -C -c 16 -j 2', ['-S', '-C', '-c', '16', '-j', '2', '-T', values.seconds, '-n'], targets],
   ];
   const report: string[] = [`${os.cpus().length} cores, PostgreSQL ${status.engine.version}, ${values.rounds} interleaved rounds of ${values.seconds} s`];
-  for (const [name, args] of parts) {
-    const results = new Map<string, number[]>(targets.map(([t]) => [t, []]));
-    const cpuPerTransaction = new Map<string, number[]>();
+  for (const [name, args, partTargets] of parts) {
+    const results = new Map<string, number[]>(partTargets.map(([t]) => [t, []]));
+    const cpuPerTransaction = new Map<string, string[]>();
     for (let round = 1; round <= Number(values.rounds); round++) {
-      for (const [target, port] of targets) {
+      for (const [target, port] of partTargets) {
         log(`${name}: round ${round}, ${target}...`);
         const pid = poolerPid.get(target);
-        const cpuBefore = pid ? cpuSeconds(pid) : 0;
+        const cpuBefore = pid ? cpuSeconds([pid]) : null;
         const rate = tps(await pgbench(args, port));
         results.get(target)!.push(rate);
-        if (pid) cpuPerTransaction.set(target, [...(cpuPerTransaction.get(target) ?? []), ((cpuSeconds(pid) - cpuBefore) / (rate * Number(values.seconds))) * 1e6]);
+        if (pid && cpuBefore) {
+          const after = cpuSeconds([pid]);
+          const µs = (seconds: number): number => (seconds / (rate * Number(values.seconds))) * 1e6;
+          const user = µs(after.user - cpuBefore.user);
+          const system = µs(after.system - cpuBefore.system);
+          cpuPerTransaction.set(target, [...(cpuPerTransaction.get(target) ?? []), `${(user + system).toFixed(0)} (user ${user.toFixed(0)}, system ${system.toFixed(0)})`]);
+        }
       }
     }
     const med = new Map([...results].map(([t, xs]) => [t, median(xs)]));
@@ -139,8 +160,9 @@ try {
     const borealis = med.get('borealis')!;
     const ratios = [`borealis/direct ${(borealis / med.get('direct')!).toFixed(2)}`];
     if (med.has('pgbouncer')) ratios.push(`borealis/pgbouncer ${(borealis / med.get('pgbouncer')!).toFixed(2)}`, `pgbouncer/direct ${(med.get('pgbouncer')! / med.get('direct')!).toFixed(2)}`);
+    if (med.has('forwarder')) ratios.push(`borealis/forwarder ${(borealis / med.get('forwarder')!).toFixed(2)}`);
     report.push(`  ratios: ${ratios.join(', ')}`);
-    for (const [t, xs] of cpuPerTransaction) report.push(`  ${t} process CPU per transaction: ${xs.map((x) => x.toFixed(0)).join(' / ')} µs`);
+    for (const [t, xs] of cpuPerTransaction) report.push(`  ${t} process CPU per transaction, µs: ${xs.join(' / ')}`);
   }
   // Idle clients: authenticated, in a session, holding no server.
   const n = Number(values['idle-clients']);
@@ -162,6 +184,7 @@ try {
   }
   process.stdout.write(report.join('\n') + '\n');
 } finally {
+  forwarder?.child.kill('SIGTERM');
   if (bouncer) {
     bouncer.child.kill('SIGINT');
     fs.rmSync(bouncer.dir, { recursive: true, force: true });

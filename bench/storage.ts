@@ -1,9 +1,11 @@
 // Commit-durability benchmark, all in one run so the ratios hold on a noisy
 // machine. The same PostgreSQL (Debian's 15, since pg_receivewal 15 refuses
-// 17) in three set-ups:
+// 17) in four set-ups:
 //   (a) local fsync, no standbys;
 //   (b) six `pg_receivewal --synchronous`, synchronous_standby_names = ANY 4;
-//   (c) six Borealis storage nodes (separate processes), ANY 4.
+//   (c) six Borealis storage nodes (separate processes), ANY 4;
+//   (d) six copies of the least a Node standby can do
+//       (bench/minimal-wal-receiver.ts), ANY 4: the ceiling for Node here.
 // Each runs pgbench -N -c 8 -j 2 (throughput) and -N -c 1 with a per-
 // transaction log (commit latency p50/p99).
 //
@@ -21,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { freePort } from '../test/helpers/borealis.js';
+import { cpuSeconds } from './proc-stat.js';
 
 const { values } = parseArgs({
   options: {
@@ -109,7 +112,16 @@ async function latency(port: number): Promise<{ p50: number; p99: number }> {
 const NAMES = ['sn1', 'sn2', 'sn3', 'sn4', 'sn5', 'sn6'];
 const ZONES = ['a', 'a', 'b', 'b', 'c', 'c'];
 
-function withReceivers(port: number): () => void {
+interface Standbys {
+  readonly pids: number[];
+  stop(): void;
+}
+
+function standbys(started: ChildProcess[]): Standbys {
+  return { pids: started.map((c) => c.pid!), stop: () => started.forEach((c) => c.kill('SIGTERM')) };
+}
+
+function withReceivers(port: number): Standbys {
   const started: ChildProcess[] = [];
   for (const name of NAMES) {
     const dir = path.join(root, `recv-${port}-${name}`);
@@ -118,10 +130,21 @@ function withReceivers(port: number): () => void {
     started.push(child);
     children.push(child);
   }
-  return () => started.forEach((c) => c.kill('SIGTERM'));
+  return standbys(started);
 }
 
-async function withStorageNodes(port: number): Promise<() => void> {
+function withMinimalReceivers(port: number): Standbys {
+  const started: ChildProcess[] = [];
+  const script = fileURLToPath(new URL('./minimal-wal-receiver.ts', import.meta.url));
+  for (const name of NAMES) {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, String(port), name, path.join(root, `min-${port}-${name}`)], { stdio: ['ignore', 'ignore', 'inherit'] });
+    started.push(child);
+    children.push(child);
+  }
+  return standbys(started);
+}
+
+async function withStorageNodes(port: number): Promise<Standbys> {
   const token = randomBytes(16).toString('hex');
   const started: ChildProcess[] = [];
   const peers: Array<{ name: string; url: string }> = [];
@@ -148,7 +171,7 @@ async function withStorageNodes(port: number): Promise<() => void> {
       await sleep(50);
     }
   }
-  return () => started.forEach((c) => c.kill('SIGTERM'));
+  return standbys(started);
 }
 
 async function waitStreaming(port: number, count: number): Promise<void> {
@@ -163,39 +186,54 @@ async function waitStreaming(port: number, count: number): Promise<void> {
   throw new Error(`fewer than ${count} standbys streaming`);
 }
 
-type Setup = 'local' | 'pg_receivewal' | 'borealis';
+type Setup = 'local' | 'pg_receivewal' | 'borealis' | 'node-minimal';
 
-async function measure(setup: Setup): Promise<{ tps: number; p50: number; p99: number }> {
+interface Result {
+  readonly tps: number;
+  readonly p50: number;
+  readonly p99: number;
+  /** CPU the six standby processes used per transaction during the throughput run, µs. */
+  readonly standbyCpuUs: number;
+  /** Of which in user mode. */
+  readonly standbyUserUs: number;
+}
+
+async function measure(setup: Setup): Promise<Result> {
   const port = await freePort();
   const pgProc = await startPostgres(port);
   await pgbench(port, ['-i', '-q', '-s', values.scale]);
-  let stop = (): void => undefined;
+  let six: Standbys = { pids: [], stop: () => undefined };
   if (setup !== 'local') {
-    stop = setup === 'pg_receivewal' ? withReceivers(port) : await withStorageNodes(port);
+    six = setup === 'pg_receivewal' ? withReceivers(port) : setup === 'node-minimal' ? withMinimalReceivers(port) : await withStorageNodes(port);
     await waitStreaming(port, 6);
     await sql(port, `ALTER SYSTEM SET synchronous_standby_names = 'ANY 4 (${NAMES.join(', ')})'`);
     await sql(port, 'SELECT pg_reload_conf()');
     await sleep(300);
   }
   await sql(port, 'CHECKPOINT');
+  const cpuBefore = cpuSeconds(six.pids);
   const t = tps(await pgbench(port, ['-N', '-c', '8', '-j', '2', '-T', String(seconds)]));
+  const cpuAfter = cpuSeconds(six.pids);
+  const perTransaction = (s: number): number => (s / (t * seconds)) * 1e6;
+  const standbyUserUs = perTransaction(cpuAfter.user - cpuBefore.user);
+  const standbyCpuUs = standbyUserUs + perTransaction(cpuAfter.system - cpuBefore.system);
   const l = await latency(port);
-  stop();
+  six.stop();
   await sleep(process.env.BENCH_PROFILE_DIR ? 3000 : 0);
   pgProc.child.kill('SIGINT');
   await new Promise((r) => pgProc.child.once('exit', r));
-  return { tps: t, ...l };
+  return { tps: t, ...l, standbyCpuUs, standbyUserUs };
 }
 
-const results: Record<Setup, Array<{ tps: number; p50: number; p99: number }>> = { local: [], pg_receivewal: [], borealis: [] };
+const results: Record<Setup, Result[]> = { local: [], pg_receivewal: [], borealis: [], 'node-minimal': [] };
 try {
   for (let round = 1; round <= Number(values.rounds); round++) {
-    for (const setup of ['local', 'pg_receivewal', 'borealis'] as const) {
+    for (const setup of ['local', 'pg_receivewal', 'borealis', 'node-minimal'] as const) {
       if (values.only && values.only !== setup) continue;
       log(`round ${round}: ${setup}...`);
       const r = await measure(setup);
       results[setup].push(r);
-      log(`  ${r.tps.toFixed(0)} tps, commit latency p50 ${r.p50} ms, p99 ${r.p99} ms`);
+      log(`  ${r.tps.toFixed(0)} tps, commit latency p50 ${r.p50} ms, p99 ${r.p99} ms, standbys' CPU ${r.standbyCpuUs.toFixed(0)} µs per transaction (user ${r.standbyUserUs.toFixed(0)})`);
     }
   }
 } finally {
@@ -204,17 +242,26 @@ try {
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const m = (s: Setup): { tps: number; p50: number; p99: number } => ({ tps: median(results[s].map((r) => r.tps)), p50: median(results[s].map((r) => r.p50)), p99: median(results[s].map((r) => r.p99)) });
+const m = (s: Setup): Result => ({
+  tps: median(results[s].map((r) => r.tps)),
+  p50: median(results[s].map((r) => r.p50)),
+  p99: median(results[s].map((r) => r.p99)),
+  standbyCpuUs: median(results[s].map((r) => r.standbyCpuUs)),
+  standbyUserUs: median(results[s].map((r) => r.standbyUserUs)),
+});
+const cpu = (r: Result): string => `${r.standbyCpuUs.toFixed(0)} (user ${r.standbyUserUs.toFixed(0)})`;
 if (values.only) process.exit(0);
 const a = m('local');
 const b = m('pg_receivewal');
 const c = m('borealis');
+const d = m('node-minimal');
 const lines = [
-  `| set-up | pgbench -N -c 8 -j 2 -T ${seconds} (tps) | commit latency at -c 1, p50 / p99 (ms) |`,
-  '|---|---|---|',
-  `| (a) local fsync, no standbys | ${a.tps.toFixed(0)} | ${a.p50} / ${a.p99} |`,
-  `| (b) 6× pg_receivewal --synchronous, ANY 4 | ${b.tps.toFixed(0)} (${(b.tps / a.tps).toFixed(2)}× a) | ${b.p50} / ${b.p99} |`,
-  `| (c) 6 Borealis storage nodes, ANY 4 | ${c.tps.toFixed(0)} (${(c.tps / a.tps).toFixed(2)}× a, ${(c.tps / b.tps).toFixed(2)}× b) | ${c.p50} / ${c.p99} |`,
+  `| set-up | pgbench -N -c 8 -j 2 -T ${seconds} (tps) | commit latency at -c 1, p50 / p99 (ms) | the six standbys' CPU per transaction (µs) |`,
+  '|---|---|---|---|',
+  `| (a) local fsync, no standbys | ${a.tps.toFixed(0)} | ${a.p50} / ${a.p99} | |`,
+  `| (b) 6× pg_receivewal --synchronous, ANY 4 | ${b.tps.toFixed(0)} (${(b.tps / a.tps).toFixed(2)}× a) | ${b.p50} / ${b.p99} | ${cpu(b)} |`,
+  `| (c) 6 Borealis storage nodes, ANY 4 | ${c.tps.toFixed(0)} (${(c.tps / a.tps).toFixed(2)}× a, ${(c.tps / b.tps).toFixed(2)}× b) | ${c.p50} / ${c.p99} | ${cpu(c)} |`,
+  `| (d) 6 minimal Node receivers, ANY 4 | ${d.tps.toFixed(0)} (${(d.tps / a.tps).toFixed(2)}× a, ${(d.tps / b.tps).toFixed(2)}× b; c/d = ${(c.tps / d.tps).toFixed(2)}) | ${d.p50} / ${d.p99} | ${cpu(d)} |`,
   '',
   `rounds: ${Object.entries(results).map(([k, v]) => `${k} ${v.map((r) => r.tps.toFixed(0)).join('/')}`).join('; ')} (medians above)`,
 ];
