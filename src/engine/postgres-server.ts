@@ -161,7 +161,7 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     // the server answers read-only and is not ready to be a writer.
     const untilPromoted = fs.existsSync(path.join(dataDir, 'recovery.signal'));
     while (this.child === child) {
-      if (await this.probe(untilPromoted)) {
+      if (await this.probe(child.pid, untilPromoted)) {
         this.stateValue = 'ready';
         log.info('postgres ready', { pid: child.pid, port: this.options.port });
         return;
@@ -198,13 +198,17 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
    * True once the postmaster accepts sessions on its private socket. It says
    * so itself in postmaster.pid ("ready"; "standby" for a hot standby), so a
    * normal start needs no session of its own: the first client's is the
-   * first. Archive recovery (a rebuild) must also have ended in promotion.
+   * first. The file must be this postmaster's: one that was killed leaves
+   * its own behind, still saying "ready". Archive recovery (a rebuild) must
+   * also have ended in promotion.
    */
-  private async probe(untilPromoted: boolean): Promise<boolean> {
+  private async probe(pid: number | undefined, untilPromoted: boolean): Promise<boolean> {
     const pidFile = path.join(this.options.dataDir, 'postmaster.pid');
     let status: string | undefined;
     try {
-      status = fs.readFileSync(pidFile, 'utf8').split('\n')[7]?.trim();
+      const lines = fs.readFileSync(pidFile, 'utf8').split('\n');
+      if (Number(lines[0]) !== pid) return false;
+      status = lines[7]?.trim();
     } catch {
       return false;
     }
