@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { STORAGE_NODE_V8_FLAGS } from '../src/storage/main.js';
 import { freePort } from '../test/helpers/borealis.js';
 import { cpuSeconds } from './proc-stat.js';
 
@@ -137,7 +138,8 @@ function withMinimalReceivers(port: number): Standbys {
   const started: ChildProcess[] = [];
   const script = fileURLToPath(new URL('./minimal-wal-receiver.ts', import.meta.url));
   for (const name of NAMES) {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, String(port), name, path.join(root, `min-${port}-${name}`)], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // The storage node's V8 flags too: the ceiling for Node, tuned as well.
+    const child = spawn(process.execPath, [...STORAGE_NODE_V8_FLAGS, '--import', 'tsx', script, String(port), name, path.join(root, `min-${port}-${name}`)], { stdio: ['ignore', 'ignore', 'inherit'] });
     started.push(child);
     children.push(child);
   }
@@ -151,7 +153,7 @@ async function withStorageNodes(port: number): Promise<Standbys> {
   for (let i = 0; i < NAMES.length; i++) {
     const nodePort = await freePort();
     const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
-    const child = spawn(process.execPath, [...profile, BIN, 'storage-node', '--name', NAMES[i]!, '--zone', ZONES[i]!, '--dir', path.join(root, `sn-${port}-${NAMES[i]}`), '--port', String(nodePort)], { stdio: process.env.BENCH_NODE_LOG ? ['ignore', fs.openSync(`${process.env.BENCH_NODE_LOG}.${NAMES[i]}`, 'a'), 'inherit'] : 'ignore', env: { ...process.env, BOREALIS_STORAGE_TOKEN: token } });
+    const child = spawn(process.execPath, [...STORAGE_NODE_V8_FLAGS, ...profile, BIN, 'storage-node', '--name', NAMES[i]!, '--zone', ZONES[i]!, '--dir', path.join(root, `sn-${port}-${NAMES[i]}`), '--port', String(nodePort)], { stdio: process.env.BENCH_NODE_LOG ? ['ignore', fs.openSync(`${process.env.BENCH_NODE_LOG}.${NAMES[i]}`, 'a'), 'inherit'] : 'ignore', env: { ...process.env, BOREALIS_STORAGE_TOKEN: token } });
     started.push(child);
     children.push(child);
     peers.push({ name: NAMES[i]!, url: `http://127.0.0.1:${nodePort}` });

@@ -12,6 +12,7 @@ import type { PgValue } from '../engine/pg-settings.js';
 import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
 import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineHistory, segmentOf, segmentStart } from '../pgwire/replication.js';
 import type { BackupInfo } from '../storage/backup-store.js';
+import { STORAGE_NODE_V8_FLAGS } from '../storage/main.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
 import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint } from '../storage/protocol.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
@@ -120,7 +121,7 @@ export class StorageFleet {
   private spawnNode(n: NodeProcess): void {
     fs.mkdirSync(this.nodeDir(n.name), { recursive: true, mode: 0o700 });
     const logFd = fs.openSync(path.join(this.deps.dir, `${n.name}.log`), 'a', 0o600);
-    const args = [BIN, 'storage-node', '--name', n.name, '--zone', n.zone, '--dir', this.nodeDir(n.name), '--port', String(n.port)];
+    const args = [...STORAGE_NODE_V8_FLAGS, BIN, 'storage-node', '--name', n.name, '--zone', n.zone, '--dir', this.nodeDir(n.name), '--port', String(n.port)];
     const child = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd], env: { ...process.env, BOREALIS_STORAGE_TOKEN: this.deps.token, BOREALIS_STORAGE_BACKUP_BYTES_MAX: String(this.deps.settings.storageBackupBytesMax), BOREALIS_STORAGE_REQUEST_TIMEOUT_MS: String(this.deps.settings.storageRequestTimeoutMs) } });
     fs.closeSync(logFd);
     n.child = child;
