@@ -254,6 +254,12 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
     this.scheduleRestart('restarting', `postgres exited unexpectedly (${how})`);
   }
 
+  /** A start that failed outside the crash loop (after a failed failover) joins it, backing off. */
+  restartLater(why: string): void {
+    if (this.restartTimer) return;
+    this.scheduleRestart('failed', why);
+  }
+
   private scheduleRestart(state: 'restarting' | 'failed', why: string): void {
     this.consecutiveCrashes++;
     const delayMs = Math.min(this.options.restartBackoffMsMax, RESTART_BACKOFF_MS_MIN * 2 ** (this.consecutiveCrashes - 1));

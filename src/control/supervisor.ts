@@ -441,6 +441,7 @@ export class Supervisor implements ProxyDirectory {
       this.event('instance', record.id, t.to, t.to === 'available' && t.from === 'resuming' && instance.lastResume ? `${t.reason} (resumed in ${instance.lastResume.totalMs} ms)` : t.reason);
       if (t.to === 'available') this.proxy.setInstancePoolSize(record.id, this.poolServersFor(instance.capacityAcu));
       if (t.to === 'available' && this.roleOf(record.id) === 'writer') this.afterWriterAvailable(cluster.name);
+      if (t.to === 'failed' && this.roleOf(record.id) === 'writer') void this.failoverAutomatically(cluster.name, record.id, t.reason);
     });
     this.instances.set(record.id, instance);
     try {
@@ -606,7 +607,7 @@ export class Supervisor implements ProxyDirectory {
     } catch (err) {
       this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
       // Nothing changed hands: the old writer takes writes again.
-      if (!swapped) void oldWriter.start().catch((e: Error) => this.event('instance', oldRecord.id, 'failed', `restart after a failed failover: ${e.message}`));
+      if (!swapped) void oldWriter.start().catch((e: Error) => oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`));
       throw err;
     } finally {
       this.failingOver.delete(clusterName);
@@ -637,6 +638,20 @@ export class Supervisor implements ProxyDirectory {
         await new Promise((r) => setTimeout(r, 50));
       }
     });
+  }
+
+  /**
+   * A writer that crashed and could not be restarted where it is (its
+   * restart failed) hands over to its best available reader, as Aurora fails
+   * over on its own. Without a reader it keeps being restarted.
+   */
+  private async failoverAutomatically(cluster: string, writerId: string, why: string): Promise<void> {
+    if (this.failingOver.has(cluster)) return;
+    const readers = this.store.listInstances(cluster).filter((r) => r.role === 'reader' && this.instances.get(r.id)?.state === 'available');
+    if (readers.length === 0) return;
+    this.event('cluster', cluster, 'failover-automatic', `the writer ${writerId} failed (${why}); failing over to a reader`);
+    // failover() records its own failure, and the old writer keeps restarting.
+    await this.failover(cluster).catch(() => undefined);
   }
 
   /** Waits until a standby has replayed everything it received and nothing more arrives. */
