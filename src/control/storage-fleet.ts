@@ -500,7 +500,10 @@ export class StorageFleet {
       const whole = Buffer.alloc(WAL_SEGMENT_BYTES);
       const keep = seg === lastSeg ? Math.min(bytes.length, Number(end - segmentStart(seg))) : bytes.length;
       bytes.copy(whole, 0, 0, keep);
-      fs.writeFileSync(path.join(walDir, f.name), whole, { mode: 0o600 });
+      // Through a temporary name: a standby's own segment is never left half written.
+      const file = path.join(walDir, f.name);
+      fs.writeFileSync(`${file}.borealis-tmp`, whole, { mode: 0o600 });
+      fs.renameSync(`${file}.borealis-tmp`, file);
     }
   }
 }

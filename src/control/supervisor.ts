@@ -626,8 +626,14 @@ export class Supervisor implements ProxyDirectory {
     if (replayed >= point.lsn) return;
     this.event('instance', target.id, 'catching-up', `replayed to ${formatLsn(replayed)}; copying WAL up to ${formatLsn(point.lsn)} from storage node ${point.source} before promotion`);
     await target.stop();
-    await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, replayed);
-    await target.start();
+    try {
+      await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, replayed);
+      await target.start();
+    } catch (err) {
+      // It stays a reader: back into its restart loop.
+      target.restartLater(`restart after catching up from storage failed: ${(err as Error).message}`);
+      throw err;
+    }
     await this.withSession(target, superuser, async (client) => {
       const deadline = Date.now() + this.settings.engineStartTimeoutMs;
       for (;;) {
