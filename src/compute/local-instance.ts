@@ -139,7 +139,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   private writeConfig(): void {
     const { record, acuMemoryMiB } = this.options;
     const restartTime = byContext(sizedSettings({ capacityAcu: this.options.maxCapacityAcu(), acuMemoryMiB })).restart;
-    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir), ...restartTime, ...this.options.extraSettings?.() });
+    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir, this.server.options.binaries.majorVersion), ...restartTime, ...this.options.extraSettings?.() });
   }
 
   /**

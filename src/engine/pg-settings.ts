@@ -40,6 +40,7 @@ export const PG_SETTINGS: readonly PgSettingSpec[] = [
   { name: 'hot_standby_feedback', context: 'reload', unit: '', doc: "A reader tells its writer which rows its queries still see, so vacuum does not cancel them." },
   { name: 'wal_retrieve_retry_interval', context: 'reload', unit: 'ms', doc: 'A reader whose writer went away (a pause, a restart) tries again this often.' },
   { name: 'fsync', context: 'reload', unit: '', doc: 'Always on: acknowledged commits are durable.' },
+  { name: 'allow_alter_system', context: 'reload', unit: '', doc: "Off (PostgreSQL 17 and later): Borealis owns the configuration, as Aurora's parameter groups do; ALTER SYSTEM would override its storage quorum, term and sizing from postgresql.auto.conf, and reach every reader cloned afterwards." },
   { name: 'logging_collector', context: 'restart', unit: '', doc: 'Off: the supervisor captures stderr.' },
   { name: 'log_line_prefix', context: 'reload', unit: '', doc: 'Time, pid, user, database.' },
   { name: 'log_min_messages', context: 'reload', unit: '', doc: 'Server log level.' },
@@ -76,8 +77,9 @@ export function sizedSettings(size: InstanceSizing): Record<string, PgValue> {
   };
 }
 
-export function baseSettings(port: number, socketDir: string): Record<string, PgValue> {
+export function baseSettings(port: number, socketDir: string, majorVersion: number): Record<string, PgValue> {
   return {
+    ...(majorVersion >= 17 ? { allow_alter_system: false } : {}),
     listen_addresses: '127.0.0.1',
     port,
     unix_socket_directories: socketDir,

@@ -80,6 +80,17 @@ test('the backend\'s own refusal reaches the client (unknown database → 3D000)
   await assert.rejects(client.connect(), (e: pg.DatabaseError) => e.code === '3D000');
 });
 
+test('ALTER SYSTEM is refused: Borealis owns the configuration (its quorum and term cannot be overridden)', async () => {
+  const client = new pg.Client(b.pgConfig());
+  await client.connect();
+  try {
+    await assert.rejects(client.query("ALTER SYSTEM SET synchronous_standby_names = ''"), (e: pg.DatabaseError) => e.code === '0A000' && /ALTER SYSTEM is not allowed/.test(e.message));
+    assert.match((await client.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s")).rows[0]!.s, /^ANY 4 \(/);
+  } finally {
+    await client.end();
+  }
+});
+
 test('a cancel request through the proxy cancels pg_sleep', async () => {
   const sql = postgres(b.url(), { ssl: 'require', max: 1 });
   try {

@@ -59,7 +59,7 @@ test('a configured bin directory is used as given; a wrong one is refused clearl
 test('a standby made from the primary\'s files is promoted and takes writes', async () => {
   const primary = server('primary', await freePort());
   await primary.initdb();
-  primary.writeConfig(baseSettings(primary.options.port, primary.options.socketDir));
+  primary.writeConfig(baseSettings(primary.options.port, primary.options.socketDir, primary.options.binaries.majorVersion));
   await primary.start(60_000);
   await query(primary, 'CREATE TABLE before_copy (x int); INSERT INTO before_copy VALUES (1)');
   await primary.stop(10_000);
@@ -67,7 +67,7 @@ test('a standby made from the primary\'s files is promoted and takes writes', as
   const standby = server('standby', await freePort());
   fs.cpSync(primary.options.dataDir, standby.options.dataDir, { recursive: true });
   chownTree(identity, path.dirname(standby.options.dataDir));
-  standby.writeConfig(baseSettings(standby.options.port, standby.options.socketDir));
+  standby.writeConfig(baseSettings(standby.options.port, standby.options.socketDir, standby.options.binaries.majorVersion));
   fs.writeFileSync(path.join(standby.options.dataDir, 'standby.signal'), '');
   if (identity) fs.chownSync(path.join(standby.options.dataDir, 'standby.signal'), identity.uid, identity.gid);
   await standby.start(60_000);

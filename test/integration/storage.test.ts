@@ -238,7 +238,7 @@ test('bad input: wrong token, garbage, an older term, a bad backup, another syst
   const foreign = new PostgresServer({ binaries: resolveBinaries(embeddedBinDir()), dataDir: path.join(dir, 'data'), socketDir: path.join(dir, 'run'), port, logFile: path.join(dir, 'pg.log'), identity, superuser: 'postgres', log: silentLogger });
   extra.push(foreign);
   await foreign.initdb();
-  foreign.writeConfig({ ...baseSettings(port, path.join(dir, 'run')), 'borealis.term': String(before.term! + 1) });
+  foreign.writeConfig({ ...baseSettings(port, path.join(dir, 'run'), foreign.options.binaries.majorVersion), 'borealis.term': String(before.term! + 1) });
   await foreign.start(60_000);
   const c = new pg.Client({ host: path.join(dir, 'run'), port, user: 'postgres', database: 'postgres' });
   await c.connect();
