@@ -62,6 +62,15 @@ export class StorageError extends Error {
   override readonly name = 'StorageError';
 }
 
+/** A read quorum's recovery point, with the timeline histories the nodes hold. */
+export interface DurablePoint extends RecoveryPoint {
+  readonly histories: ReadonlyMap<number, string>;
+}
+
+function nodeReport(s: NodeStatus): NodeReport {
+  return { node: s.name, term: s.term, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : 0n };
+}
+
 export class StorageFleet {
   private readonly nodes: NodeProcess[] = [];
   private healthTimer: NodeJS.Timeout | null = null;
@@ -326,8 +335,7 @@ export class StorageFleet {
   private async waitDurable(lsn: bigint, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const statuses = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
-      const flushes = statuses.flatMap((s) => (s.status === 'fulfilled' && s.value.flushLsn ? [parseLsn(s.value.flushLsn)] : []));
+      const flushes = (await this.reachableStatuses()).flatMap((s) => (s.flushLsn ? [parseLsn(s.flushLsn)] : []));
       if (durablePosition(flushes) >= lsn) return;
       if (Date.now() > deadline) throw new StorageError(`fewer than ${WRITE_QUORUM} storage nodes reached ${formatLsn(lsn)}`);
       await new Promise((r) => setTimeout(r, 100));
@@ -341,26 +349,36 @@ export class StorageFleet {
    * term (writerSettings) before the nodes are told to follow it.
    */
   async raiseTerm(): Promise<number> {
-    const seen = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
-    const term = Math.max(this.term, ...seen.flatMap((r) => (r.status === 'fulfilled' ? [r.value.term] : []))) + 1;
-    this.deps.store.raiseStorageTerm(this.deps.cluster, term);
+    const term = await this.nextTerm();
     this.recoveryTimeline = null;
     return term;
+  }
+
+  /** Records a term above every term any reachable node reports, so that every reachable node accepts it. */
+  private async nextTerm(): Promise<number> {
+    const seen = await this.reachableStatuses();
+    const term = Math.max(this.term, ...seen.map((s) => s.term)) + 1;
+    this.deps.store.raiseStorageTerm(this.deps.cluster, term);
+    return term;
+  }
+
+  private async reachableStatuses(): Promise<NodeStatus[]> {
+    const seen = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
+    return seen.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   }
 
   /**
    * The highest position a read quorum of nodes holds on the current term:
    * every commit the writer acknowledged lies at or before it. With the
-   * writer stopped, nothing moves it.
+   * writer stopped, nothing moves it. The timeline histories the nodes hold
+   * come with it, for copyWalTo.
    */
-  async durablePoint(): Promise<RecoveryPoint> {
-    const seen = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
-    const reports: NodeReport[] = seen.flatMap((r, i) =>
-      r.status === 'fulfilled' ? [{ node: this.nodes[i]!.name, term: r.value.term, timeline: r.value.timeline, flushLsn: r.value.flushLsn ? parseLsn(r.value.flushLsn) : 0n }] : [],
-    );
-    const point = recoveryPoint(reports, this.term, this.historyLookup(await this.gatherHistories()));
+  async durablePoint(): Promise<DurablePoint> {
+    const reports = (await this.reachableStatuses()).map(nodeReport);
+    const histories = await this.gatherHistories();
+    const point = recoveryPoint(reports, this.term, this.historyLookup(histories));
     if (!point.ok) throw new StorageError(point.reason);
-    return point.value;
+    return { ...point.value, histories };
   }
 
   /**
@@ -369,9 +387,9 @@ export class StorageFleet {
    * with every timeline history, so that it can follow the timeline the WAL
    * is on.
    */
-  async copyWalTo(walDir: string, point: RecoveryPoint, from: bigint): Promise<void> {
+  async copyWalTo(walDir: string, point: DurablePoint, from: bigint): Promise<void> {
     await this.copyWal(point.source, point.timeline, point.lsn, from, walDir);
-    for (const [t, text] of await this.gatherHistories()) fs.writeFileSync(path.join(walDir, historyFileName(t)), text);
+    for (const [t, text] of point.histories) fs.writeFileSync(path.join(walDir, historyFileName(t)), text);
     chownTree(this.deps.identity, walDir);
   }
 
@@ -391,12 +409,9 @@ export class StorageFleet {
     const log = this.deps.log;
     const backups = await this.refreshBackups();
     if (backups.length === 0) return false;
-    // Above every term any node has seen, so that every reachable node accepts it.
-    const seen = await Promise.allSettled(this.nodes.map((n) => n.client.status()));
-    const term = Math.max(this.term, ...seen.flatMap((r) => (r.status === 'fulfilled' ? [r.value.term] : []))) + 1;
-    this.deps.store.raiseStorageTerm(this.deps.cluster, term);
+    const term = await this.nextTerm();
     const accepted = await this.follow();
-    const reports: NodeReport[] = accepted.map((s) => ({ node: s.name, term: s.term, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : 0n }));
+    const reports = accepted.map(nodeReport);
     const histories = await this.gatherHistories();
     const point = recoveryPoint(reports, term, this.historyLookup(histories));
     if (!point.ok) throw new StorageError(point.reason);

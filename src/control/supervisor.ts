@@ -569,9 +569,7 @@ export class Supervisor implements ProxyDirectory {
     const oldRecord = records.find((r) => r.role === 'writer');
     const oldWriter = oldRecord ? this.instances.get(oldRecord.id) : undefined;
     if (!oldRecord || !oldWriter) throw new ControlError('unavailable', `cluster "${clusterName}" has no writer`);
-    const candidates = records
-      .filter((r) => r.role === 'reader' && this.instances.get(r.id)?.state === 'available')
-      .sort((x, y) => x.promotionTier - y.promotionTier || (this.instances.get(y.id)?.capacityAcu ?? 0) - (this.instances.get(x.id)?.capacityAcu ?? 0));
+    const candidates = this.promotionCandidates(records);
     const targetRecord = targetId ? candidates.find((r) => r.id === targetId) : candidates[0];
     if (!targetRecord) {
       throw new ControlError('invalid', targetId ? `${targetId} is not an available reader of cluster "${clusterName}"` : `cluster "${clusterName}" has no available reader to fail over to`);
@@ -622,7 +620,8 @@ export class Supervisor implements ProxyDirectory {
    */
   private async catchUpFromStorage(target: LocalInstance, fleet: StorageFleet, superuser: string): Promise<void> {
     const point = await fleet.durablePoint();
-    const replayed = await this.withSession(target, superuser, async (client) => parseLsn((await client.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn')).rows[0]!.lsn));
+    const replayedOn = async (client: pg.Client): Promise<bigint> => parseLsn((await client.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn')).rows[0]!.lsn);
+    const replayed = await this.withSession(target, superuser, replayedOn);
     if (replayed >= point.lsn) return;
     this.event('instance', target.id, 'catching-up', `replayed to ${formatLsn(replayed)}; copying WAL up to ${formatLsn(point.lsn)} from storage node ${point.source} before promotion`);
     await target.stop();
@@ -637,10 +636,10 @@ export class Supervisor implements ProxyDirectory {
     await this.withSession(target, superuser, async (client) => {
       const deadline = Date.now() + this.settings.engineStartTimeoutMs;
       for (;;) {
-        const row = (await client.query<{ replayed: string }>('SELECT pg_last_wal_replay_lsn()::text AS replayed')).rows[0]!;
-        if (parseLsn(row.replayed) >= point.lsn) return;
+        const now = await replayedOn(client);
+        if (now >= point.lsn) return;
         // PostgreSQL refuses WAL that is not on its timeline's history: then it never gets there.
-        if (Date.now() > deadline) throw new ControlError('unavailable', `${target.id} replayed only to ${row.replayed} of the ${formatLsn(point.lsn)} storage holds (timeline ${point.timeline}); promoting it would lose acknowledged commits`);
+        if (Date.now() > deadline) throw new ControlError('unavailable', `${target.id} replayed only to ${formatLsn(now)} of the ${formatLsn(point.lsn)} storage holds (timeline ${point.timeline}); promoting it would lose acknowledged commits`);
         await new Promise((r) => setTimeout(r, 50));
       }
     });
@@ -652,12 +651,17 @@ export class Supervisor implements ProxyDirectory {
    * over on its own. Without a reader it keeps being restarted.
    */
   private async failoverAutomatically(cluster: string, writerId: string, why: string): Promise<void> {
-    if (this.failingOver.has(cluster)) return;
-    const readers = this.store.listInstances(cluster).filter((r) => r.role === 'reader' && this.instances.get(r.id)?.state === 'available');
-    if (readers.length === 0) return;
+    if (this.failingOver.has(cluster) || this.promotionCandidates(this.store.listInstances(cluster)).length === 0) return;
     this.event('cluster', cluster, 'failover-automatic', `the writer ${writerId} failed (${why}); failing over to a reader`);
     // failover() records its own failure, and the old writer keeps restarting.
     await this.failover(cluster).catch(() => undefined);
+  }
+
+  /** Available readers in the order a failover picks them: promotion tier, then the larger capacity. */
+  private promotionCandidates(records: readonly InstanceRecord[]): InstanceRecord[] {
+    return records
+      .filter((r) => r.role === 'reader' && this.instances.get(r.id)?.state === 'available')
+      .sort((x, y) => x.promotionTier - y.promotionTier || (this.instances.get(y.id)?.capacityAcu ?? 0) - (this.instances.get(x.id)?.capacityAcu ?? 0));
   }
 
   /** Waits until a standby has replayed everything it received and nothing more arrives. */
