@@ -21,8 +21,9 @@ export function parseParse(body: Buffer): ParseMessage {
   const [statement, q] = cstring(body, 0, 'statement name');
   const [query, rest] = cstring(body, q, 'query string');
   if (body.length < rest + 2) throw new ProtocolViolation('malformed Parse message');
-  const count = body.readInt16BE(rest);
-  if (count < 0 || body.length !== rest + 2 + count * 4) throw new ProtocolViolation('malformed Parse parameter types');
+  // An Int16 on the wire that PostgreSQL reads unsigned (pq_getmsgint(msg, 2)).
+  const count = body.readUInt16BE(rest);
+  if (body.length !== rest + 2 + count * 4) throw new ProtocolViolation('malformed Parse parameter types');
   return { statement, query, paramTypes: body.subarray(rest) };
 }
 

@@ -11,6 +11,16 @@ export class ProtocolViolation extends Error {
   override readonly name = 'ProtocolViolation';
 }
 
+/** A frame whose length word is over the limit; `frameBytes` is what it claims in all. */
+export class FrameTooLarge extends ProtocolViolation {
+  constructor(
+    message: string,
+    readonly frameBytes: number,
+  ) {
+    super(message);
+  }
+}
+
 export interface Frame {
   /** Message type byte; null for a startup packet. */
   readonly code: number | null;
@@ -48,6 +58,12 @@ export class FrameReader {
     this.buffered += chunk.length;
   }
 
+  /** The first n buffered bytes without consuming them, or null if fewer are buffered. */
+  peekBytes(n: number): Buffer | null {
+    if (this.buffered < n) return null;
+    return this.peek(n).subarray(0, n);
+  }
+
   /** Removes and returns everything buffered and not yet framed. */
   drain(): Buffer {
     const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
@@ -68,7 +84,7 @@ export class FrameReader {
       throw new ProtocolViolation(`invalid message length ${length}`);
     }
     if (length > this.frameBytesMax) {
-      throw new ProtocolViolation(`message length ${length} exceeds the limit of ${this.frameBytesMax} bytes`);
+      throw new FrameTooLarge(`message length ${length} exceeds the limit of ${this.frameBytesMax} bytes`, headerBytes - 4 + length);
     }
     const total = headerBytes - 4 + length;
     if (this.buffered < total) return null;

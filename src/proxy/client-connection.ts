@@ -3,6 +3,7 @@
 // wait for the writer, then a session on the writer.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramFailure, ScramServerExchange, mockVerifier, type ScramVerifier } from '../auth/scram.js';
 import { Frontend } from '../pgwire/codes.js';
@@ -26,9 +27,9 @@ import type { AccessPolicy } from './access-policy.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import { toErrorFields, type ProxyFailure } from './errors.js';
-import { PooledSession, SYNCED_PARAMS } from './pooled-session.js';
+import { PooledSession, SYNCED_PARAMS, type SessionLimits } from './pooled-session.js';
 import { OpenError, type InstanceLocator } from './server-connection.js';
-import { AcquireError, type ServerPool } from './server-pool.js';
+import { AcquireError, PoolLimitError, type ServerPool } from './server-pool.js';
 
 export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'connecting' | 'session' | 'closed';
 
@@ -52,13 +53,14 @@ export interface ProxyDirectory extends InstanceLocator {
   accessPolicy(cluster: string): AccessPolicy;
 }
 
-export interface ProxyLimits {
+export interface ProxyLimits extends SessionLimits {
   readonly startupPacketBytesMax: number;
   readonly messageBytesMax: number;
   readonly clientMessageBytesMax: number;
   readonly clientIdleTimeoutMs: number;
   readonly clientAuthTimeoutMs: number;
   readonly clientWaitForWriterMs: number;
+  readonly poolsMax: number;
 }
 
 export interface PoolDirectory {
@@ -89,6 +91,14 @@ export interface ClientContext {
 const IAM_CLOCK_SKEW_MS = 5 * 60_000;
 /** How long a refused client may take to read its error before it is cut off. */
 const ERROR_LINGER_MS = 1_000;
+/** How long a client refused for an oversized message may go on sending it (read and dropped) before it is cut off. */
+const OVERSIZED_DRAIN_MS = 10_000;
+/** The first byte of a TLS record carrying a handshake: a ClientHello without SSLRequest (PostgreSQL 17's sslnegotiation=direct). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** ALPN protocol id PostgreSQL registered; direct TLS requires it. */
+const ALPN_POSTGRESQL = 'postgresql';
+/** A Terminate message ('X', length 4). */
+const TERMINATE_MESSAGE = Buffer.from([0x58, 0, 0, 0, 4]);
 
 export class ClientConnection {
   private stateValue: ClientState = 'startup';
@@ -109,6 +119,8 @@ export class ClientConnection {
   private sourceAllowed: boolean;
   private readonly source: string;
   private endpoint: EndpointRef;
+  /** A startup packet (or SSLRequest) has been read. */
+  private startupSeen = false;
 
   constructor(
     private readonly raw: net.Socket,
@@ -140,6 +152,13 @@ export class ClientConnection {
 
   private receive(chunk: Buffer): void {
     this.reader.push(chunk);
+    if (this.stateValue === 'startup' && this.socket === this.raw && !this.startupSeen) {
+      const first = this.reader.peekBytes(1);
+      if (first?.[0] === TLS_HANDSHAKE_RECORD) return this.startTls({ direct: true });
+      // Terminate before any startup packet: PostgreSQL closes without a word.
+      const head = this.reader.peekBytes(TERMINATE_MESSAGE.length);
+      if (head?.equals(TERMINATE_MESSAGE)) return this.close();
+    }
     try {
       for (let frame = this.reader.next(); frame && this.stateValue !== 'closed'; frame = this.reader.next()) {
         if (this.stateValue === 'startup') this.onStartupPacket(parseStartupPacket(frame.body));
@@ -165,13 +184,14 @@ export class ClientConnection {
   }
 
   private onStartupPacket(packet: StartupPacket): void {
+    this.startupSeen = true;
     switch (packet.type) {
       case 'ssl-request':
         if (this.socket !== this.raw) throw new ProtocolViolation('SSLRequest inside TLS');
         // Bytes sent after the SSLRequest but before the handshake could have
         // been injected by a man in the middle (CVE-2021-23214).
         if (this.reader.bufferedBytes > 0) return this.fail({ kind: 'unencrypted-after-ssl-request' });
-        this.startTls();
+        this.startTls({ direct: false });
         return;
       case 'gssenc-request':
         this.socket.write('N');
@@ -214,15 +234,24 @@ export class ClientConnection {
     }
   }
 
-  private startTls(): void {
+  /**
+   * TLS after an SSLRequest (answered 'S'), or direct: the client's first
+   * bytes were a ClientHello, already read, so the handshake runs over a
+   * stream that replays them before the rest of the socket.
+   */
+  private startTls(how: { direct: boolean }): void {
     this.raw.off('data', this.onData);
     this.setState('tls-handshake');
-    this.raw.write('S');
-    const secure = new tls.TLSSocket(this.raw, { isServer: true, secureContext: this.ctx.secureContext });
+    let transport: net.Socket | Duplex = this.raw;
+    if (how.direct) transport = replayThen(this.reader.drain(), this.raw);
+    else this.raw.write('S');
+    const secure = new tls.TLSSocket(transport, { isServer: true, secureContext: this.ctx.secureContext, ALPNProtocols: [ALPN_POSTGRESQL] });
     this.socket = secure;
     secure.on('error', () => this.close());
     secure.once('secure', () => {
       if (this.stateValue !== 'tls-handshake') return;
+      // As PostgreSQL 17: direct TLS must negotiate the postgresql protocol.
+      if (how.direct && secure.alpnProtocol !== ALPN_POSTGRESQL) return this.close();
       // A TLS server name picks the endpoint, whichever port was reached.
       const sni = (secure as tls.TLSSocket & { servername?: string | false }).servername;
       const named = typeof sni === 'string' && sni !== '' ? this.ctx.directory.endpointByServerName(sni) : null;
@@ -290,7 +319,13 @@ export class ClientConnection {
   private async startSession(): Promise<void> {
     const route = this.ctx.directory.route(this.endpoint);
     if (!route) return this.fail({ kind: 'no-route', cluster: this.endpoint.cluster, endpoint: this.endpoint.name || this.endpoint.type });
-    const pool = this.ctx.pools.poolFor(this.endpoint.cluster, route.instanceId, this.params);
+    let pool: ServerPool;
+    try {
+      pool = this.ctx.pools.poolFor(this.endpoint.cluster, route.instanceId, this.params);
+    } catch (err) {
+      if (err instanceof PoolLimitError) return this.fail({ kind: 'too-many-pools', limit: this.ctx.limits.poolsMax });
+      throw err;
+    }
     if (!pool.welcomeParams) {
       try {
         const first = await pool.acquire();
@@ -310,7 +345,7 @@ export class ClientConnection {
     this.socket.write(Buffer.concat(welcome));
     this.reader.setFraming('typed', this.ctx.limits.clientMessageBytesMax);
     this.setState('session');
-    this.session = new PooledSession(this.socket, this.reader, pool, this.params, key, this.ctx.cancels, {
+    this.session = new PooledSession(this.socket, this.reader, pool, this.params, key, this.ctx.cancels, this.ctx.limits, {
       onPinned: () => this.ctx.onPinChange(+1),
       onEnd: (end) => {
         if (this.session?.pinned) this.ctx.onPinChange(-1);
@@ -318,13 +353,15 @@ export class ClientConnection {
           case 'client-left':
             return this.close();
           case 'server-lost':
+            // One error for one death: the server's own FATAL if it sent one.
+            if (end.fatalSent) return this.refuse(Buffer.alloc(0));
             return this.fail({ kind: 'server-lost', cluster: this.endpoint.cluster });
           case 'acquire-failed':
             return this.failAcquire(end.error, route.instanceId);
           case 'protocol-violation':
             return this.fail({ kind: 'protocol-violation', detail: end.detail });
           case 'message-too-large':
-            return this.fail({ kind: 'message-too-large', detail: end.detail });
+            return this.fail({ kind: 'message-too-large', detail: end.detail }, end.unreadBytes);
         }
       },
     });
@@ -362,22 +399,45 @@ export class ClientConnection {
   }
 
   /** Sends an ErrorResponse and closes; the client gets a moment to read it. */
-  fail(failure: ProxyFailure): void {
+  /** `unreadBytes`: the rest of an oversized message, read and dropped before the connection closes. */
+  fail(failure: ProxyFailure, unreadBytes = 0): void {
     if (this.stateValue === 'closed') return;
     if (failure.kind !== 'auth-failed') this.ctx.log.info('client refused', { cluster: this.endpoint.cluster, reason: failure.kind });
     else this.ctx.log.info('client authentication failed', { cluster: this.endpoint.cluster, user: failure.user });
-    this.refuse(errorResponse(toErrorFields(failure)));
+    this.refuse(errorResponse(toErrorFields(failure)), unreadBytes);
   }
 
-  private refuse(errorFrame: Buffer): void {
+  private refuse(errorFrame: Buffer, unreadBytes = 0): void {
     const socket = this.socket;
     const reply = this.authReply ? Buffer.concat([this.authReply, errorFrame]) : errorFrame;
     this.authReply = null;
     this.close(false);
+    if (unreadBytes > 0) {
+      // A client still sending its oversized message would lose the error if
+      // the connection closed now: a reset discards what it has not read,
+      // and libpq, reading while it writes, takes an early end of stream for
+      // a crash. So the error goes out at once, the rest of the message is
+      // read and dropped (no memory kept), and only then the connection ends.
+      this.reader.drain();
+      let left = unreadBytes;
+      socket.write(reply);
+      const cut = setTimeout(() => socket.destroy(), OVERSIZED_DRAIN_MS);
+      cut.unref();
+      socket.on('data', (chunk: Buffer) => {
+        left -= chunk.length;
+        if (left > 0) return;
+        socket.pause();
+        socket.end();
+        clearTimeout(cut);
+        setTimeout(() => socket.destroy(), ERROR_LINGER_MS).unref();
+      });
+      socket.resume();
+      return;
+    }
+    socket.end(reply);
     // Read nothing more from a refused client: whatever it still sends stays
     // in kernel buffers until the socket is destroyed.
     socket.pause();
-    socket.end(reply);
     setTimeout(() => socket.destroy(), ERROR_LINGER_MS).unref();
   }
 
@@ -393,4 +453,30 @@ export class ClientConnection {
       this.raw.destroy();
     }
   }
+}
+
+/** A duplex over `socket` whose readable side yields `first` before the socket's own bytes. */
+function replayThen(first: Buffer, socket: net.Socket): Duplex {
+  const stream = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, callback);
+    },
+    final(callback) {
+      socket.end(callback);
+    },
+    destroy(err, callback) {
+      socket.destroy();
+      callback(err);
+    },
+  });
+  stream.push(first);
+  socket.on('data', (chunk: Buffer) => {
+    if (!stream.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => stream.push(null));
+  socket.on('error', (err) => stream.destroy(err));
+  return stream;
 }

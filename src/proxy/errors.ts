@@ -30,6 +30,7 @@ export type ProxyFailure =
   | { readonly kind: 'queue-full'; readonly cluster: string }
   | { readonly kind: 'queue-timeout'; readonly cluster: string; readonly waitedMs: number }
   | { readonly kind: 'too-many-clients'; readonly limit: number }
+  | { readonly kind: 'too-many-pools'; readonly limit: number }
   | { readonly kind: 'message-too-large'; readonly detail: string }
   | { readonly kind: 'client-idle-timeout' }
   | { readonly kind: 'source-not-allowed'; readonly cluster: string; readonly source: string }
@@ -75,6 +76,13 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       };
     case 'too-many-clients':
       return { severity: 'FATAL', code: '53300', message: `sorry, too many clients already (limit ${f.limit})` };
+    case 'too-many-pools':
+      return {
+        severity: 'FATAL',
+        code: '53300',
+        message: `too many distinct connection pools in use (limit ${f.limit})`,
+        hint: 'Each user, database and set of startup options needs a pool of its own; fewer distinct options, or raise poolsMax.',
+      };
     case 'message-too-large':
       return { severity: 'FATAL', code: '54000', message: f.detail };
     case 'client-idle-timeout':

@@ -18,8 +18,18 @@ export class PooledServer {
   owner: ServerOwner | null = null;
   /** Values the server reported with ParameterStatus. */
   readonly params = new Map<string, string>();
-  /** Statement names prepared on this server (Borealis's names, not clients'). */
+  /**
+   * Statement names prepared on this server (Borealis's names, unique per
+   * client statement, never clients'), least recently used first.
+   */
   readonly prepared = new Set<string>();
+  /** Statements whose client closed them or left: closed here before the server's next use. */
+  readonly doomed: string[] = [];
+  /** The client session whose unnamed statement this server holds, if any. */
+  unnamedOwner: object | null = null;
+  /** Type byte of the last message header the server sent. */
+  lastMessageCode = 0;
+  private readingPaused = false;
   /** Replies this server still owes; empty whenever it is idle in the pool. */
   readonly queue = new ResponseQueue();
   /** Transaction status from the last ReadyForQuery: 'I', 'T' or 'E'. */
@@ -30,6 +40,7 @@ export class PooledServer {
    */
   readonly scanner = new BackendScanner({
     onMessage: ({ code }, emit) => {
+      this.lastMessageCode = code;
       this.queue.flushSynthetic(emit);
       return this.queue.onServerMessage(code);
     },
@@ -54,6 +65,26 @@ export class PooledServer {
     socket.on('error', () => this.close());
     socket.on('close', () => this.close());
     socket.resume();
+  }
+
+  /** Backpressure: stop reading while the reader of this server's output lags. */
+  pauseReading(): void {
+    if (this.readingPaused || this.state === 'closed') return;
+    this.readingPaused = true;
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (!this.readingPaused) return;
+    this.readingPaused = false;
+    this.socket.resume();
+  }
+
+  /** Forgets every session's statements (after DISCARD ALL). */
+  forgetStatements(): void {
+    this.prepared.clear();
+    this.doomed.length = 0;
+    this.unnamedOwner = null;
   }
 
   onClose(listener: () => void): void {

@@ -14,7 +14,7 @@ import { toErrorFields } from './errors.js';
 import { SYNCED_PARAMS } from './pooled-session.js';
 import { PooledServer, setParam } from './pooled-server.js';
 import { openInstanceSession } from './server-connection.js';
-import { ServerPool, type PoolStats } from './server-pool.js';
+import { PoolLimitError, ServerPool, type PoolStats } from './server-pool.js';
 
 export interface EndpointBinding extends EndpointRef {
   readonly host: string;
@@ -29,6 +29,7 @@ export interface ProxySettings extends ProxyLimits {
   readonly serverIdleTimeoutMs: number;
   readonly authFailuresPerSourceMax: number;
   readonly authFailureWindowMs: number;
+  readonly poolsMax: number;
 }
 
 export interface ProxyStats {
@@ -110,6 +111,15 @@ export class ProxyServer implements PoolDirectory {
     const key = JSON.stringify([instanceId, user, database, fixed]);
     const existing = this.pools.get(key);
     if (existing) return existing.pool;
+    if (this.pools.size >= this.settings.poolsMax) {
+      // Startup options are the client's to choose: drop pools nobody uses before refusing.
+      for (const [k, e] of this.pools) {
+        if (!e.pool.unused) continue;
+        e.pool.close();
+        this.pools.delete(k);
+      }
+      if (this.pools.size >= this.settings.poolsMax) throw new PoolLimitError(this.settings.poolsMax);
+    }
     const serverParams = new Map([['user', user], ['database', database], ...fixed]);
     const pool = new ServerPool(
       key,

@@ -38,6 +38,12 @@ function isTerminal(request: RequestKind, code: number): boolean {
 export class ResponseQueue {
   private entries: Entry[] = [];
   private head = 0;
+  /**
+   * An extended-protocol error arrived and no Sync was sent after it yet:
+   * the server discards every message up to the next Sync without a reply,
+   * so requests sent meanwhile are owed nothing.
+   */
+  private discardingToSync = false;
 
   get isEmpty(): boolean {
     return this.head === this.entries.length;
@@ -47,13 +53,28 @@ export class ResponseQueue {
     return this.entries.length - this.head;
   }
 
+  /** Whether the server is skipping messages until the next Sync. */
+  get skippingToSync(): boolean {
+    return this.discardingToSync;
+  }
+
   /** A request sent to the server; `forward: false` hides its responses from the client. */
   expect(request: RequestKind, forward = true, onError?: () => void): void {
+    if (this.discardingToSync) {
+      if (request !== 'sync') {
+        // The server will skip it, as it skips everything up to Sync.
+        onError?.();
+        return;
+      }
+      this.discardingToSync = false;
+    }
     this.entries.push(onError ? { type: 'server', request, forward, onError } : { type: 'server', request, forward });
   }
 
   /** A reply the pooler gives itself, delivered once everything before it is. */
   synthesize(bytes: Buffer): void {
+    // A message the server would skip gets no reply from the pooler either.
+    if (this.discardingToSync) return;
     this.entries.push({ type: 'synthetic', bytes });
   }
 
@@ -85,6 +106,8 @@ export class ResponseQueue {
         this.shift();
         if (next.type === 'server') next.onError?.();
       }
+      // No Sync sent yet: what the client sends until its Sync is skipped too.
+      if (this.isEmpty) this.discardingToSync = true;
       return true;
     }
     if (isTerminal(e.request, code)) this.shift();

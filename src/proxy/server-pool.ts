@@ -24,6 +24,14 @@ export class AcquireError extends Error {
   }
 }
 
+/** A client whose startup options would need a pool beyond poolsMax. */
+export class PoolLimitError extends Error {
+  override readonly name = 'PoolLimitError';
+  constructor(readonly limit: number) {
+    super(`too many distinct connection pools (limit ${limit})`);
+  }
+}
+
 interface Waiter {
   readonly since: number;
   readonly resolve: (s: PooledServer) => void;
@@ -85,6 +93,11 @@ export class ServerPool {
     };
   }
 
+  /** No session, waiter or lent server (idle servers may be closed): the pool can be dropped. */
+  get unused(): boolean {
+    return this.sessions === 0 && this.opening === 0 && this.waiters.length === 0 && this.idle.length === this.all.size;
+  }
+
   /** An idle server at once, or null: the hot path, with no promise. */
   tryAcquire(): PooledServer | null {
     const s = this.idle.pop();
@@ -112,6 +125,7 @@ export class ServerPool {
   release(server: PooledServer): void {
     if (server.state === 'closed') return;
     server.owner = null;
+    server.resumeReading();
     // The pool shrank (capacity went down): retire servers above the cap.
     if (this.all.size > this.limits.serversMax) return server.close();
     const waiter = this.waiters.shift();
@@ -133,6 +147,7 @@ export class ServerPool {
     const queries = [...(rollback ? ['ROLLBACK'] : []), ...(discardAll ? ['DISCARD ALL'] : [])];
     if (queries.length === 0) return this.release(server);
     server.state = 'resetting';
+    server.resumeReading();
     for (let i = 0; i < queries.length; i++) server.queue.expect('query', false);
     server.owner = {
       onServerData: (chunk) => {
@@ -140,7 +155,7 @@ export class ServerPool {
         server.scanner.scan(chunk, () => undefined);
         if (!server.queue.isEmpty || !server.scanner.atBoundary) return;
         if (server.txStatus !== 0x49) return server.close();
-        if (discardAll) server.prepared.clear();
+        if (discardAll) server.forgetStatements();
         this.release(server);
       },
       onServerClosed: () => undefined,

@@ -1,5 +1,9 @@
 // Each of the front door's limits, with its own setting and its own error.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { Borealis } from '../helpers/borealis.js';
@@ -14,6 +18,7 @@ before(async () => {
     BOREALIS_CLIENT_CONNECTIONS_MAX: '12',
     BOREALIS_CLIENT_MESSAGE_BYTES_MAX: '100000',
     BOREALIS_CLIENT_IDLE_TIMEOUT_MS: '1500',
+    BOREALIS_POOLS_MAX: '3',
   });
 });
 after(async () => {
@@ -90,6 +95,50 @@ test('a message over clientMessageBytesMax gets 54000; other clients are unharme
   await assert.rejects(big.query(`SELECT '${'x'.repeat(200_000)}'`), (e: pg.DatabaseError) => e.code === '54000' && /exceeds the limit of 100000 bytes/.test(e.message));
   assert.equal((await bystander.query<{ n: number }>('SELECT 2 AS n')).rows[0]!.n, 2);
   await bystander.end();
+});
+
+test('a message far larger than socket buffers still gets its 54000, plaintext and TLS (the proxy reads and drops the rest)', async () => {
+  const huge = 'y'.repeat(30 * 1024 * 1024);
+  for (const tls of [false, true]) {
+    const big = new pg.Client(b.pgConfig({ tls }));
+    big.on('error', () => undefined);
+    await big.connect();
+    await assert.rejects(big.query(`SELECT '${huge}'`), (e: pg.DatabaseError) => e.code === '54000' && /exceeds the limit of 100000 bytes/.test(e.message), `tls: ${tls}`);
+  }
+  // psql (libpq) writes the whole query before it reads anything.
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-big-')), 'big.sql');
+  fs.writeFileSync(file, `SELECT '${huge}';\n`);
+  for (const sslmode of ['disable', 'require']) {
+    const stderr = await new Promise<string>((resolve) => execFile('psql', [b.url({ sslmode }), '-X', '-f', file], { maxBuffer: 1 << 20 }, (_err, _out, err) => resolve(err)));
+    assert.match(stderr, /exceeds the limit of 100000 bytes/, `psql sslmode=${sslmode}: ${stderr.slice(0, 300)}`);
+  }
+  fs.rmSync(path.dirname(file), { recursive: true, force: true });
+});
+
+test('a client that needs a pool beyond poolsMax gets 53300; pools nobody uses make room', async () => {
+  const withOptions = async (options: string): Promise<pg.Client> => {
+    const c = new pg.Client({ ...b.pgConfig({ tls: false }), options });
+    c.on('error', () => undefined);
+    await c.connect();
+    return c;
+  };
+  const plain = await connect();
+  await plain.query('BEGIN');
+  const first = await withOptions('-c work_mem=1111kB');
+  await first.query('BEGIN');
+  const second = await withOptions('-c work_mem=2222kB');
+  await second.query('BEGIN');
+  await assert.rejects(withOptions('-c work_mem=3333kB'), (e: pg.DatabaseError) => e.code === '53300' && /too many distinct connection pools in use \(limit 3\)/.test(e.message));
+  // Once a pool has no session left, a new one may take its place.
+  await second.query('COMMIT');
+  await second.end();
+  await b.waitFor('the session to end', async () => (await b.status()).proxy.pools.find((p) => p.sessions === 0 && p.active === 0));
+  const third = await withOptions('-c work_mem=3333kB');
+  assert.equal((await third.query<{ w: string }>("SELECT current_setting('work_mem') AS w")).rows[0]!.w, '3333kB');
+  await third.end();
+  await plain.query('COMMIT');
+  await first.query('COMMIT');
+  await Promise.all([plain.end(), first.end()]);
 });
 
 test('an idle client is closed after clientIdleTimeoutMs with 57P05', async () => {

@@ -99,3 +99,33 @@ test('response queue: a simple query ends only at ReadyForQuery, even after an e
   assert.equal(q.isEmpty, true);
   assert.equal(q.onServerMessage('A'.charCodeAt(0)), true, 'notifications pass');
 });
+
+test('response queue: after an error with no Sync sent yet, requests up to the Sync are owed nothing', () => {
+  const q = new ResponseQueue();
+  const skipped: string[] = [];
+  q.expect('parse');
+  q.expect('bind');
+  q.expect('execute');
+  // The client flushed without Sync; the server reports an error.
+  assert.equal(q.onServerMessage('1'.charCodeAt(0)), true);
+  assert.equal(q.onServerMessage('E'.charCodeAt(0)), true);
+  assert.equal(q.isEmpty, true);
+  assert.equal(q.skippingToSync, true);
+  // Sent after the error: the server skips them without a reply.
+  q.expect('parse', true, () => skipped.push('parse'));
+  q.synthesize(Buffer.from('3'));
+  q.expect('execute', true, () => skipped.push('execute'));
+  assert.deepEqual(skipped, ['parse', 'execute']);
+  assert.equal(q.isEmpty, true);
+  q.expect('sync');
+  assert.equal(q.skippingToSync, false);
+  const out: string[] = [];
+  q.flushSynthetic((b) => out.push(b.toString()));
+  assert.deepEqual(out, [], 'no synthetic reply for a skipped message');
+  assert.equal(q.onServerMessage('Z'.charCodeAt(0)), true);
+  assert.equal(q.isEmpty, true);
+  // The next exchange is answered normally.
+  q.expect('parse');
+  assert.equal(q.onServerMessage('1'.charCodeAt(0)), true);
+  assert.equal(q.isEmpty, true);
+});
