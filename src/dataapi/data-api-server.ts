@@ -13,6 +13,7 @@ import { listenOn } from '../util/listen.js';
 import { ConnectionSet, ConnectionWaitTimeout } from './connection-set.js';
 import { DataApiError } from './errors.js';
 import { bindParameter, jsonValue, ParameterError, toField, typeInfo, type Field, type ResultOptions } from './fields.js';
+import { parseJson, stringifyJson } from './json.js';
 import { rewriteNamedParameters } from './named-params.js';
 import { ConnectionLost, DatabaseError, ResultTooLarge, SqlConnection, type ColumnInfo, type ParameterValue, type StatementOptions, type StatementResult } from './sql-connection.js';
 
@@ -134,14 +135,14 @@ export class DataApiServer {
       if (req.method !== 'POST') throw new DataApiError('BadRequestException', `${req.method} is not supported; the Data API takes POST`);
       let input: Record<string, unknown>;
       try {
-        const parsed: unknown = body.length ? JSON.parse(body.toString('utf8')) : {};
+        const parsed: unknown = body.length ? parseJson(body.toString('utf8')) : {};
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
         input = parsed as Record<string, unknown>;
       } catch {
         throw new DataApiError('SerializationException', 'The request body is not a valid JSON object.');
       }
       const output = await this.dispatch(url.pathname, input);
-      const text = JSON.stringify(output);
+      const text = stringifyJson(output);
       if (Buffer.byteLength(text) > this.limits.responseBytesMax) {
         throw new DataApiError('BadRequestException', `Database returned more than the allowed response size limit (${this.limits.responseBytesMax} bytes).`);
       }
@@ -266,7 +267,7 @@ export class DataApiServer {
     const records = result.rows.map((row) => row.map((v, i) => toField(fields[i]!.dataTypeID, v, options)));
     const isSelect = fields.length > 0;
     const out: Record<string, unknown> = { numberOfRecordsUpdated: isSelect ? 0 : result.rowCount, generatedFields: [] };
-    if (json) out.formattedRecords = JSON.stringify(records.map((r) => Object.fromEntries(r.map((f, i) => [fields[i]!.name, jsonValue(f)]))));
+    if (json) out.formattedRecords = stringifyJson(records.map((r) => Object.fromEntries(r.map((f, i) => [fields[i]!.name, jsonValue(f)]))));
     else if (isSelect) out.records = records;
     if (includeMetadata && isSelect) out.columnMetadata = fields.map(columnMetadata);
     return out;
@@ -475,7 +476,9 @@ function statementError(err: unknown, timeoutMs: number): Error {
   if (err instanceof DataApiError) return err;
   if (err instanceof DatabaseError) {
     if (err.code === '57014' && /statement timeout/.test(err.message)) return new DataApiError('StatementTimeoutException', `The statement ran longer than ${timeoutMs} ms and was cancelled.`);
-    return new DataApiError('DatabaseErrorException', `${err.severity}: ${err.message}`);
+    // As Aurora words it; libraries read the SQLSTATE from the end.
+    const position = err.position !== null ? `\n  Position: ${err.position}` : '';
+    return new DataApiError('DatabaseErrorException', `${err.severity}: ${err.message}${position}; SQLState: ${err.code}`);
   }
   if (err instanceof ResultTooLarge) return new DataApiError('BadRequestException', `Database returned more than the allowed response size limit (${err.limitBytes} bytes).`);
   if (err instanceof ConnectionLost) return new DataApiError('DatabaseUnavailableException', 'The connection to the database was lost.');

@@ -6,7 +6,8 @@ import { parse as parseArray } from 'postgres-array';
 export type Field =
   | { isNull: true }
   | { booleanValue: boolean }
-  | { longValue: number }
+  /** bigint where the value lies beyond ±(2^53 − 1): JSON carries it exactly (dataapi/json.ts). */
+  | { longValue: number | bigint }
   | { doubleValue: number }
   | { stringValue: string }
   | { blobValue: string }
@@ -14,7 +15,7 @@ export type Field =
 
 export type ArrayValue =
   | { booleanValues: boolean[] }
-  | { longValues: number[] }
+  | { longValues: Array<number | bigint> }
   | { doubleValues: number[] }
   | { stringValues: string[] }
   | { arrayValues: ArrayValue[] };
@@ -89,17 +90,30 @@ function awsTimestamp(text: string, withZone: boolean): string {
   return iso.slice(0, 10) + ' ' + iso.slice(11, 19) + (fraction ? `.${fraction}` : '');
 }
 
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** An integer's text as a number when that is exact, else as a bigint. */
+export function exactInteger(text: string): number | bigint {
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : BigInt(text);
+}
+
 function scalar(kind: Kind, text: string, options: ResultOptions): Field {
   switch (kind) {
     case 'bool':
       return { booleanValue: text === 't' || text === 'true' };
     case 'long':
-      return options.longReturnType === 'STRING' ? { stringValue: text } : { longValue: Number(text) };
+      return options.longReturnType === 'STRING' ? { stringValue: text } : { longValue: exactInteger(text) };
     case 'double':
       return { doubleValue: Number(text) };
     case 'decimal':
       if (options.decimalReturnType === 'STRING' || !Number.isFinite(Number(text))) return { stringValue: text };
-      return /^-?\d+$/.test(text) ? { longValue: Number(text) } : { doubleValue: Number(text) };
+      if (/^-?\d+$/.test(text)) {
+        const big = BigInt(text);
+        if (big >= INT64_MIN && big <= INT64_MAX) return { longValue: exactInteger(text) };
+      }
+      return { doubleValue: Number(text) };
     case 'bytes':
       return { blobValue: Buffer.from(text.startsWith('\\x') ? text.slice(2) : text, text.startsWith('\\x') ? 'hex' : 'utf8').toString('base64') };
     case 'timestamp':
@@ -119,7 +133,7 @@ function toArrayValue(items: unknown[], element: TypeInfo, options: ResultOption
     case 'bool':
       return { booleanValues: strings.map((s) => s === 't' || s === 'true') };
     case 'long':
-      return options.longReturnType === 'STRING' ? { stringValues: strings } : { longValues: strings.map(Number) };
+      return options.longReturnType === 'STRING' ? { stringValues: strings } : { longValues: strings.map(exactInteger) };
     case 'double':
       return { doubleValues: strings.map(Number) };
     default:
@@ -154,6 +168,9 @@ function arrayJson(a: ArrayValue): unknown[] {
   return a.stringValues;
 }
 
+/** Standard base64 (RFC 4648 §4) with its padding. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
 export class ParameterError extends Error {
   override readonly name = 'ParameterError';
 }
@@ -177,7 +194,12 @@ export function bindParameter(p: { name?: unknown; value?: unknown; typeHint?: u
       if (typeof x !== 'boolean') break;
       return { value: x, cast: cast ?? 'boolean' };
     case 'longValue':
-      if (typeof x !== 'number' || !Number.isInteger(x)) break;
+      // Exact integers only: a bigint from the JSON (dataapi/json.ts) or a safe number.
+      if (typeof x === 'bigint') {
+        if (x < INT64_MIN || x > INT64_MAX) throw new ParameterError(`parameter ${String(p.name)}: longValue ${x} is outside the 64-bit range`);
+        return { value: x.toString(), cast: cast ?? 'bigint' };
+      }
+      if (typeof x !== 'number' || !Number.isSafeInteger(x)) break;
       return { value: String(x), cast: cast ?? 'bigint' };
     case 'doubleValue':
       if (typeof x !== 'number') break;
@@ -187,6 +209,8 @@ export function bindParameter(p: { name?: unknown; value?: unknown; typeHint?: u
       return { value: x, cast };
     case 'blobValue':
       if (typeof x !== 'string') break;
+      // Buffer.from(…, 'base64') skips what it cannot decode; AWS refuses it.
+      if (!BASE64.test(x)) throw new ParameterError(`parameter ${String(p.name)}: blobValue is not valid base64`);
       return { value: Buffer.from(x, 'base64'), cast: 'bytea' };
     case 'arrayValue':
       throw new ParameterError('array parameters are not supported');

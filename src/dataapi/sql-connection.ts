@@ -32,6 +32,8 @@ export class DatabaseError extends Error {
     readonly code: string,
     readonly severity: string,
     message: string,
+    /** The error's cursor position in the statement (1-based), when PostgreSQL gives one. */
+    readonly position: number | null = null,
   ) {
     super(message);
   }
@@ -368,5 +370,6 @@ function rowCountOf(body: Buffer): number {
 
 function errorOf(body: Buffer): DatabaseError {
   const fields = parseErrorFields(body);
-  return new DatabaseError(fields.get('C') ?? 'XX000', fields.get('S') ?? 'ERROR', fields.get('M') ?? 'error');
+  const position = fields.get('P');
+  return new DatabaseError(fields.get('C') ?? 'XX000', fields.get('S') ?? 'ERROR', fields.get('M') ?? 'error', position ? Number(position) : null);
 }

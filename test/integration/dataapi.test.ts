@@ -1,6 +1,9 @@
 // The RDS Data API through AWS's own client (@aws-sdk/client-rds-data),
 // with real SigV4 signing, against a real cluster.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import http from 'node:http';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import {
   BatchExecuteStatementCommand,
@@ -143,9 +146,108 @@ test('BatchExecute runs each parameter set and reports update results', async ()
   assert.deepEqual(r.updateResults!.map((u) => u.generatedFields), [[{ longValue: 10 }], [{ longValue: 11 }], [{ longValue: 12 }]]);
 });
 
-test('bad SQL → DatabaseErrorException with PostgreSQL\'s message', async () => {
-  await assert.rejects(exec('SELEC 1'), (e: Error) => e.name === 'DatabaseErrorException' && /syntax error at or near "SELEC"/.test(e.message));
-  await assert.rejects(exec('SELECT * FROM no_such_table'), (e: Error) => e.name === 'DatabaseErrorException' && /relation "no_such_table" does not exist/.test(e.message));
+test('bad SQL → DatabaseErrorException with PostgreSQL\'s message, position and SQLSTATE as Aurora words them', async () => {
+  await assert.rejects(exec('SELEC 1'), (e: Error) => e.name === 'DatabaseErrorException' && /^ERROR: syntax error at or near "SELEC"\n {2}Position: 1; SQLState: 42601$/.test(e.message));
+  await assert.rejects(exec('SELECT * FROM no_such_table'), (e: Error) => e.name === 'DatabaseErrorException' && /^ERROR: relation "no_such_table" does not exist\n {2}Position: 15; SQLState: 42P01$/.test(e.message));
+  await assert.rejects(exec('SELECT 1/0'), (e: Error) => e.name === 'DatabaseErrorException' && /^ERROR: division by zero; SQLState: 22012$/.test(e.message));
+});
+
+/**
+ * A client that signs with AWS's own SDK but sends a body of the test's
+ * choosing (JavaScript numbers cannot hold 2^63 − 1) and keeps the raw
+ * response text (the SDK's JSON.parse would round it).
+ */
+function rawClient(): { send(body: string): Promise<{ status: number; type: string | undefined; text: string }>; destroy(): void } {
+  let replacement = '';
+  let last = { status: 0, type: undefined as string | undefined, text: '' };
+  const c = new RDSDataClient({
+    endpoint: `http://127.0.0.1:${b.dataApiPort}`,
+    region: 'us-east-1',
+    credentials: key,
+    maxAttempts: 1,
+    requestHandler: {
+      handle: (request: { method: string; hostname: string; port?: number; path: string; headers: Record<string, string>; body?: string }) =>
+        new Promise((resolve, reject) => {
+          const req = http.request({ host: request.hostname, port: request.port, method: request.method, path: request.path, headers: request.headers }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (d: Buffer) => chunks.push(d));
+            res.on('end', () => {
+              const body = Buffer.concat(chunks);
+              last = { status: res.statusCode ?? 0, type: res.headers['x-amzn-errortype'] as string | undefined, text: body.toString('utf8') };
+              resolve({ response: { statusCode: res.statusCode, headers: res.headers, body: Readable.from([body]) } });
+            });
+          });
+          req.on('error', reject);
+          req.end(request.body);
+        }),
+    } as never,
+  });
+  c.middlewareStack.add(
+    (next) => async (args) => {
+      const req = args.request as { body?: string; headers: Record<string, string> };
+      req.body = replacement;
+      req.headers['content-length'] = String(Buffer.byteLength(replacement));
+      return next(args);
+    },
+    { step: 'build', priority: 'low' },
+  );
+  return {
+    async send(body: string) {
+      replacement = body;
+      await c.send(new ExecuteStatementCommand({ resourceArn, secretArn, sql: 'replaced' })).catch(() => undefined);
+      return last;
+    },
+    destroy: () => c.destroy(),
+  };
+}
+
+test('64-bit integers cross the Data API exactly, both ways (raw JSON, signed by the SDK)', async () => {
+  const raw = rawClient();
+  try {
+    const r = await raw.send(
+      `{"resourceArn":${JSON.stringify(resourceArn)},"secretArn":${JSON.stringify(secretArn)},"sql":"SELECT 9007199254740993::int8 AS a, :p::int8 AS p, :p::int8 - 1 AS q, ARRAY[-9223372036854775808]::int8[] AS arr","parameters":[{"name":"p","value":{"longValue":9223372036854775807}}]}`,
+    );
+    assert.equal(r.status, 200, r.text);
+    assert.match(r.text, /"records":\[\[\{"longValue":9007199254740993\},\{"longValue":9223372036854775807\},\{"longValue":9223372036854775806\},\{"arrayValue":\{"longValues":\[-9223372036854775808\]\}\}\]\]/);
+    // formatRecordsAs JSON: the string inside keeps the digits too.
+    const j = await raw.send(`{"resourceArn":${JSON.stringify(resourceArn)},"secretArn":${JSON.stringify(secretArn)},"sql":"SELECT 9007199254740993::int8 AS a","formatRecordsAs":"JSON"}`);
+    assert.match((JSON.parse(j.text) as { formattedRecords: string }).formattedRecords, /^\[\{"a":9007199254740993\}\]$/);
+    // Past the 64-bit range: refused as AWS does.
+    const over = await raw.send(`{"resourceArn":${JSON.stringify(resourceArn)},"secretArn":${JSON.stringify(secretArn)},"sql":"SELECT :p","parameters":[{"name":"p","value":{"longValue":9223372036854775808}}]}`);
+    assert.equal(over.type, 'BadRequestException');
+    // A blobValue that is not base64 is refused, not truncated.
+    const blob = await raw.send(`{"resourceArn":${JSON.stringify(resourceArn)},"secretArn":${JSON.stringify(secretArn)},"sql":"SELECT :b","parameters":[{"name":"b","value":{"blobValue":"not base64!"}}]}`);
+    assert.equal(blob.type, 'BadRequestException');
+    assert.match((JSON.parse(blob.text) as { message: string }).message, /blobValue is not valid base64/);
+  } finally {
+    raw.destroy();
+  }
+});
+
+test('the AWS CLI (botocore, a client no one here wrote) runs statements and keeps 64-bit integers exact', async () => {
+  const aws = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile(
+        'aws',
+        ['rds-data', ...args, '--endpoint-url', `http://127.0.0.1:${b.dataApiPort}`, '--resource-arn', resourceArn, '--secret-arn', secretArn, '--output', 'json'],
+        { env: { ...process.env, AWS_ACCESS_KEY_ID: key.accessKeyId, AWS_SECRET_ACCESS_KEY: key.secretAccessKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_MAX_ATTEMPTS: '1', AWS_PAGER: '' } },
+        (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }),
+      ),
+    );
+  const r = await aws(['execute-statement', '--sql', 'SELECT 9007199254740993::int8 AS a, :p::int8 AS p', '--parameters', '[{"name":"p","value":{"longValue":9223372036854775807}}]']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /"longValue": 9007199254740993\b/);
+  assert.match(r.stdout, /"longValue": 9223372036854775807\b/);
+  const bad = await aws(['execute-statement', '--sql', 'SELECT * FROM no_such_table']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /DatabaseErrorException/);
+  assert.match(bad.stderr, /SQLState: 42P01/);
+  const tx = await aws(['begin-transaction']);
+  assert.equal(tx.code, 0, tx.stderr);
+  const transactionId = (JSON.parse(tx.stdout) as { transactionId: string }).transactionId;
+  const commit = await aws(['commit-transaction', '--transaction-id', transactionId]);
+  assert.equal(commit.code, 0, commit.stderr);
+  assert.match(commit.stdout, /Transaction Committed/);
 });
 
 test('bad credentials, resources and payloads get the AWS errors the SDK expects; the server keeps serving', async () => {
