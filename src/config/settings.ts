@@ -27,6 +27,7 @@ export interface Settings {
   clientMessageBytesMax: number;
   clientConnectionsMax: number;
   clientPreparedStatementsMax: number;
+  clientPreparedStatementBytesMax: number;
   serverPreparedStatementsMax: number;
   proxyWriteBufferBytesMax: number;
   pipelineRequestsMax: number;
@@ -102,8 +103,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'clientMessageBytesMax', env: 'BOREALIS_CLIENT_MESSAGE_BYTES_MAX', kind: 'integer', defaultValue: () => 16 * 1024 * 1024, doc: 'Largest single protocol message (a query, a Bind with its parameters, a CopyData) a client may send; larger gets 54000.' },
   { key: 'clientConnectionsMax', env: 'BOREALIS_CLIENT_CONNECTIONS_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Client connections the proxy accepts across all endpoints; more get 53300.' },
   { key: 'clientPreparedStatementsMax', env: 'BOREALIS_CLIENT_PREPARED_STATEMENTS_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Named protocol-level prepared statements one client session may hold at once; a Parse beyond it gets 54000.' },
+  { key: 'clientPreparedStatementBytesMax', env: 'BOREALIS_CLIENT_PREPARED_STATEMENT_BYTES_MAX', kind: 'integer', defaultValue: () => 32 * 1024 * 1024, doc: 'Bytes of statement text and parameter types one client session\'s prepared statements may hold in the proxy; a Parse beyond it gets 54000.' },
   { key: 'serverPreparedStatementsMax', env: 'BOREALIS_SERVER_PREPARED_STATEMENTS_MAX', kind: 'integer', defaultValue: () => 500, doc: 'Prepared statements the proxy keeps on one server connection; the least recently used is closed to make room (and prepared again, unseen, when its client next uses it). At least 10.' },
-  { key: 'proxyWriteBufferBytesMax', env: 'BOREALIS_PROXY_WRITE_BUFFER_BYTES_MAX', kind: 'integer', defaultValue: () => 256 * 1024, doc: 'Bytes the proxy lets queue for a slow reader (a client, or a server) before it stops reading from the other side; bounds memory per client.' },
+  { key: 'proxyWriteBufferBytesMax', env: 'BOREALIS_PROXY_WRITE_BUFFER_BYTES_MAX', kind: 'integer', defaultValue: () => 256 * 1024, doc: 'Bytes the proxy lets queue for a slow reader (a client, or a server) before it stops reading from the other side; bounds memory per client (at least the socket\'s own 16 KiB high-water mark).' },
   { key: 'pipelineRequestsMax', env: 'BOREALIS_PIPELINE_REQUESTS_MAX', kind: 'integer', defaultValue: () => 10_000, doc: 'Requests a client may have in flight on its server before the proxy stops reading it until replies catch up.' },
   { key: 'poolsMax', env: 'BOREALIS_POOLS_MAX', kind: 'integer', defaultValue: () => 1_000, doc: 'Server pools the proxy keeps (one per instance, user, database and startup options); unused ones are dropped to make room, and a client that would need one more gets 53300.' },
   { key: 'serverPoolSizeMax', env: 'BOREALIS_SERVER_POOL_SIZE_MAX', kind: 'integer', defaultValue: () => 20, doc: 'Server connections per pool (one pool per cluster, user, database and startup options).' },

@@ -3,10 +3,10 @@
 // Pure and conservative: a false positive costs pooling efficiency, a false
 // negative would leak one client's state to another.
 
-export type PinReason = 'set' | 'listen' | 'temp-table' | 'cursor-with-hold' | 'sql-prepare' | 'advisory-lock' | 'load';
+export type PinReason = 'set' | 'listen' | 'temp-table' | 'cursor-with-hold' | 'sql-prepare' | 'advisory-lock' | 'load' | 'statement-cache' | 'do-block';
 
 /** Cheap pre-check: text without any of these words cannot pin. */
-const MAYBE = /set|listen|temp|hold|prepare|advisory|load/i;
+const MAYBE = /set|listen|temp|hold|prepare|advisory|load|deallocate|discard|\bdo\b/i;
 const SESSION_ADVISORY = new Set(['pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared']);
 
 export function pinReasons(sql: string): PinReason[] {
@@ -15,6 +15,11 @@ export function pinReasons(sql: string): PinReason[] {
   for (const words of statements(sql)) {
     const reason = classify(words);
     if (reason) reasons.add(reason);
+    // A table or function in the session's temporary schema, named outright,
+    // or SELECT … INTO TEMP: temporary objects without CREATE TEMP.
+    if (words.includes('pg_temp')) reasons.add('temp-table');
+    const into = words.indexOf('into');
+    if (into >= 0 && ['temp', 'temporary'].includes(words[into + 1] ?? '')) reasons.add('temp-table');
     if (words.some((w) => SESSION_ADVISORY.has(w))) reasons.add('advisory-lock');
     const sc = words.indexOf('set_config');
     if (sc >= 0 && !isLocalSetConfig(words, sc)) reasons.add('set');
@@ -34,6 +39,15 @@ function classify(w: string[]): PinReason | null {
       return w[1] === 'transaction' ? null : 'sql-prepare';
     case 'load':
       return 'load';
+    // DEALLOCATE and DISCARD drop prepared statements of the whole server
+    // session, the pooler's too: the client keeps that server, which is
+    // reset (DISCARD ALL) before anyone else gets it.
+    case 'deallocate':
+    case 'discard':
+      return 'statement-cache';
+    // What a DO block runs (EXECUTE 'SET …', set_config) cannot be seen from here.
+    case 'do':
+      return 'do-block';
     case 'declare': {
       const forAt = w.indexOf('for');
       const head = forAt < 0 ? w : w.slice(0, forAt);

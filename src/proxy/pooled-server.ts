@@ -25,10 +25,11 @@ export class PooledServer {
   readonly prepared = new Set<string>();
   /** Statements whose client closed them or left: closed here before the server's next use. */
   readonly doomed: string[] = [];
-  /** The client session whose unnamed statement this server holds, if any. */
+  /** A token of the client session whose unnamed statement this server holds, if any. */
   unnamedOwner: object | null = null;
-  /** Type byte of the last message header the server sent. */
+  /** Type byte of the last message header the server sent, and who owned the server then. */
   lastMessageCode = 0;
+  lastMessageOwner: ServerOwner | null = null;
   private readingPaused = false;
   /** Replies this server still owes; empty whenever it is idle in the pool. */
   readonly queue = new ResponseQueue();
@@ -41,8 +42,9 @@ export class PooledServer {
   readonly scanner = new BackendScanner({
     onMessage: ({ code }, emit) => {
       this.lastMessageCode = code;
+      this.lastMessageOwner = this.owner;
       this.queue.flushSynthetic(emit);
-      return this.queue.onServerMessage(code);
+      return this.queue.onServerMessage(code, emit);
     },
     onInspected: (code, body) => {
       if (code === 0x5a) this.txStatus = body[0] ?? 0x49; // 'Z'

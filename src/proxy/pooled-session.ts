@@ -27,6 +27,8 @@ interface ClientStatement {
 
 export interface SessionLimits {
   readonly clientPreparedStatementsMax: number;
+  /** Bytes of statement text and parameter types one client's statements may hold. */
+  readonly clientPreparedStatementBytesMax: number;
   readonly serverPreparedStatementsMax: number;
   /** Bytes queued on a socket before the other side stops being read. */
   readonly proxyWriteBufferBytesMax: number;
@@ -35,7 +37,7 @@ export interface SessionLimits {
 
 export type SessionEnd =
   | { readonly kind: 'client-left' }
-  /** `fatalSent`: the server's own FATAL reached the client before it closed. */
+  /** `fatalSent`: the server's own FATAL reached this client before it closed. */
   | { readonly kind: 'server-lost'; readonly fatalSent: boolean }
   | { readonly kind: 'acquire-failed'; readonly error: unknown }
   | { readonly kind: 'protocol-violation'; readonly detail: string }
@@ -55,11 +57,23 @@ const FRONTEND_EXECUTE = 0x45; // 'E'
 const FRONTEND_SYNC = 0x53; // 'S'
 const FRONTEND_FUNCTION_CALL = 0x46; // 'F'
 const FRONTEND_FLUSH = 0x48; // 'H'
+const FRONTEND_COPY_DATA = 0x64; // 'd'
+const FRONTEND_COPY_DONE = 0x63; // 'c'
+const FRONTEND_COPY_FAIL = 0x66; // 'f'
 const BACKEND_ERROR = 0x45; // 'E'
 /** Server-side statement names: a prefix and a counter, unique for the life of the proxy. */
 let statementSerial = 0;
 /** A statement that ends a transaction by committing it. */
 const COMMIT = /^\s*(?:commit|end)\b/i;
+/** What the pooler sends when it refuses a message itself: PostgreSQL fails it at Parse, and so aborts and skips to Sync as it would have. */
+const REFUSAL_PARSE = serializeParse('borealis_refused', 'borealis refused this message', Buffer.from([0, 0]));
+/** Encoding names are plain identifiers; anything else is not sent to a server. */
+const ENCODING_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A SQL string literal that means the same whatever standard_conforming_strings says. */
+function literal(value: string): string {
+  return `E'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
 
 export class PooledSession implements ServerOwner {
   private server: PooledServer | null = null;
@@ -67,29 +81,40 @@ export class PooledSession implements ServerOwner {
   private held: Frame | null = null;
   private ended = false;
   private readonly statements = new Map<string, ClientStatement>();
+  private statementBytes = 0;
   private readonly pins = new Set<PinReason>();
   private readonly toClient: Buffer[] = [];
   /**
-   * The client sent extended-protocol messages after its last Sync (or
-   * Query): PostgreSQL is inside that exchange's implicit transaction, even
-   * when every reply has arrived (a suspended portal, Describe + Flush, an
-   * error before Sync), so the server stays with this client.
+   * The client sent extended-protocol messages since the last Sync, Query
+   * or FunctionCall that PostgreSQL completed: it is inside that exchange's
+   * implicit transaction even when every reply has arrived (a suspended
+   * portal, Describe + Flush, an error before Sync), so the server stays
+   * with this client. Cleared when such a message's ReadyForQuery arrives
+   * with nothing sent after it (one the server skipped or ignored during
+   * COPY never clears it).
    */
   private exchangeOpen = false;
+  private exchangeSerial = 0;
   /** The pooler refused a message itself: like the server, it skips the client's messages up to Sync. */
   private skippingToSync = false;
-  /** Reading the client is held back while it waits for a server, while the server's input is full, or while too many replies are owed. */
+  /** Reading the client stops while the server's input is full, too many replies are owed, or the client reads its own too slowly. */
   private waitingForServerDrain = false;
   private pipelineFull = false;
+  private clientOutputFull = false;
   /** The server whose reading was paused because this client reads slowly. */
   private pausedServer: PooledServer | null = null;
+  /** Stands for this session as owner of a server's unnamed statement (holds nothing of it). */
+  private readonly unnamedToken = {};
   /** When a COMMIT went to the server, until its ReadyForQuery (performance.now() ms). */
   private commitSentAt: number | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onClientDrain = (): void => {
+    this.clientOutputFull = false;
     const s = this.pausedServer;
     this.pausedServer = null;
     s?.resumeReading();
+    this.updateReading();
+    this.process();
   };
   private readonly onServerDrain = (): void => {
     this.waitingForServerDrain = false;
@@ -134,18 +159,22 @@ export class PooledSession implements ServerOwner {
     this.process();
   }
 
+  private get readingHeld(): boolean {
+    return this.acquiring || this.waitingForServerDrain || this.pipelineFull || this.clientOutputFull;
+  }
+
   private updateReading(): void {
     if (this.ended) return;
-    if (this.acquiring || this.waitingForServerDrain || this.pipelineFull) this.socket.pause();
+    if (this.readingHeld) this.socket.pause();
     else this.socket.resume();
   }
 
   private process(): void {
     if (this.ended) return;
+    const out: Buffer[] = [];
     try {
-      const out: Buffer[] = [];
       for (;;) {
-        if (this.waitingForServerDrain || this.pipelineFull) break;
+        if (this.waitingForServerDrain || this.pipelineFull || this.clientOutputFull) break;
         const frame = this.held ?? this.reader.next();
         if (!frame) break;
         this.held = null;
@@ -180,6 +209,8 @@ export class PooledSession implements ServerOwner {
         this.maybeDetach();
       }
     } catch (err) {
+      // What came before the offending message goes out, as PostgreSQL would have run it.
+      this.flushToServer(out);
       if (err instanceof FrameTooLarge) this.end({ kind: 'message-too-large', detail: err.message, unreadBytes: Math.max(0, err.frameBytes - this.reader.bufferedBytes) });
       else if (err instanceof ProtocolViolation) this.end({ kind: 'protocol-violation', detail: err.message });
       else throw err;
@@ -191,7 +222,7 @@ export class PooledSession implements ServerOwner {
     if (out.length === 0 || !server) return;
     server.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
     out.length = 0;
-    if (server.socket.writableLength > this.limits.proxyWriteBufferBytesMax && !this.waitingForServerDrain) {
+    if (!this.waitingForServerDrain && server.socket.writableLength > Math.max(this.limits.proxyWriteBufferBytesMax, server.socket.writableHighWaterMark)) {
       // The server reads slower than the client sends (a large COPY): wait for it.
       this.waitingForServerDrain = true;
       this.updateReading();
@@ -225,33 +256,76 @@ export class PooledSession implements ServerOwner {
     const hidden: Buffer[] = [];
     // Statements other clients dropped are closed before anything else runs.
     for (const name of server.doomed.splice(0)) {
-      server.queue.expect('close', false);
+      server.queue.expect('close', { forward: false });
       hidden.push(serializeTarget(FRONTEND_CLOSE, 'S', name));
     }
-    // Align the server with the client's startup parameters, quietly.
-    const sets: string[] = [];
-    for (const [name, value] of this.startupParams) {
-      if (SYNCED_PARAMS.has(name) && server.params.get(name) !== value) sets.push(`SET ${name} TO '${value.replace(/'/g, "''")}'`);
-    }
-    if (sets.length > 0) {
-      server.queue.expect('query', false);
-      hidden.push(queryMessage(sets.join('; ')));
-    }
+    hidden.push(...this.alignment(server));
     if (hidden.length > 0) server.socket.write(Buffer.concat(hidden));
   }
 
-  /** Answers a message with an error of the pooler's own, as PostgreSQL would; the rest up to Sync is skipped. */
-  private refuseMessage(server: PooledServer, fields: Omit<ErrorFields, 'severity'>): void {
-    server.queue.synthesize(errorResponse({ severity: 'ERROR', ...fields }));
+  /**
+   * Hidden SETs that give the server the reported settings this client was
+   * welcomed with: its own startup values, or the pool's defaults for those
+   * it did not send (never the previous client's). Values are E'' literals,
+   * sent while the server's client_encoding is UTF8, so no setting a
+   * previous client left (standard_conforming_strings, an encoding) changes
+   * how they read.
+   */
+  private alignment(server: PooledServer): Buffer[] {
+    const sets: string[] = [];
+    let wantEncoding: string | undefined;
+    for (const name of SYNCED_PARAMS) {
+      const desired = this.startupParams.get(name) ?? this.pool.welcomeParams?.get(name);
+      if (name === 'client_encoding') {
+        if (desired !== undefined && ENCODING_NAME.test(desired)) wantEncoding = desired;
+        continue;
+      }
+      if (desired !== undefined && server.params.get(name) !== desired) sets.push(`SET ${name} TO ${literal(desired)}`);
+    }
+    const queries: string[] = [];
+    let encoding = server.params.get('client_encoding');
+    if (sets.length > 0) {
+      if (encoding !== 'UTF8') {
+        queries.push("SET client_encoding TO 'UTF8'");
+        encoding = 'UTF8';
+      }
+      queries.push(sets.join('; '));
+    }
+    if (wantEncoding !== undefined && wantEncoding !== encoding) queries.push(`SET client_encoding TO '${wantEncoding}'`);
+    return queries.map((q) => {
+      server.queue.expect('query', { forward: false });
+      return queryMessage(q);
+    });
+  }
+
+  /**
+   * Refuses a client's message with an error of the pooler's own, in
+   * PostgreSQL's place: the server gets a Parse certain to fail, so that it
+   * aborts the transaction and skips to Sync exactly as it would have, and
+   * its error is replaced by this one. The pooler skips the client's
+   * messages up to Sync too.
+   */
+  private refuseMessage(server: PooledServer, out: Buffer[], fields: Omit<ErrorFields, 'severity'>): void {
+    server.queue.expect('parse', { forward: false, replaceError: errorResponse({ severity: 'ERROR', ...fields }) });
+    out.push(REFUSAL_PARSE);
     this.skippingToSync = true;
+  }
+
+  /** A Sync, Query or FunctionCall: its ReadyForQuery ends the exchange unless more was sent after it. */
+  private endsExchange(): { onDone: () => void } {
+    const serial = this.exchangeSerial;
+    return {
+      onDone: () => {
+        if (this.exchangeSerial === serial) this.exchangeOpen = false;
+      },
+    };
   }
 
   /** Rewrites one client message for the attached server. */
   private translate(frame: Frame, server: PooledServer, out: Buffer[]): void {
     if (frame.code === FRONTEND_SYNC) {
-      this.exchangeOpen = false;
       this.skippingToSync = false;
-      server.queue.expect('sync');
+      server.queue.expect('sync', this.endsExchange());
       out.push(frame.raw);
       return;
     }
@@ -262,36 +336,54 @@ export class PooledSession implements ServerOwner {
         const sql = frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1));
         this.pin(pinReasons(sql));
         if (COMMIT.test(sql)) this.commitSentAt = performance.now();
-        // A simple query ends an open extended exchange's implicit transaction too.
-        this.exchangeOpen = false;
-        server.queue.expect('query');
+        // A simple query ends an open extended exchange's implicit transaction too, once it runs.
+        server.queue.expect('query', this.endsExchange());
         out.push(frame.raw);
         return;
       }
       case FRONTEND_FUNCTION_CALL:
-        this.exchangeOpen = false;
-        server.queue.expect('function-call');
+        server.queue.expect('function-call', this.endsExchange());
         out.push(frame.raw);
+        return;
+      case FRONTEND_COPY_DATA:
+        out.push(frame.raw);
+        return;
+      case FRONTEND_COPY_DONE:
+      case FRONTEND_COPY_FAIL:
+        out.push(frame.raw);
+        server.queue.copyEnded();
         return;
       case Frontend.Password:
         throw new ProtocolViolation('unexpected password message after authentication');
+      case FRONTEND_PARSE:
+      case FRONTEND_BIND:
+      case FRONTEND_DESCRIBE:
+      case FRONTEND_CLOSE:
+      case FRONTEND_EXECUTE:
+      case FRONTEND_FLUSH:
+        this.exchangeOpen = true;
+        this.exchangeSerial++;
+        return this.translateExtended(frame, server, out);
+      default:
+        // As PostgreSQL: a message type it does not know ends the connection (never forwarded).
+        throw new ProtocolViolation(`invalid frontend message type ${frame.code}`);
     }
-    if (frame.code === FRONTEND_PARSE || frame.code === FRONTEND_BIND || frame.code === FRONTEND_DESCRIBE || frame.code === FRONTEND_CLOSE || frame.code === FRONTEND_EXECUTE || frame.code === FRONTEND_FLUSH) {
-      this.exchangeOpen = true;
-    }
+  }
+
+  private translateExtended(frame: Frame, server: PooledServer, out: Buffer[]): void {
     switch (frame.code) {
       case FRONTEND_PARSE:
         return this.translateParse(frame, server, out);
       case FRONTEND_BIND: {
         const b = parseBind(frame.body);
         if (b.statement === '') {
-          if (server.unnamedOwner !== this) return this.refuseMessage(server, { code: '26000', message: 'unnamed prepared statement does not exist' });
+          if (server.unnamedOwner !== this.unnamedToken) return this.refuseMessage(server, out, { code: '26000', message: 'unnamed prepared statement does not exist' });
           server.queue.expect('bind');
           out.push(frame.raw);
           return;
         }
         const st = this.statements.get(b.statement);
-        if (!st) return this.refuseMessage(server, { code: '26000', message: `prepared statement "${b.statement}" does not exist` });
+        if (!st) return this.refuseMessage(server, out, { code: '26000', message: `prepared statement "${b.statement}" does not exist` });
         if (COMMIT.test(st.query)) this.commitSentAt = performance.now();
         this.ensurePrepared(st, server, out);
         out.push(serializeBind(b.portal, st.serverName, b.rest));
@@ -302,10 +394,10 @@ export class PooledSession implements ServerOwner {
         const t = parseTarget(frame.body);
         if (t.target === 'S') {
           if (t.name === '') {
-            if (server.unnamedOwner !== this) return this.refuseMessage(server, { code: '26000', message: 'unnamed prepared statement does not exist' });
+            if (server.unnamedOwner !== this.unnamedToken) return this.refuseMessage(server, out, { code: '26000', message: 'unnamed prepared statement does not exist' });
           } else {
             const st = this.statements.get(t.name);
-            if (!st) return this.refuseMessage(server, { code: '26000', message: `prepared statement "${t.name}" does not exist` });
+            if (!st) return this.refuseMessage(server, out, { code: '26000', message: `prepared statement "${t.name}" does not exist` });
             this.ensurePrepared(st, server, out);
             out.push(serializeTarget(FRONTEND_DESCRIBE, 'S', st.serverName));
             server.queue.expect('describe');
@@ -319,7 +411,7 @@ export class PooledSession implements ServerOwner {
       case FRONTEND_CLOSE: {
         const t = parseTarget(frame.body);
         if (t.target === 'S' && t.name !== '') return this.closeStatement(t.name, server, out);
-        if (t.target === 'S' && server.unnamedOwner !== this) {
+        if (t.target === 'S' && server.unnamedOwner !== this.unnamedToken) {
           // Closing a statement that does not exist is no error.
           server.queue.synthesize(CLOSE_COMPLETE);
           return;
@@ -333,7 +425,7 @@ export class PooledSession implements ServerOwner {
         out.push(frame.raw);
         return;
       default:
-        // Flush, CopyData, CopyDone, CopyFail: no reply of their own.
+        // Flush: no reply of its own.
         out.push(frame.raw);
     }
   }
@@ -343,47 +435,65 @@ export class PooledSession implements ServerOwner {
     this.pin(pinReasons(p.query));
     if (COMMIT.test(p.query)) this.commitSentAt = performance.now();
     if (p.statement === '') {
-      server.unnamedOwner = this;
+      server.unnamedOwner = this.unnamedToken;
       // A failed Parse leaves no unnamed statement (PostgreSQL drops the old one first).
-      server.queue.expect('parse', true, () => {
-        if (server.unnamedOwner === this) server.unnamedOwner = null;
+      server.queue.expect('parse', {
+        onError: () => {
+          if (server.unnamedOwner === this.unnamedToken) server.unnamedOwner = null;
+        },
       });
       out.push(frame.raw);
       return;
     }
-    if (this.statements.has(p.statement)) return this.refuseMessage(server, { code: '42P05', message: `prepared statement "${p.statement}" already exists` });
-    if (this.statements.size >= this.limits.clientPreparedStatementsMax) {
-      return this.refuseMessage(server, {
+    if (this.statements.has(p.statement)) return this.refuseMessage(server, out, { code: '42P05', message: `prepared statement "${p.statement}" already exists` });
+    const bytes = Buffer.byteLength(p.query) + p.paramTypes.length;
+    if (this.statements.size >= this.limits.clientPreparedStatementsMax || this.statementBytes + bytes > this.limits.clientPreparedStatementBytesMax) {
+      return this.refuseMessage(server, out, {
         code: '54000',
-        message: `too many prepared statements in this session (the limit is ${this.limits.clientPreparedStatementsMax})`,
+        message: `too many prepared statements in this session (the limits are ${this.limits.clientPreparedStatementsMax} statements and ${this.limits.clientPreparedStatementBytesMax} bytes)`,
         hint: 'Close prepared statements the session no longer needs.',
       });
     }
-    const st: ClientStatement = { serverName: `borealis_${(statementSerial++).toString(36)}`, query: p.query, paramTypes: p.paramTypes, servers: new Set() };
-    this.statements.set(p.statement, st);
+    // Copied: a view would keep the whole received chunk alive.
+    const st: ClientStatement = { serverName: `borealis_${(statementSerial++).toString(36)}`, query: p.query, paramTypes: Buffer.from(p.paramTypes), servers: new Set() };
+    this.addStatement(p.statement, st);
     this.prepareOn(st, server, out, true, () => {
       // The server refused or skipped it: it does not exist for the client either.
-      if (this.statements.get(p.statement) === st) this.statements.delete(p.statement);
+      if (this.statements.get(p.statement) === st) this.removeStatement(p.statement);
     });
   }
 
-  private closeStatement(name: string, server: PooledServer, out: Buffer[]): void {
+  private addStatement(name: string, st: ClientStatement): void {
+    this.statements.set(name, st);
+    this.statementBytes += Buffer.byteLength(st.query) + st.paramTypes.length;
+  }
+
+  private removeStatement(name: string): ClientStatement | undefined {
     const st = this.statements.get(name);
+    if (!st) return undefined;
+    this.statements.delete(name);
+    this.statementBytes -= Buffer.byteLength(st.query) + st.paramTypes.length;
+    return st;
+  }
+
+  private closeStatement(name: string, server: PooledServer, out: Buffer[]): void {
+    const st = this.removeStatement(name);
     if (!st) {
       server.queue.synthesize(CLOSE_COMPLETE);
       return;
     }
-    this.statements.delete(name);
     const wasHere = server.prepared.delete(st.serverName);
     st.servers.delete(server);
     this.doomElsewhere(st);
-    server.queue.expect('close', true, () => {
-      // Skipped after an error: the statement lives on, for the client and here.
-      if (!this.statements.has(name)) this.statements.set(name, st);
-      if (wasHere) {
-        server.prepared.add(st.serverName);
-        st.servers.add(server);
-      }
+    server.queue.expect('close', {
+      onError: () => {
+        // Skipped after an error: the statement lives on, for the client and here.
+        if (!this.statements.has(name)) this.addStatement(name, st);
+        if (wasHere) {
+          server.prepared.add(st.serverName);
+          st.servers.add(server);
+        }
+      },
     });
     out.push(serializeTarget(FRONTEND_CLOSE, 'S', st.serverName));
   }
@@ -402,15 +512,23 @@ export class PooledSession implements ServerOwner {
     while (server.prepared.size >= Math.max(10, this.limits.serverPreparedStatementsMax)) {
       const oldest = server.prepared.values().next().value as string;
       server.prepared.delete(oldest);
-      server.queue.expect('close', false);
+      server.queue.expect('close', {
+        forward: false,
+        // Skipped after an error: it is still there.
+        onError: () => server.prepared.add(oldest),
+      });
       out.push(serializeTarget(FRONTEND_CLOSE, 'S', oldest));
     }
+    for (const s of st.servers) if (s.state === 'closed') st.servers.delete(s);
     server.prepared.add(st.serverName);
     st.servers.add(server);
-    server.queue.expect('parse', forward, () => {
-      server.prepared.delete(st.serverName);
-      st.servers.delete(server);
-      onError?.();
+    server.queue.expect('parse', {
+      forward,
+      onError: () => {
+        server.prepared.delete(st.serverName);
+        st.servers.delete(server);
+        onError?.();
+      },
     });
     out.push(serializeParse(st.serverName, st.query, st.paramTypes));
   }
@@ -459,8 +577,8 @@ export class PooledSession implements ServerOwner {
   onServerClosed(): void {
     const server = this.server;
     this.server = null;
-    // A server that ended with an ErrorResponse (FATAL) told the client why itself.
-    const fatalSent = server !== null && server.lastMessageCode === BACKEND_ERROR && server.scanner.atBoundary;
+    // A server that ended with an ErrorResponse (FATAL) to this client told it why itself.
+    const fatalSent = server !== null && server.lastMessageCode === BACKEND_ERROR && server.lastMessageOwner === this && server.scanner.atBoundary;
     this.end({ kind: 'server-lost', fatalSent });
   }
 
@@ -468,22 +586,24 @@ export class PooledSession implements ServerOwner {
     if (this.toClient.length === 0) return;
     this.socket.write(this.toClient.length === 1 ? this.toClient[0]! : Buffer.concat(this.toClient));
     this.toClient.length = 0;
+    if (this.clientOutputFull || this.socket.writableLength <= Math.max(this.limits.proxyWriteBufferBytesMax, this.socket.writableHighWaterMark)) return;
+    // A slow reader: read neither it nor its server until it catches up.
+    this.clientOutputFull = true;
+    this.updateReading();
     const server = this.server;
-    if (server && this.pausedServer === null && this.socket.writableLength > this.limits.proxyWriteBufferBytesMax) {
-      // A slow reader: stop reading its server until the client catches up.
+    if (server) {
       this.pausedServer = server;
       server.pauseReading();
-      this.socket.once('drain', this.onClientDrain);
     }
+    this.socket.once('drain', this.onClientDrain);
   }
 
   /** Between transactions, an unpinned client gives its server back. */
   private maybeDetach(): void {
     const server = this.server;
-    if (!server || this.pinned || this.exchangeOpen || this.held || server.txStatus !== 0x49 || !server.queue.isEmpty || !server.scanner.atBoundary) return;
+    if (!server || this.pinned || this.exchangeOpen || this.held || server.txStatus !== 0x49 || !server.queue.isEmpty || server.queue.skippingToSync || !server.scanner.atBoundary) return;
     if (this.pausedServer === server) {
       // The reply is whole; the client reads it at its own pace. release() resumes the server.
-      this.socket.off('drain', this.onClientDrain);
       this.pausedServer = null;
     }
     server.socket.off('drain', this.onServerDrain);
@@ -491,6 +611,7 @@ export class PooledSession implements ServerOwner {
     this.server = null;
     this.cancels.attach(this.cancelKey, null);
     this.pool.release(server);
+    this.updateReading();
   }
 
   /** Ends the session; the server goes back clean or is closed. */
@@ -510,8 +631,8 @@ export class PooledSession implements ServerOwner {
     if (server && server.state !== 'closed') {
       server.owner = null;
       server.socket.off('drain', this.onServerDrain);
-      if (server.unnamedOwner === this) server.unnamedOwner = null;
-      if (!server.queue.isEmpty || !server.scanner.atBoundary || this.exchangeOpen) this.pool.discard(server);
+      if (server.unnamedOwner === this.unnamedToken) server.unnamedOwner = null;
+      if (!server.queue.isEmpty || server.queue.skippingToSync || !server.scanner.atBoundary || this.exchangeOpen) this.pool.discard(server);
       else this.pool.resetAndRelease(server, server.txStatus !== 0x49, this.pinned);
     }
     this.hooks.onEnd(how);

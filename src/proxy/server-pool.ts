@@ -24,6 +24,9 @@ export class AcquireError extends Error {
   }
 }
 
+/** Longest a ROLLBACK / DISCARD ALL before reuse may take. */
+const RESET_TIMEOUT_MS = 10_000;
+
 /** A client whose startup options would need a pool beyond poolsMax. */
 export class PoolLimitError extends Error {
   override readonly name = 'PoolLimitError';
@@ -148,12 +151,18 @@ export class ServerPool {
     if (queries.length === 0) return this.release(server);
     server.state = 'resetting';
     server.resumeReading();
-    for (let i = 0; i < queries.length; i++) server.queue.expect('query', false);
+    for (let i = 0; i < queries.length; i++) server.queue.expect('query', { forward: false });
+    // A reset that does not finish in time leaves a server in an unknown state: close it.
+    const timer = setTimeout(() => {
+      if (server.state === 'resetting') server.close();
+    }, RESET_TIMEOUT_MS);
+    timer.unref();
     server.owner = {
       onServerData: (chunk) => {
         // Nobody reads the replies; an error shows in the final status.
         server.scanner.scan(chunk, () => undefined);
         if (!server.queue.isEmpty || !server.scanner.atBoundary) return;
+        clearTimeout(timer);
         if (server.txStatus !== 0x49) return server.close();
         if (discardAll) server.forgetStatements();
         this.release(server);

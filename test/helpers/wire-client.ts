@@ -42,7 +42,7 @@ export class WireClient {
   }
 
   /** Connects (or uses `socket`, already connected) and authenticates. */
-  static async connect(opts: { port?: number; socket?: net.Socket; user: string; password: string; database?: string }): Promise<WireClient> {
+  static async connect(opts: { port?: number; socket?: net.Socket; user: string; password: string; database?: string; params?: Record<string, string> }): Promise<WireClient> {
     const socket =
       opts.socket ??
       (await new Promise<net.Socket>((resolve, reject) => {
@@ -50,7 +50,7 @@ export class WireClient {
         s.once('error', reject);
       }));
     const c = new WireClient(socket);
-    socket.write(serializeStartupMessage(new Map([['user', opts.user], ['database', opts.database ?? 'postgres']])));
+    socket.write(serializeStartupMessage(new Map([['user', opts.user], ['database', opts.database ?? 'postgres'], ...Object.entries(opts.params ?? {})])));
     const scram = new ScramClientExchange(opts.password, 'wireclientnonce' + Math.random().toString(36).slice(2));
     for (;;) {
       const m = await c.next(10_000);

@@ -10,12 +10,13 @@ import tls from 'node:tls';
 import pg from 'pg';
 import { parseErrorFields } from '../../src/pgwire/messages.js';
 import { serializeParse } from '../../src/pgwire/extended.js';
-import { Borealis, PASSWORD } from '../helpers/borealis.js';
+import { Borealis, PASSWORD, rssKiB } from '../helpers/borealis.js';
 import { errorCodeOf, msg, WireClient, dataRow } from '../helpers/wire-client.js';
+import { typedMessage } from '../../src/pgwire/messages.js';
 
 let b: Borealis;
 before(async () => {
-  b = await Borealis.start({ BOREALIS_SERVER_POOL_SIZE_MAX: '1', BOREALIS_CLIENT_QUEUE_TIMEOUT_MS: '30000' });
+  b = await Borealis.start({ BOREALIS_SERVER_POOL_SIZE_MAX: '1', BOREALIS_CLIENT_QUEUE_TIMEOUT_MS: '30000', BOREALIS_SERVER_PREPARED_STATEMENTS_MAX: '10' });
   const admin = new pg.Client(b.pgConfig({ tls: false }));
   await admin.connect();
   await admin.query('CREATE TABLE iso (x int)');
@@ -27,9 +28,12 @@ after(async () => {
   await b?.destroy();
 });
 
-function wire(): Promise<WireClient> {
-  return WireClient.connect({ port: b.proxyPort, user: 'postgres', password: PASSWORD });
+function wire(params?: Record<string, string>): Promise<WireClient> {
+  return WireClient.connect({ port: b.proxyPort, user: 'postgres', password: PASSWORD, ...(params ? { params } : {}) });
 }
+
+const rowsOf = (ms: Array<{ code: string; body: Buffer }>): Array<Array<string | null>> => ms.filter((m) => m.code === 'D').map((m) => dataRow(m.body));
+const codesOf = (ms: Array<{ code: string; body: Buffer }>): string[] => ms.map((m) => (m.code === 'E' ? `E:${errorCodeOf(m)}` : m.code));
 
 async function pgClient(): Promise<pg.Client> {
   const c = new pg.Client(b.pgConfig({ tls: false }));
@@ -229,4 +233,157 @@ test('a Parse declaring 40,000 parameter types (more than a signed 16-bit count)
   assert.equal(params.body.readUInt16BE(0), 40_000);
   assert.deepEqual(await c.query('SELECT 1'), [['1']]);
   c.close();
+});
+
+// The cases below came from an adversarial review of the pooler; each failed before its fix.
+
+test('a simple Query after an extended-protocol error is skipped by PostgreSQL; the server stays with its client until Sync', async () => {
+  const a = await wire();
+  a.send(msg.parse('', 'SELECT 1/0'), msg.bind('', ''), msg.execute(''), msg.flush());
+  assert.equal(errorCodeOf((await a.until('E')).at(-1)!), '22012');
+  a.send(msg.query('SELECT 1'));
+  assert.deepEqual(await a.drain(300), [], 'PostgreSQL skips a Query until Sync');
+  const other = await wire();
+  other.send(msg.query("SELECT 'B sees this'"));
+  assert.deepEqual(await other.drain(300), [], 'the only server is still A\'s');
+  a.send(msg.sync());
+  assert.deepEqual(codesOf(await a.until('Z')), ['Z']);
+  assert.deepEqual(rowsOf(await other.until('Z')), [['B sees this']]);
+  other.send(msg.parse('', "SELECT 'B extended'"), msg.bind('', ''), msg.execute(''), msg.sync());
+  assert.deepEqual(rowsOf(await other.until('Z')), [['B extended']]);
+  a.close();
+  other.close();
+});
+
+test("the reported settings a client did not send are the pool's defaults, never the previous client's", async () => {
+  const a = await wire({ client_encoding: 'LATIN1', TimeZone: 'Asia/Tokyo', DateStyle: 'SQL, DMY', standard_conforming_strings: 'off' });
+  assert.deepEqual(await a.query("SELECT current_setting('TimeZone')"), [['Asia/Tokyo']]);
+  a.close();
+  await new Promise((r) => setTimeout(r, 200));
+  const c = await pgClient();
+  const r = await c.query<{ tz: string; ds: string; scs: string; enc: string }>(
+    "SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, current_setting('standard_conforming_strings') AS scs, current_setting('client_encoding') AS enc",
+  );
+  assert.deepEqual(r.rows[0], { tz: 'UTC', ds: 'ISO, MDY', scs: 'on', enc: 'UTF8' });
+  await c.query('CREATE TEMP TABLE IF NOT EXISTS enc_probe (t text)').catch(() => undefined);
+  const e = await c.query<{ hex: string }>("SELECT encode(convert_to('é', 'UTF8'), 'hex') AS hex");
+  assert.equal(e.rows[0]!.hex, 'c3a9', 'text arrives as the UTF-8 it was sent in');
+  await c.end();
+});
+
+test('the hidden alignment SET cannot be injected through a startup value, whatever the server was left with', async () => {
+  const a = await wire({ standard_conforming_strings: 'off' });
+  await a.query('SELECT 1');
+  a.close();
+  await new Promise((r) => setTimeout(r, 200));
+  const hostile = "\\'; SET search_path TO pwned, public; SET statement_timeout TO 1234; --";
+  const c = await wire({ application_name: hostile });
+  // PostgreSQL keeps the first 63 bytes (NAMEDATALEN), as a plain value.
+  assert.deepEqual(await c.query("SELECT current_setting('application_name')"), [[hostile.slice(0, 63)]]);
+  c.close();
+  await new Promise((r) => setTimeout(r, 200));
+  const d = await pgClient();
+  const r = await d.query<{ sp: string; st: string }>("SELECT current_setting('search_path') AS sp, current_setting('statement_timeout') AS st");
+  assert.deepEqual(r.rows[0], { sp: '"$user", public', st: '0' });
+  await d.end();
+});
+
+test("the pooler's own refusals abort the transaction as PostgreSQL's would", async () => {
+  const a = await wire();
+  await a.query('CREATE TABLE IF NOT EXISTS refusal (x int)');
+  a.send(msg.parse('', 'INSERT INTO refusal VALUES (1)'), msg.bind('', ''), msg.execute(''), msg.bind('', 'no_such_statement'), msg.execute(''), msg.sync());
+  const implicit = await a.until('Z');
+  assert.deepEqual(codesOf(implicit), ['1', '2', 'C', 'E:26000', 'Z']);
+  assert.deepEqual(await a.query('SELECT count(*) FROM refusal'), [['0']], 'the exchange was rolled back');
+  await a.query('BEGIN');
+  a.send(msg.parse('', 'INSERT INTO refusal VALUES (2)'), msg.bind('', ''), msg.execute(''), msg.sync());
+  await a.until('Z');
+  a.send(msg.parse('dup', 'SELECT 1'), msg.parse('dup', 'SELECT 2'), msg.sync());
+  const dup = await a.until('Z');
+  assert.deepEqual(codesOf(dup), ['1', 'E:42P05', 'Z']);
+  assert.equal(dup.at(-1)!.body.toString('latin1'), 'E', 'the transaction is aborted');
+  a.send(msg.query('COMMIT'));
+  const commit = await a.until('Z');
+  assert.equal(commit.find((m) => m.code === 'C')!.body.toString('utf8').replace(/\0$/, ''), 'ROLLBACK');
+  assert.deepEqual(await a.query('SELECT count(*) FROM refusal'), [['0']]);
+  a.close();
+});
+
+test('extended-protocol COPY FROM STDIN (libpq: a Sync before the data) gets one ReadyForQuery, and the server goes back', async () => {
+  const a = await wire();
+  await a.query('CREATE TABLE IF NOT EXISTS copied (x int)');
+  a.send(msg.parse('', 'COPY copied FROM STDIN'), msg.bind('', ''), msg.execute(''), msg.sync());
+  await a.until('G');
+  a.send(typedMessage(0x64, Buffer.from('3\n')), typedMessage(0x63), msg.sync());
+  assert.deepEqual(codesOf(await a.until('Z')), ['C', 'Z']);
+  assert.deepEqual(await a.drain(200), []);
+  const other = await pgClient();
+  assert.equal((await other.query<{ n: string }>('SELECT count(*) AS n FROM copied')).rows[0]!.n, '1');
+  await other.end();
+  assert.deepEqual(await a.query("SELECT 'A next'"), [['A next']]);
+  a.close();
+});
+
+test("an unknown message type ends only its sender's connection; bytes a client sends after its COMMIT never reach the next client", async () => {
+  const a = await wire();
+  await a.query('BEGIN');
+  const other = await wire();
+  other.send(msg.query("SELECT 'B'"));
+  await new Promise((r) => setTimeout(r, 200));
+  const copyData = typedMessage(0x64, Buffer.alloc(8 * 1024, 0x61));
+  a.send(msg.query('COMMIT'), copyData, copyData, typedMessage(0x71));
+  const got: string[] = [];
+  for (;;) {
+    try {
+      const m = await a.next(3_000);
+      got.push(m.code === 'E' ? `E:${errorCodeOf(m)}` : m.code);
+    } catch {
+      break;
+    }
+  }
+  assert.ok(got.includes('E:08P01'), `A is told its message is invalid: ${got.join(' ')}`);
+  assert.deepEqual(rowsOf(await other.until('Z')), [['B']]);
+  assert.deepEqual(await other.query("SELECT 'B again'"), [['B again']]);
+  other.close();
+});
+
+test('a statement evicted from a full server, or closed and re-parsed, in an exchange that fails, lives on as on PostgreSQL', async () => {
+  // The server's statement cache holds 10 here (BOREALIS_SERVER_PREPARED_STATEMENTS_MAX).
+  const a = await wire();
+  a.send(...Array.from({ length: 10 }, (_, i) => msg.parse(`s${i + 1}`, `SELECT ${i + 1}`)), msg.sync());
+  await a.until('Z');
+  a.send(msg.parse('', 'SELECT 1/0'), msg.bind('', ''), msg.execute(''), msg.parse('s11', 'SELECT 11'), msg.sync());
+  assert.deepEqual(codesOf(await a.until('Z')), ['1', 'E:22012', 'Z']);
+  a.send(msg.bind('', 's1'), msg.execute(''), msg.sync());
+  assert.deepEqual(rowsOf(await a.until('Z')), [['1']]);
+  a.send(msg.parse('', 'SELECT 1/0'), msg.bind('', ''), msg.execute(''), msg.closeStatement('s2'), msg.parse('s2', 'SELECT 22'), msg.sync());
+  assert.deepEqual(codesOf(await a.until('Z')), ['1', 'E:22012', 'Z']);
+  a.send(msg.bind('', 's2'), msg.execute(''), msg.sync());
+  assert.deepEqual(rowsOf(await a.until('Z')), [['2']], 'the original s2');
+  a.close();
+});
+
+test('temporary tables made without CREATE TEMP, DEALLOCATE and DO blocks pin the client', async () => {
+  for (const sql of ['CREATE TABLE pg_temp.sneaky AS SELECT 1 AS x', 'SELECT 1 AS x INTO TEMP sneaky2', 'DEALLOCATE ALL', "DO $$ BEGIN PERFORM set_config('search_path', 'pwned', false); END $$"]) {
+    const a = await pgClient();
+    await a.query(sql);
+    assert.equal((await b.status()).proxy.pinnedClients, 1, sql);
+    await a.end();
+    await b.waitFor('the pin to end', async () => (await b.status()).proxy.pinnedClients === 0);
+  }
+});
+
+test("a client that reads none of the pooler's own replies is not read either: proxy memory stays bounded", async () => {
+  const pid = (await b.status()).supervisor.pid;
+  const a = await wire();
+  a.socket.removeAllListeners('data');
+  a.socket.pause();
+  const before = rssKiB(pid);
+  // 400,000 Closes of unknown statements: 400,000 CloseCompletes from the pooler itself.
+  const closes = Buffer.concat(Array.from({ length: 1000 }, () => msg.closeStatement('nope')));
+  for (let i = 0; i < 400; i++) a.socket.write(closes);
+  await new Promise((r) => setTimeout(r, 2_000));
+  const grown = rssKiB(pid) - before;
+  assert.ok(grown < 48 * 1024, `proxy RSS grew ${Math.round(grown / 1024)} MiB`);
+  a.socket.destroy();
 });

@@ -68,7 +68,7 @@ test('response queue: a synthetic ParseComplete lands between the right server r
 test('response queue: replies to requests the pooler made are hidden, errors are not', () => {
   const q = new ResponseQueue();
   let failed = 0;
-  q.expect('parse', false, () => failed++);
+  q.expect('parse', { forward: false, onError: () => failed++ });
   q.expect('bind');
   q.synthesize(Buffer.from('3'));
   q.expect('execute');
@@ -76,7 +76,7 @@ test('response queue: replies to requests the pooler made are hidden, errors are
   const seen = ['1', '2', 'C', 'Z'].filter((c) => (q.flushSynthetic(() => undefined), q.onServerMessage(c.charCodeAt(0))));
   assert.deepEqual(seen, ['2', 'C', 'Z']);
   // An error in the extended protocol skips everything up to Sync.
-  q.expect('parse', false, () => failed++);
+  q.expect('parse', { forward: false, onError: () => failed++ });
   q.expect('bind');
   q.synthesize(Buffer.from('x'));
   q.expect('execute');
@@ -93,7 +93,7 @@ test('response queue: replies to requests the pooler made are hidden, errors are
 
 test('response queue: a simple query ends only at ReadyForQuery, even after an error', () => {
   const q = new ResponseQueue();
-  q.expect('query', false);
+  q.expect('query', { forward: false });
   assert.equal(q.onServerMessage('E'.charCodeAt(0)), true);
   assert.equal(q.onServerMessage('Z'.charCodeAt(0)), false);
   assert.equal(q.isEmpty, true);
@@ -112,9 +112,9 @@ test('response queue: after an error with no Sync sent yet, requests up to the S
   assert.equal(q.isEmpty, true);
   assert.equal(q.skippingToSync, true);
   // Sent after the error: the server skips them without a reply.
-  q.expect('parse', true, () => skipped.push('parse'));
+  q.expect('parse', { onError: () => skipped.push('parse') });
   q.synthesize(Buffer.from('3'));
-  q.expect('execute', true, () => skipped.push('execute'));
+  q.expect('execute', { onError: () => skipped.push('execute') });
   assert.deepEqual(skipped, ['parse', 'execute']);
   assert.equal(q.isEmpty, true);
   q.expect('sync');
