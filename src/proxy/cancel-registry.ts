@@ -24,9 +24,19 @@ export interface ClientKey {
   readonly secretKey: number;
 }
 
+/**
+ * The server a cancel is aimed at, held out of circulation while the cancel
+ * is on its way: otherwise a client's transaction could end meanwhile, the
+ * server go to another client, and the cancel stop that client's query.
+ */
+export interface CancelTarget {
+  cancelStarted(): void;
+  cancelEnded(): void;
+}
+
 export class CancelRegistry {
   /** By client-facing process id (unique while allocated); the secret is checked on lookup. */
-  private readonly byProcessId = new Map<number, { secretKey: number; backend: BackendKey | null }>();
+  private readonly byProcessId = new Map<number, { secretKey: number; backend: BackendKey | null; target: CancelTarget | null }>();
   private nextProcessId = CLIENT_PROCESS_ID_MIN;
 
   /** Allocates a client-facing key, attached to no backend yet. */
@@ -35,23 +45,26 @@ export class CancelRegistry {
     while (this.byProcessId.has(processId)) processId = processId >= CLIENT_PROCESS_ID_MAX ? CLIENT_PROCESS_ID_MIN : processId + 1;
     this.nextProcessId = processId >= CLIENT_PROCESS_ID_MAX ? CLIENT_PROCESS_ID_MIN : processId + 1;
     const secretKey = randomInt(-0x80000000, 0x7fffffff);
-    this.byProcessId.set(processId, { secretKey, backend: null });
+    this.byProcessId.set(processId, { secretKey, backend: null, target: null });
     return { processId, secretKey };
   }
 
   /** Points the key at a backend, or at none (between transactions). */
-  attach(key: ClientKey, backend: BackendKey | null): void {
+  attach(key: ClientKey, backend: BackendKey | null, target: CancelTarget | null = null): void {
     const entry = this.byProcessId.get(key.processId);
-    if (entry) entry.backend = backend;
+    if (entry) {
+      entry.backend = backend;
+      entry.target = backend ? target : null;
+    }
   }
 
   release(key: ClientKey): void {
     this.byProcessId.delete(key.processId);
   }
 
-  lookup(processId: number, secretKey: number): BackendKey | null {
+  lookup(processId: number, secretKey: number): { backend: BackendKey; target: CancelTarget | null } | null {
     const entry = this.byProcessId.get(processId);
-    return entry && entry.secretKey === secretKey ? entry.backend : null;
+    return entry && entry.secretKey === secretKey && entry.backend ? { backend: entry.backend, target: entry.target } : null;
   }
 
   get size(): number {

@@ -95,6 +95,8 @@ const ERROR_LINGER_MS = 1_000;
 const OVERSIZED_DRAIN_MS = 10_000;
 /** The first byte of a TLS record carrying a handshake: a ClientHello without SSLRequest (PostgreSQL 17's sslnegotiation=direct). */
 const TLS_HANDSHAKE_RECORD = 0x16;
+/** Longest a cancel request to a backend may take to be delivered. */
+const CANCEL_DELIVERY_TIMEOUT_MS = 5_000;
 /** ALPN protocol id PostgreSQL registered; direct TLS requires it. */
 const ALPN_POSTGRESQL = 'postgresql';
 /** A Terminate message ('X', length 4). */
@@ -391,11 +393,15 @@ export class ClientConnection {
   }
 
   private forwardCancel(processId: number, secretKey: number): void {
-    const backend = this.ctx.cancels.lookup(processId, secretKey);
-    if (!backend) return; // As PostgreSQL does: say nothing about unknown keys.
+    const found = this.ctx.cancels.lookup(processId, secretKey);
+    if (!found) return; // As PostgreSQL does: say nothing about unknown keys.
+    const { backend, target } = found;
+    // The server stays with no other client until PostgreSQL has the cancel.
+    target?.cancelStarted();
     const s = net.connect(backend.socketPath, () => s.end(serializeCancelRequest(backend.processId, backend.secretKey)));
     s.on('error', () => s.destroy());
-    s.setTimeout(5_000, () => s.destroy());
+    s.on('close', () => target?.cancelEnded());
+    s.setTimeout(CANCEL_DELIVERY_TIMEOUT_MS, () => s.destroy());
   }
 
   /** Sends an ErrorResponse and closes; the client gets a moment to read it. */

@@ -2,7 +2,7 @@
 // private socket, lent to one client at a time.
 import type net from 'node:net';
 import { BackendScanner } from '../pgwire/backend-scanner.js';
-import type { BackendKey } from './cancel-registry.js';
+import type { BackendKey, CancelTarget } from './cancel-registry.js';
 import { ResponseQueue } from './response-queue.js';
 
 export type PooledServerState = 'idle' | 'active' | 'resetting' | 'closed';
@@ -13,7 +13,7 @@ export interface ServerOwner {
   onServerClosed(): void;
 }
 
-export class PooledServer {
+export class PooledServer implements CancelTarget {
   state: PooledServerState = 'idle';
   owner: ServerOwner | null = null;
   /** Values the server reported with ParameterStatus. */
@@ -31,6 +31,10 @@ export class PooledServer {
   lastMessageCode = 0;
   lastMessageOwner: ServerOwner | null = null;
   private readingPaused = false;
+  /** Cancel requests on their way to this backend; while any are, it is lent to no one new. */
+  private cancelsInFlight = 0;
+  /** What to do with the server once they have arrived (the pool's release). */
+  private afterCancels: (() => void) | null = null;
   /** Replies this server still owes; empty whenever it is idle in the pool. */
   readonly queue = new ResponseQueue();
   /** Transaction status from the last ReadyForQuery: 'I', 'T' or 'E'. */
@@ -67,6 +71,25 @@ export class PooledServer {
     socket.on('error', () => this.close());
     socket.on('close', () => this.close());
     socket.resume();
+  }
+
+  cancelStarted(): void {
+    this.cancelsInFlight++;
+  }
+
+  cancelEnded(): void {
+    this.cancelsInFlight = Math.max(0, this.cancelsInFlight - 1);
+    if (this.cancelsInFlight > 0) return;
+    const then = this.afterCancels;
+    this.afterCancels = null;
+    then?.();
+  }
+
+  /** Runs `release` now, or once no cancel is on its way to this backend. */
+  whenNoCancelPending(release: () => void): boolean {
+    if (this.cancelsInFlight === 0) return true;
+    this.afterCancels = release;
+    return false;
   }
 
   /** Backpressure: stop reading while the reader of this server's output lags. */

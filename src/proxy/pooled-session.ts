@@ -252,7 +252,7 @@ export class PooledSession implements ServerOwner {
   private attach(server: PooledServer): void {
     this.server = server;
     server.owner = this;
-    this.cancels.attach(this.cancelKey, server.key);
+    this.cancels.attach(this.cancelKey, server.key, server);
     const hidden: Buffer[] = [];
     // Statements other clients dropped are closed before anything else runs.
     for (const name of server.doomed.splice(0)) {

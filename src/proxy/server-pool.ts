@@ -129,6 +129,8 @@ export class ServerPool {
     if (server.state === 'closed') return;
     server.owner = null;
     server.resumeReading();
+    // A cancel on its way to this backend must not reach the next client's query.
+    if (!server.whenNoCancelPending(() => this.release(server))) return;
     // The pool shrank (capacity went down): retire servers above the cap.
     if (this.all.size > this.limits.serversMax) return server.close();
     const waiter = this.waiters.shift();
