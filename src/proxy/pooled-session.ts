@@ -67,6 +67,14 @@ let statementSerial = 0;
 const COMMIT = /^\s*(?:commit|end)\b/i;
 /** What the pooler sends when it refuses a message itself: PostgreSQL fails it at Parse, and so aborts and skips to Sync as it would have. */
 const REFUSAL_PARSE = serializeParse('borealis_refused', 'borealis refused this message', Buffer.from([0, 0]));
+const NO_OPTIONS = {};
+const FLUSH_MESSAGE = Buffer.from([FRONTEND_FLUSH, 0, 0, 0, 4]);
+/** translate()'s answer when a message must wait for the replies to earlier ones. */
+const WAIT = 'wait';
+type Translated = void | typeof WAIT;
+/** SQL that drops every prepared statement of the session. */
+const DROPS_ALL_STATEMENTS = /\b(?:deallocate\s+(?:prepare\s+)?all|discard\s+all)\b/i;
+const PORTALS_REMEMBERED_MAX = 64;
 /** Encoding names are plain identifiers; anything else is not sent to a server. */
 const ENCODING_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -95,6 +103,15 @@ export class PooledSession implements ServerOwner {
    */
   private exchangeOpen = false;
   private exchangeSerial = 0;
+  /**
+   * Client statement names with a Parse or Close still unanswered. Whether a
+   * later Parse of the name is a duplicate, or a Bind of it refers to
+   * nothing, depends on how those end (a Parse that fails, a Close skipped
+   * after an error), so such a message waits for them.
+   */
+  private readonly pendingNames = new Map<string, number>();
+  private waitingForReplies = false;
+  private resumeWanted = false;
   /** The pooler refused a message itself: like the server, it skips the client's messages up to Sync. */
   private skippingToSync = false;
   /** Reading the client stops while the server's input is full, too many replies are owed, or the client reads its own too slowly. */
@@ -103,6 +120,9 @@ export class PooledSession implements ServerOwner {
   private clientOutputFull = false;
   /** The server whose reading was paused because this client reads slowly. */
   private pausedServer: PooledServer | null = null;
+  /** SQL of the client's unnamed statement and of its named portals, to see what an Execute runs. */
+  private unnamedSql = '';
+  private readonly portalSql = new Map<string, string>();
   /** Stands for this session as owner of a server's unnamed statement (holds nothing of it). */
   private readonly unnamedToken = {};
   /** When a COMMIT went to the server, until its ReadyForQuery (performance.now() ms). */
@@ -160,7 +180,7 @@ export class PooledSession implements ServerOwner {
   }
 
   private get readingHeld(): boolean {
-    return this.acquiring || this.waitingForServerDrain || this.pipelineFull || this.clientOutputFull;
+    return this.acquiring || this.waitingForServerDrain || this.pipelineFull || this.clientOutputFull || this.waitingForReplies;
   }
 
   private updateReading(): void {
@@ -174,7 +194,7 @@ export class PooledSession implements ServerOwner {
     const out: Buffer[] = [];
     try {
       for (;;) {
-        if (this.waitingForServerDrain || this.pipelineFull || this.clientOutputFull) break;
+        if (this.waitingForServerDrain || this.pipelineFull || this.clientOutputFull || this.waitingForReplies) break;
         const frame = this.held ?? this.reader.next();
         if (!frame) break;
         this.held = null;
@@ -199,7 +219,15 @@ export class PooledSession implements ServerOwner {
           this.updateReading();
           break;
         }
-        this.translate(frame, server, out);
+        if (this.translate(frame, server, out) === WAIT) {
+          // It depends on how an earlier Parse or Close of the same name ends.
+          this.held = frame;
+          this.waitingForReplies = true;
+          this.updateReading();
+          // PostgreSQL holds its replies until a Sync or Flush: ask for them.
+          out.push(FLUSH_MESSAGE);
+          break;
+        }
       }
       const server = this.server;
       if (server) {
@@ -311,8 +339,28 @@ export class PooledSession implements ServerOwner {
     this.skippingToSync = true;
   }
 
-  /** A Sync, Query or FunctionCall: its ReadyForQuery ends the exchange unless more was sent after it. */
-  private endsExchange(): { onDone: () => void } {
+  /**
+   * A Parse of a name the client already uses. PostgreSQL parses and
+   * analyses the statement before it finds the name taken, so its errors
+   * (a syntax error, an aborted transaction) come first: the statement is
+   * parsed under a throw-away name, and only if that succeeds does the
+   * client get 42P05, with the server then failed as for any refusal.
+   */
+  private refuseDuplicate(name: string, query: string, paramTypes: Buffer, server: PooledServer, out: Buffer[]): void {
+    const probe = `borealis_${(statementSerial++).toString(36)}`;
+    server.queue.expect('parse', { replaceSuccess: errorResponse({ severity: 'ERROR', code: '42P05', message: `prepared statement "${name}" already exists` }) });
+    out.push(serializeParse(probe, query, paramTypes));
+    server.queue.expect('close', { forward: false });
+    out.push(serializeTarget(FRONTEND_CLOSE, 'S', probe));
+    server.queue.expect('parse', { forward: false, replaceError: Buffer.alloc(0) });
+    out.push(REFUSAL_PARSE);
+    this.skippingToSync = true;
+  }
+
+  /** A Sync, Query or FunctionCall: its ReadyForQuery ends an open exchange unless more was sent after it. */
+  private endsExchange(): { onDone?: () => void } {
+    // The hot path (no exchange open, e.g. simple queries) allocates nothing.
+    if (!this.exchangeOpen) return NO_OPTIONS;
     const serial = this.exchangeSerial;
     return {
       onDone: () => {
@@ -322,7 +370,7 @@ export class PooledSession implements ServerOwner {
   }
 
   /** Rewrites one client message for the attached server. */
-  private translate(frame: Frame, server: PooledServer, out: Buffer[]): void {
+  private translate(frame: Frame, server: PooledServer, out: Buffer[]): Translated {
     if (frame.code === FRONTEND_SYNC) {
       this.skippingToSync = false;
       server.queue.expect('sync', this.endsExchange());
@@ -336,6 +384,7 @@ export class PooledSession implements ServerOwner {
         const sql = frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1));
         this.pin(pinReasons(sql));
         if (COMMIT.test(sql)) this.commitSentAt = performance.now();
+        if (DROPS_ALL_STATEMENTS.test(sql)) this.forgetAllStatements(server);
         // A simple query ends an open extended exchange's implicit transaction too, once it runs.
         server.queue.expect('query', this.endsExchange());
         out.push(frame.raw);
@@ -370,7 +419,7 @@ export class PooledSession implements ServerOwner {
     }
   }
 
-  private translateExtended(frame: Frame, server: PooledServer, out: Buffer[]): void {
+  private translateExtended(frame: Frame, server: PooledServer, out: Buffer[]): Translated {
     switch (frame.code) {
       case FRONTEND_PARSE:
         return this.translateParse(frame, server, out);
@@ -378,13 +427,16 @@ export class PooledSession implements ServerOwner {
         const b = parseBind(frame.body);
         if (b.statement === '') {
           if (server.unnamedOwner !== this.unnamedToken) return this.refuseMessage(server, out, { code: '26000', message: 'unnamed prepared statement does not exist' });
+          this.rememberPortal(b.portal, this.unnamedSql);
           server.queue.expect('bind');
           out.push(frame.raw);
           return;
         }
         const st = this.statements.get(b.statement);
+        if (!st && this.pendingNames.has(b.statement)) return WAIT;
         if (!st) return this.refuseMessage(server, out, { code: '26000', message: `prepared statement "${b.statement}" does not exist` });
         if (COMMIT.test(st.query)) this.commitSentAt = performance.now();
+        this.rememberPortal(b.portal, st.query);
         this.ensurePrepared(st, server, out);
         out.push(serializeBind(b.portal, st.serverName, b.rest));
         server.queue.expect('bind');
@@ -397,6 +449,7 @@ export class PooledSession implements ServerOwner {
             if (server.unnamedOwner !== this.unnamedToken) return this.refuseMessage(server, out, { code: '26000', message: 'unnamed prepared statement does not exist' });
           } else {
             const st = this.statements.get(t.name);
+            if (!st && this.pendingNames.has(t.name)) return WAIT;
             if (!st) return this.refuseMessage(server, out, { code: '26000', message: `prepared statement "${t.name}" does not exist` });
             this.ensurePrepared(st, server, out);
             out.push(serializeTarget(FRONTEND_DESCRIBE, 'S', st.serverName));
@@ -420,21 +473,26 @@ export class PooledSession implements ServerOwner {
         out.push(frame.raw);
         return;
       }
-      case FRONTEND_EXECUTE:
+      case FRONTEND_EXECUTE: {
+        const portal = frame.body.toString('utf8', 0, Math.max(0, frame.body.indexOf(0)));
+        const sql = this.portalSql.get(portal);
+        if (sql !== undefined && DROPS_ALL_STATEMENTS.test(sql)) this.forgetAllStatements(server);
         server.queue.expect('execute');
         out.push(frame.raw);
         return;
+      }
       default:
         // Flush: no reply of its own.
         out.push(frame.raw);
     }
   }
 
-  private translateParse(frame: Frame, server: PooledServer, out: Buffer[]): void {
+  private translateParse(frame: Frame, server: PooledServer, out: Buffer[]): Translated {
     const p = parseParse(frame.body);
     this.pin(pinReasons(p.query));
     if (COMMIT.test(p.query)) this.commitSentAt = performance.now();
     if (p.statement === '') {
+      this.unnamedSql = p.query;
       server.unnamedOwner = this.unnamedToken;
       // A failed Parse leaves no unnamed statement (PostgreSQL drops the old one first).
       server.queue.expect('parse', {
@@ -445,7 +503,8 @@ export class PooledSession implements ServerOwner {
       out.push(frame.raw);
       return;
     }
-    if (this.statements.has(p.statement)) return this.refuseMessage(server, out, { code: '42P05', message: `prepared statement "${p.statement}" already exists` });
+    if (this.pendingNames.has(p.statement)) return WAIT;
+    if (this.statements.has(p.statement)) return this.refuseDuplicate(p.statement, p.query, p.paramTypes, server, out);
     const bytes = Buffer.byteLength(p.query) + p.paramTypes.length;
     if (this.statements.size >= this.limits.clientPreparedStatementsMax || this.statementBytes + bytes > this.limits.clientPreparedStatementBytesMax) {
       return this.refuseMessage(server, out, {
@@ -457,10 +516,45 @@ export class PooledSession implements ServerOwner {
     // Copied: a view would keep the whole received chunk alive.
     const st: ClientStatement = { serverName: `borealis_${(statementSerial++).toString(36)}`, query: p.query, paramTypes: Buffer.from(p.paramTypes), servers: new Set() };
     this.addStatement(p.statement, st);
-    this.prepareOn(st, server, out, true, () => {
-      // The server refused or skipped it: it does not exist for the client either.
-      if (this.statements.get(p.statement) === st) this.removeStatement(p.statement);
+    this.pendingStarted(p.statement);
+    this.prepareOn(st, server, out, true, {
+      onDone: () => this.pendingEnded(p.statement),
+      onError: () => {
+        // The server refused or skipped it: it does not exist for the client either.
+        if (this.statements.get(p.statement) === st) this.removeStatement(p.statement);
+        this.pendingEnded(p.statement);
+      },
     });
+  }
+
+  private pendingStarted(name: string): void {
+    this.pendingNames.set(name, (this.pendingNames.get(name) ?? 0) + 1);
+  }
+
+  private pendingEnded(name: string): void {
+    const n = (this.pendingNames.get(name) ?? 1) - 1;
+    if (n <= 0) this.pendingNames.delete(name);
+    else this.pendingNames.set(name, n);
+    if (this.waitingForReplies) this.resumeWanted = true;
+  }
+
+  /** Portals live until their transaction ends; a bound: the latest few names. */
+  private rememberPortal(portal: string, sql: string): void {
+    if (this.portalSql.size >= PORTALS_REMEMBERED_MAX && !this.portalSql.has(portal)) this.portalSql.clear();
+    this.portalSql.set(portal, sql);
+  }
+
+  /**
+   * DEALLOCATE ALL or DISCARD ALL ran (the client is pinned by it): every
+   * prepared statement of the server session is gone, this client's
+   * included, as on a dedicated connection; its copies on other servers are
+   * closed there too.
+   */
+  private forgetAllStatements(server: PooledServer): void {
+    for (const st of this.statements.values()) this.doomElsewhere(st);
+    this.statements.clear();
+    this.statementBytes = 0;
+    server.prepared.clear();
   }
 
   private addStatement(name: string, st: ClientStatement): void {
@@ -476,16 +570,19 @@ export class PooledSession implements ServerOwner {
     return st;
   }
 
-  private closeStatement(name: string, server: PooledServer, out: Buffer[]): void {
+  private closeStatement(name: string, server: PooledServer, out: Buffer[]): Translated {
+    if (!this.statements.has(name) && this.pendingNames.has(name)) return WAIT;
     const st = this.removeStatement(name);
     if (!st) {
       server.queue.synthesize(CLOSE_COMPLETE);
       return;
     }
+    this.pendingStarted(name);
     const wasHere = server.prepared.delete(st.serverName);
     st.servers.delete(server);
     this.doomElsewhere(st);
     server.queue.expect('close', {
+      onDone: () => this.pendingEnded(name),
       onError: () => {
         // Skipped after an error: the statement lives on, for the client and here.
         if (!this.statements.has(name)) this.addStatement(name, st);
@@ -493,6 +590,7 @@ export class PooledSession implements ServerOwner {
           server.prepared.add(st.serverName);
           st.servers.add(server);
         }
+        this.pendingEnded(name);
       },
     });
     out.push(serializeTarget(FRONTEND_CLOSE, 'S', st.serverName));
@@ -508,7 +606,7 @@ export class PooledSession implements ServerOwner {
   }
 
   /** Sends a Parse for a client's statement, making room on the server first. */
-  private prepareOn(st: ClientStatement, server: PooledServer, out: Buffer[], forward: boolean, onError?: () => void): void {
+  private prepareOn(st: ClientStatement, server: PooledServer, out: Buffer[], forward: boolean, outcome: { onDone?: () => void; onError?: () => void } = {}): void {
     while (server.prepared.size >= Math.max(10, this.limits.serverPreparedStatementsMax)) {
       const oldest = server.prepared.values().next().value as string;
       server.prepared.delete(oldest);
@@ -524,10 +622,11 @@ export class PooledSession implements ServerOwner {
     st.servers.add(server);
     server.queue.expect('parse', {
       forward,
+      ...(outcome.onDone ? { onDone: outcome.onDone } : {}),
       onError: () => {
         server.prepared.delete(st.serverName);
         st.servers.delete(server);
-        onError?.();
+        outcome.onError?.();
       },
     });
     out.push(serializeParse(st.serverName, st.query, st.paramTypes));
@@ -563,6 +662,13 @@ export class PooledSession implements ServerOwner {
     }
     if (this.pipelineFull && server.queue.length < this.limits.pipelineRequestsMax / 2) {
       this.pipelineFull = false;
+      this.updateReading();
+      this.process();
+      return;
+    }
+    if (this.resumeWanted) {
+      this.resumeWanted = false;
+      this.waitingForReplies = false;
       this.updateReading();
       this.process();
       return;

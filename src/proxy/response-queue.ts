@@ -21,6 +21,8 @@ export interface ExpectOptions {
    * would have): the server's error to this request is replaced by these bytes.
    */
   readonly replaceError?: Buffer;
+  /** The request must fail for the client even though it succeeds on the server: its last reply is replaced by these bytes. */
+  readonly replaceSuccess?: Buffer;
 }
 
 type Entry =
@@ -161,6 +163,10 @@ export class ResponseQueue {
     if (isTerminal(e.request, code)) {
       this.shift();
       e.onDone?.();
+      if (e.replaceSuccess) {
+        emit?.(e.replaceSuccess);
+        return false;
+      }
     }
     return e.forward !== false;
   }
