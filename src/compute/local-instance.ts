@@ -54,6 +54,8 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   readonly cgroup: InstanceCgroup;
   private stateValue: InstanceState = 'creating';
   private restartTimer: NodeJS.Timeout | null = null;
+  /** Bumped by every stop(): a restart or start begun before it must not bring the instance back. */
+  private stops = 0;
   private consecutiveCrashes = 0;
   private readySince = 0;
   private capacity: number;
@@ -109,6 +111,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   /** Creates the data directory if needed, then starts postgres. */
   async start(): Promise<void> {
     const { startTimeoutMs } = this.options;
+    const stops = this.stops;
     if (!this.server.isInitialized()) {
       const restore = this.options.restoreData;
       if (restore && this.stateValue !== 'creating') this.setState('rebuilding', 'the data directory is gone; rebuilding it');
@@ -118,6 +121,8 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
         await this.server.initdb();
       }
     }
+    // Stopped meanwhile (a failover took over): it stays down.
+    if (stops !== this.stops) throw new Error(`${this.id} was stopped while it started`);
     this.writeConfig();
     // A stop removed the groups; they are made again (creating is idempotent).
     this.cgroup.create();
@@ -218,6 +223,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   }
 
   async stop(): Promise<void> {
+    this.stops++;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     this.setState('stopping', 'stop requested');
@@ -263,14 +269,19 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   private scheduleRestart(state: 'restarting' | 'failed', why: string): void {
     this.consecutiveCrashes++;
     const delayMs = Math.min(this.options.restartBackoffMsMax, RESTART_BACKOFF_MS_MIN * 2 ** (this.consecutiveCrashes - 1));
-    this.setState(state, `${why}; restarting in ${delayMs} ms`);
+    const stops = this.stops;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    // The timer is stored before the transition is announced: a listener
+    // that stops the instance (a failover does) must find it and clear it.
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
+      if (stops !== this.stops) return;
       // A crash loop backs off; it never gives up on an instance.
       this.start().catch((err: Error) => {
-        if (this.stateValue === 'stopping' || this.stateValue === 'stopped') return;
+        if (stops !== this.stops || this.stateValue === 'stopping' || this.stateValue === 'stopped') return;
         this.scheduleRestart('failed', `restart failed: ${err.message}`);
       });
     }, delayMs);
+    this.setState(state, `${why}; restarting in ${delayMs} ms`);
   }
 }

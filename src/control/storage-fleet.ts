@@ -14,7 +14,7 @@ import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineH
 import type { BackupInfo } from '../storage/backup-store.js';
 import { STORAGE_NODE_V8_FLAGS } from '../storage/main.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
-import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint } from '../storage/protocol.js';
+import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint, type WriterRef } from '../storage/protocol.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
@@ -189,11 +189,14 @@ export class StorageFleet {
     }
   }
 
+  /** Set by fence(): the reader about to be promoted, which the new term names before it is the writer of record. */
+  private fencedFor: WriterRef | null = null;
+
   private followBody(): Parameters<StorageNodeClient['follow']>[0] {
     const backups = this.knownBackups();
     return {
       term: this.term,
-      writer: this.deps.writer(),
+      writer: this.fencedFor ?? this.deps.writer(),
       credentials: this.credentials(),
       peers: this.nodes.map((n) => ({ name: n.name, url: n.client.url })),
       retainFromLsn: backups[0]?.startLsn ?? null,
@@ -343,12 +346,32 @@ export class StorageFleet {
   }
 
   /**
-   * A new writer takes over (a failover): the term goes above every term any
-   * node has seen, so no node takes WAL from the old writer again and it can
-   * never gather four acknowledgements. The new writer must run with the new
-   * term (writerSettings) before the nodes are told to follow it.
+   * Fences storage before a failover promotes anything: a term above every
+   * term any node has seen goes to every reachable node, naming `writer`
+   * (the reader about to take over). Each node that accepts has dropped the
+   * old writer's stream, so the old writer can never again gather four
+   * acknowledgements, whatever it does next. Nodes that accept try the new
+   * writer and refuse it until it runs with the new term (after promotion).
+   * Resolves with the statuses of the nodes that answered.
+   */
+  async fence(writer: WriterRef): Promise<{ term: number; statuses: NodeStatus[] }> {
+    const term = await this.nextTerm();
+    this.recoveryTimeline = null;
+    this.fencedFor = writer;
+    return { term, statuses: await this.follow() };
+  }
+
+  /** The fenced-for reader is now the writer of record (or the failover gave up): nodes follow the writer of record again. */
+  endFence(): void {
+    this.fencedFor = null;
+  }
+
+  /**
+   * A failover that fenced storage and then failed: the old writer comes
+   * back in a newer term of its own, since the fenced term names the reader.
    */
   async raiseTerm(): Promise<number> {
+    this.fencedFor = null;
     const term = await this.nextTerm();
     this.recoveryTimeline = null;
     return term;

@@ -26,6 +26,7 @@ import { endpointServerName, validateCidr, validateClusterName, validateUsername
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
+import { fenceVerdict, promotionOrder } from './failover-steps.js';
 import { StorageFleet, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 import { formatLsn, parseLsn } from '../pgwire/replication.js';
@@ -550,14 +551,17 @@ export class Supervisor implements ProxyDirectory {
 
   /**
    * Aurora's FailoverDBCluster: a reader becomes the writer (the one asked
-   * for, or the first by promotion tier, then capacity), and the old writer
-   * comes back as a reader of it.
+   * for, or the first by promotion tier, then capacity; a paused reader of
+   * tier 0 or 1 is resumed for it), and the old writer comes back as a
+   * reader of it.
    *
-   * The old writer stops first: a clean shutdown sends its last WAL to the
-   * standbys still connected, and nothing commits meanwhile. The target then
-   * replays all it received and is promoted; the storage term is raised, so
-   * the old writer could never again gather four acknowledgements, and the
-   * storage nodes follow the new writer. Clients of the old writer lose
+   * Fence first, then promote (docs/storage-protocol.md, "Failover"): the
+   * old writer stops (a clean shutdown sends its last WAL to the standbys
+   * still connected); a new term naming the target goes to the storage
+   * nodes and must be accepted by a write quorum, after which the old writer
+   * could never gather four acknowledgements again; the target replays all
+   * it received and catches up from the fenced nodes' durable point; only
+   * then is it promoted, with the new term. Clients of the old writer lose
    * their connections, as in Aurora; new ones reach the new writer through
    * the same endpoints.
    */
@@ -578,20 +582,32 @@ export class Supervisor implements ProxyDirectory {
     this.failingOver.add(clusterName);
     const started = Date.now();
     let swapped = false;
+    let fenced = false;
+    const fleet = this.fleets.get(clusterName);
     this.event('cluster', clusterName, 'failover-started', `failing over from ${oldRecord.id} to ${targetRecord.id}`);
     try {
+      if (target.state === 'paused') {
+        this.event('instance', targetRecord.id, 'resuming', `resuming paused reader ${targetRecord.id} (promotion tier ${targetRecord.promotionTier}) to fail over to it`);
+        if (!(await target.waitAvailable(this.settings.engineStartTimeoutMs))) throw new ControlError('unavailable', `${targetRecord.id} did not resume`);
+      }
       await oldWriter.stop();
+      if (fleet) {
+        const fence = await fleet.fence({ host: '127.0.0.1', port: targetRecord.enginePort });
+        fenced = true;
+        const verdict = fenceVerdict(fence.statuses.map((s) => s.term), fence.term);
+        if (!verdict.ok) throw new ControlError('unavailable', verdict.reason);
+        this.event('cluster', clusterName, 'fenced', `storage term ${fence.term} accepted by ${verdict.value} storage nodes for ${targetRecord.id}; ${oldRecord.id} can no longer commit`);
+      }
       await this.waitReplayed(target, cluster.masterUsername);
-      const fleet = this.fleets.get(clusterName);
       if (fleet) await this.catchUpFromStorage(target, fleet, cluster.masterUsername);
       this.store.transaction(() => {
         this.store.setInstanceRole(targetRecord.id, 'writer');
         this.store.setInstanceRole(oldRecord.id, 'reader');
       });
       swapped = true;
+      fleet?.endFence();
       this.lookups.clear();
-      // The new term first: the new writer runs with it when its configuration is rewritten.
-      if (fleet) await fleet.raiseTerm();
+      // The new writer runs with the fenced term once its configuration is rewritten.
       await target.promote(this.settings.engineStartTimeoutMs);
       this.afterWriterAvailable(clusterName);
       // Other readers stream from the new writer from now on.
@@ -604,8 +620,14 @@ export class Supervisor implements ProxyDirectory {
       return { writer: targetRecord.id, previous: oldRecord.id, tookMs };
     } catch (err) {
       this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
-      // Nothing changed hands: the old writer takes writes again.
-      if (!swapped) void oldWriter.start().catch((e: Error) => oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`));
+      if (!swapped) {
+        // Nothing changed hands: the old writer takes writes again, in a
+        // term of its own (the fenced one names the target).
+        void (async () => {
+          if (fleet && fenced) await fleet.raiseTerm();
+          await oldWriter.start();
+        })().catch((e: Error) => oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`));
+      }
       throw err;
     } finally {
       this.failingOver.delete(clusterName);
@@ -657,11 +679,14 @@ export class Supervisor implements ProxyDirectory {
     await this.failover(cluster).catch(() => undefined);
   }
 
-  /** Available readers in the order a failover picks them: promotion tier, then the larger capacity. */
+  /** Readers a failover may pick, in its order (failover-steps.ts): available ones, and paused ones of tier 0 or 1. */
   private promotionCandidates(records: readonly InstanceRecord[]): InstanceRecord[] {
-    return records
-      .filter((r) => r.role === 'reader' && this.instances.get(r.id)?.state === 'available')
-      .sort((x, y) => x.promotionTier - y.promotionTier || (this.instances.get(y.id)?.capacityAcu ?? 0) - (this.instances.get(x.id)?.capacityAcu ?? 0));
+    const readers = records.flatMap((r) => {
+      const live = this.instances.get(r.id);
+      return r.role === 'reader' && live ? [{ ...r, state: live.state, capacityAcu: live.capacityAcu }] : [];
+    });
+    const order = promotionOrder(readers).map((c) => c.id);
+    return order.map((id) => records.find((r) => r.id === id)!);
   }
 
   /** Waits until a standby has replayed everything it received and nothing more arrives. */
