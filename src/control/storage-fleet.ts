@@ -16,6 +16,7 @@ import { STORAGE_NODE_V8_FLAGS } from '../storage/main.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
 import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint, type WriterRef } from '../storage/protocol.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
+import { rebuildSource, type NodeSystemReport } from './rebuild-steps.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
 import type { Store } from './store.js';
@@ -62,6 +63,9 @@ export class StorageError extends Error {
   override readonly name = 'StorageError';
 }
 
+/** Storage cannot rebuild the writer yet (too few nodes hold the system's WAL); try again later, never initdb. */
+export class StorageWait extends StorageError {}
+
 /** A read quorum's recovery point, with the timeline histories the nodes hold. */
 export interface DurablePoint extends RecoveryPoint {
   readonly histories: ReadonlyMap<number, string>;
@@ -69,6 +73,10 @@ export interface DurablePoint extends RecoveryPoint {
 
 function nodeReport(s: NodeStatus): NodeReport {
   return { node: s.name, term: s.term, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : 0n };
+}
+
+function systemReport(s: NodeStatus): NodeSystemReport {
+  return { name: s.name, systemId: s.systemId, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : null };
 }
 
 export class StorageFleet {
@@ -94,6 +102,27 @@ export class StorageFleet {
 
   get term(): number {
     return this.deps.store.getStorage(this.deps.cluster)!.term;
+  }
+
+  /** The cluster's PostgreSQL system identifier, once its writer has run. */
+  get systemId(): string | null {
+    return this.deps.store.getStorage(this.deps.cluster)!.systemId;
+  }
+
+  /** Records the writer's system identifier the first time; false if the cluster already has another. */
+  recordSystemId(systemId: string): boolean {
+    return this.deps.store.recordSystemId(this.deps.cluster, systemId);
+  }
+
+  /**
+   * Reports that may count toward a read quorum: nodes that hold WAL of the
+   * cluster's system. A wiped node (no WAL, or no system yet) or a node of
+   * another system knows nothing of the acknowledged commits, and counting
+   * it could let a quorum miss them.
+   */
+  private quorumReports(statuses: readonly NodeStatus[]): NodeReport[] {
+    const system = this.systemId ?? statuses.find((s) => s.systemId !== null)?.systemId ?? null;
+    return statuses.filter((s) => s.flushLsn !== null && parseLsn(s.flushLsn) > 0n && s.systemId !== null && s.systemId === system).map(nodeReport);
   }
 
   credentials(): { user: string; password: string } {
@@ -397,7 +426,7 @@ export class StorageFleet {
    * come with it, for copyWalTo.
    */
   async durablePoint(): Promise<DurablePoint> {
-    const reports = (await this.reachableStatuses()).map(nodeReport);
+    const reports = this.quorumReports(await this.reachableStatuses());
     const histories = await this.gatherHistories();
     const point = recoveryPoint(reports, this.term, this.historyLookup(histories));
     if (!point.ok) throw new StorageError(point.reason);
@@ -416,6 +445,19 @@ export class StorageFleet {
     chownTree(this.deps.identity, walDir);
   }
 
+  /**
+   * Every base backup some reachable node holds (oldest first). A rebuild
+   * may use one that fewer than WRITE_QUORUM nodes hold: its copy is
+   * verified against its SHA-256 before it is used, and it was stored only
+   * after the WAL that makes it consistent was durable.
+   */
+  private async reachableBackups(): Promise<BackupInfo[]> {
+    const lists = await Promise.allSettled(this.nodes.map((n) => n.client.backups()));
+    const byId = new Map<string, BackupInfo>();
+    for (const l of lists) if (l.status === 'fulfilled') for (const b of l.value) byId.set(b.id, b);
+    return [...byId.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
   /** True when storage holds something to rebuild from. */
   async hasBackups(): Promise<boolean> {
     return (await this.refreshBackups()).length > 0;
@@ -430,23 +472,33 @@ export class StorageFleet {
    */
   async restore(dataDir: string): Promise<boolean> {
     const log = this.deps.log;
-    const backups = await this.refreshBackups();
-    if (backups.length === 0) return false;
+    const held = await this.reachableBackups();
+    const decision = rebuildSource(this.systemId, (await this.reachableStatuses()).map(systemReport), held.map((b) => b.systemId));
+    // Resolving false means initdb: only for a cluster that never had a system.
+    if (decision.kind === 'initdb') return false;
+    if (decision.kind === 'wait') throw new StorageWait(decision.reason);
+    const backups = held.filter((b) => b.systemId === decision.systemId);
     const term = await this.nextTerm();
     const accepted = await this.follow();
-    const reports = accepted.map(nodeReport);
+    const reports = this.quorumReports(accepted);
     const histories = await this.gatherHistories();
     const point = recoveryPoint(reports, term, this.historyLookup(histories));
-    if (!point.ok) throw new StorageError(point.reason);
+    if (!point.ok) throw new StorageWait(point.reason);
     const { source, timeline, lsn } = point.value;
     const backup = [...backups].reverse().find((b) => parseLsn(b.endLsn) <= lsn && b.timeline <= timeline);
     if (!backup) throw new StorageError(`no base backup ends before ${formatLsn(lsn)}`);
     log.info('rebuilding the writer from storage', { term, source, timeline, to: formatLsn(lsn), backup: backup.id, fenced: accepted.length });
     this.deps.event('rebuild', `rebuilding from base backup ${backup.id} and WAL to ${formatLsn(lsn)} on timeline ${timeline} (term ${term}, ${accepted.length} of ${this.nodes.length} nodes fenced, read quorum ${READ_QUORUM})`);
-    await this.extractBackup(backup, dataDir);
-    await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(dataDir, 'pg_wal'));
-    // Every history any node knows: PostgreSQL then never reuses a timeline number.
-    for (const [t, text] of histories) fs.writeFileSync(path.join(dataDir, 'pg_wal', historyFileName(t)), text);
+    try {
+      await this.extractBackup(backup, dataDir);
+      await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(dataDir, 'pg_wal'));
+      // Every history any node knows: PostgreSQL then never reuses a timeline number.
+      for (const [t, text] of histories) fs.writeFileSync(path.join(dataDir, 'pg_wal', historyFileName(t)), text);
+    } catch (err) {
+      // The directory was gone before: a half-restored one must not look like damaged data that is never rebuilt over.
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    }
     fs.writeFileSync(path.join(dataDir, 'recovery.signal'), '');
     chownTree(this.deps.identity, dataDir);
     this.rebuilds++;
@@ -514,7 +566,8 @@ export class StorageFleet {
   private async copyWal(source: string, timeline: number, end: bigint, start: bigint, walDir: string): Promise<void> {
     const primary = this.node(source);
     const { files } = await primary.client.listWal();
-    const lastSeg = segmentOf(end);
+    // An end exactly at a segment boundary needs nothing of the next segment (the node may not have it yet).
+    const lastSeg = end > start ? segmentOf(end - 1n) : segmentOf(end);
     // For each segment, the file of the newest timeline on the chosen chain.
     const pick = new Map<number, (typeof files)[number]>();
     for (const f of files) {

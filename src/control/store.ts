@@ -92,6 +92,8 @@ const MIGRATIONS: readonly string[] = [
      port INTEGER NOT NULL UNIQUE,
      PRIMARY KEY (cluster, name)
    );`,
+  // The cluster's PostgreSQL system identifier, recorded at its writer's first start.
+  `ALTER TABLE storage ADD COLUMN system_id TEXT;`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -263,9 +265,15 @@ export class Store {
     return this.prepare('DELETE FROM access_keys WHERE id = ?').run(id).changes > 0;
   }
 
-  getStorage(cluster: string): { term: number; replicationPassword: string } | null {
-    const row = this.prepare('SELECT term, sealed_replication_password AS sealed FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string } | undefined;
-    return row ? { term: row.term, replicationPassword: this.unseal(row.sealed) } : null;
+  getStorage(cluster: string): { term: number; replicationPassword: string; systemId: string | null } | null {
+    const row = this.prepare('SELECT term, sealed_replication_password AS sealed, system_id AS systemId FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string; systemId: string | null } | undefined;
+    return row ? { term: row.term, replicationPassword: this.unseal(row.sealed), systemId: row.systemId } : null;
+  }
+
+  /** A cluster's system identifier is set once and never changes; false if another is recorded. */
+  recordSystemId(cluster: string, systemId: string): boolean {
+    this.prepare('UPDATE storage SET system_id = ? WHERE cluster = ? AND system_id IS NULL').run(systemId, cluster);
+    return this.getStorage(cluster)?.systemId === systemId;
   }
 
   insertStorage(cluster: string, replicationPassword: string, nodes: ReadonlyArray<{ name: string; zone: string; port: number }>): void {

@@ -10,7 +10,7 @@ import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT
 import { Autoscaler, type InstanceMetrics } from '../autoscaler/autoscaler.js';
 import { clamp, DEFAULT_TUNING, validateScalingConfig, type ScalingConfig } from '../autoscaler/policy.js';
 import { detectCgroups, type CgroupSupport } from '../compute/cgroups.js';
-import { LocalInstance, type LocalInstanceOptions } from '../compute/local-instance.js';
+import { LocalInstance, RestoreDeferred, type LocalInstanceOptions } from '../compute/local-instance.js';
 import { cloneWriter, readerSlotName } from '../compute/reader-clone.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
@@ -27,7 +27,7 @@ import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './pa
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
 import { fenceVerdict, promotionOrder } from './failover-steps.js';
-import { StorageFleet, type StorageNodeView } from './storage-fleet.js';
+import { StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 import { formatLsn, parseLsn } from '../pgwire/replication.js';
 
@@ -434,7 +434,13 @@ export class Supervisor implements ProxyDirectory {
           throw new Error(`${dataDir} is not a PostgreSQL data directory (no PG_VERSION); repair it, or run \`borealis instance rebuild ${record.id}\``);
         }
         if (!this.settings.storageAutoRebuild && !requested) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
-        return (await fleet.hasBackups()) ? fleet.restore(dataDir) : false;
+        try {
+          // Once the cluster has a system, only from storage: fleet.restore waits rather than initdb.
+          return await fleet.restore(dataDir);
+        } catch (err) {
+          if (err instanceof StorageWait) throw new RestoreDeferred(`waiting for storage: ${err.message}`);
+          throw err;
+        }
       },
       log: this.log.child(`instance:${record.id}`),
     });
@@ -448,6 +454,8 @@ export class Supervisor implements ProxyDirectory {
     try {
       await instance.start();
     } catch (err) {
+      // It waits for its storage quorum and retries on its own (its transition is the event).
+      if (err instanceof RestoreDeferred) return;
       this.event('instance', record.id, 'failed', `start failed: ${(err as Error).message}`);
       throw err;
     }
@@ -779,6 +787,10 @@ export class Supervisor implements ProxyDirectory {
       const { user, password } = fleet.credentials();
       await this.withWriterSession(cluster, async (client) => {
         await client.query('SET synchronous_commit = local');
+        const systemId = (await client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id;
+        if (!fleet.recordSystemId(systemId)) {
+          this.event('cluster', cluster, 'system-mismatch', `the writer runs system ${systemId}, but the cluster is system ${fleet.systemId}; storage nodes will refuse it`);
+        }
         const exists = (await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount === 1;
         const verb = exists ? 'ALTER' : 'CREATE';
         await client.query(`${verb} ROLE ${client.escapeIdentifier(user)} WITH REPLICATION LOGIN PASSWORD ${client.escapeLiteral(password)}`);
