@@ -58,6 +58,7 @@ export interface Settings {
   storageBackupBytesMax: number;
   storageBackupsKept: number;
   storageAutoRebuild: number;
+  storageWriteQuorumGraceMs: number;
 }
 
 export type SettingKey = keyof Settings;
@@ -127,6 +128,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'storageBackupIntervalMs', env: 'BOREALIS_STORAGE_BACKUP_INTERVAL_MS', kind: 'integer', defaultValue: () => 86_400_000, doc: 'A new base backup is taken when the newest is this old (and WAL was written since).' },
   { key: 'storageBackupBytesMax', env: 'BOREALIS_STORAGE_BACKUP_BYTES_MAX', kind: 'integer', defaultValue: () => 64 * 1024 * 1024 * 1024, doc: 'Largest base backup a storage node accepts.' },
   { key: 'storageBackupsKept', env: 'BOREALIS_STORAGE_BACKUPS_KEPT', kind: 'integer', defaultValue: () => 2, doc: 'Base backups kept per cluster; older ones are deleted from the nodes.' },
+  { key: 'storageWriteQuorumGraceMs', env: 'BOREALIS_STORAGE_WRITE_QUORUM_GRACE_MS', kind: 'integer', defaultValue: () => 5_000, doc: 'The write quorum counts as lost (status storage.writeQuorumLost, event write-quorum-lost, metric borealis_storage_write_quorum_available 0) once fewer than four storage nodes have streamed from the running writer this long; nodes reconnect for a moment after every writer start.' },
   { key: 'storageAutoRebuild', env: 'BOREALIS_STORAGE_AUTO_REBUILD', kind: 'integer', defaultValue: () => 1, doc: '1: a writer whose data directory is gone is rebuilt from storage automatically; 0: only `borealis instance rebuild` does it.' },
 ];
 

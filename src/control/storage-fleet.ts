@@ -16,6 +16,7 @@ import { STORAGE_NODE_V8_FLAGS } from '../storage/main.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
 import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint, type WriterRef } from '../storage/protocol.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
+import { QUORUM_START, nextQuorumState, type QuorumState } from './quorum-watch.js';
 import { rebuildSource, type NodeSystemReport } from './rebuild-steps.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
@@ -57,6 +58,8 @@ export interface FleetDeps {
   readonly identity: ProcessIdentity | null;
   readonly log: Logger;
   readonly event: (kind: string, message: string) => void;
+  /** The writer runs and is not being failed over: only then can nodes stream from it. */
+  readonly writerRunning: () => boolean;
 }
 
 export class StorageError extends Error {
@@ -261,7 +264,28 @@ export class StorageFleet {
         }
       }),
     );
+    this.watchQuorum();
     if (this.backupDue()) void this.baseBackup().catch((err: Error) => this.deps.log.warn('base backup failed', { error: err.message }));
+  }
+
+  private quorum: QuorumState = QUORUM_START;
+
+  /** True while fewer than WRITE_QUORUM nodes stream from the running writer: its commits wait. */
+  get writeQuorumLost(): boolean {
+    return this.quorum.lost;
+  }
+
+  /** Records the loss of the write quorum, and its return, as events (quorum-watch.ts decides). */
+  private watchQuorum(): void {
+    const term = this.term;
+    const streaming = this.nodes.filter((n) => n.last?.state === 'streaming' && n.last.term === term).length;
+    const { state, event } = nextQuorumState(this.quorum, { streaming, writerRunning: this.deps.writerRunning(), atMs: Date.now() }, this.deps.settings.storageWriteQuorumGraceMs);
+    this.quorum = state;
+    if (event === 'write-quorum-lost') {
+      this.deps.event(event, `write quorum lost: only ${streaming} of ${this.nodes.length} storage nodes stream from the writer in term ${term}; ${WRITE_QUORUM} are needed, so commits wait`);
+    } else if (event === 'write-quorum-restored') {
+      this.deps.event(event, `write quorum restored: ${streaming} of ${this.nodes.length} storage nodes stream from the writer in term ${term}`);
+    }
   }
 
   views(): StorageNodeView[] {

@@ -388,6 +388,7 @@ export class Supervisor implements ProxyDirectory {
         identity: this.identity,
         log: this.log.child(`storage:${cluster.name}`),
         event: (kind, message) => this.event('cluster', cluster.name, kind, message),
+        writerRunning: () => this.writerOf(cluster.name)?.state === 'available' && !this.failingOver.has(cluster.name),
       });
       this.fleets.set(cluster.name, fleet);
       await fleet.start();
@@ -826,11 +827,11 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /** GET /v1/clusters/:name/storage */
-  storageStatus(cluster: string): { cluster: string; term: number; writeQuorum: number; rebuilds: number; nodes: StorageNodeView[]; backups: unknown[] } {
+  storageStatus(cluster: string): { cluster: string; term: number; writeQuorum: number; writeQuorumLost: boolean; rebuilds: number; nodes: StorageNodeView[]; backups: unknown[] } {
     const fleet = this.fleets.get(cluster);
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
-    if (!fleet) return { cluster, term: 0, writeQuorum: 0, rebuilds: 0, nodes: [], backups: [] };
-    return { cluster, term: fleet.term, writeQuorum: 4, rebuilds: fleet.rebuilds, nodes: fleet.views(), backups: fleet.knownBackups() };
+    if (!fleet) return { cluster, term: 0, writeQuorum: 0, writeQuorumLost: false, rebuilds: 0, nodes: [], backups: [] };
+    return { cluster, term: fleet.term, writeQuorum: 4, writeQuorumLost: fleet.writeQuorumLost, rebuilds: fleet.rebuilds, nodes: fleet.views(), backups: fleet.knownBackups() };
   }
 
   private fleetOf(cluster: string): StorageFleet {
@@ -1150,7 +1151,7 @@ export class Supervisor implements ProxyDirectory {
         access: this.store.getClusterAccess(c.name) ?? { allowedCidrs: [], requireTls: false },
         dataApi: { enabled: this.store.httpEndpointEnabled(c.name), resourceArn: `arn:aws:rds:local:000000000000:cluster:${c.name}` },
         scaling: (({ minAcu, maxAcu, secondsUntilAutoPause }) => ({ minCapacity: minAcu, maxCapacity: maxAcu, secondsUntilAutoPause }))(this.scaling(c.name)),
-        storage: (({ term, writeQuorum, rebuilds, nodes, backups }) => ({ term, writeQuorum, rebuilds, nodes, backups: backups.length }))(this.storageStatus(c.name)),
+        storage: (({ term, writeQuorum, writeQuorumLost, rebuilds, nodes, backups }) => ({ term, writeQuorum, writeQuorumLost, rebuilds, nodes, backups: backups.length }))(this.storageStatus(c.name)),
       };
     });
     return {
@@ -1253,6 +1254,12 @@ export class Supervisor implements ProxyDirectory {
       perNode('borealis_storage_lag_bytes', 'WAL the writer has sent or announced that the node has not yet made durable.', 'gauge', (n) => n.lagBytes),
       perNode('borealis_storage_disk_bytes', 'Disk used by the node (WAL and base backups).', 'gauge', (n) => n.diskBytes),
       perNode('borealis_storage_flushes_total', 'WAL flushes (fdatasync) since the node started.', 'counter', (n) => n.flushes),
+      {
+        name: 'borealis_storage_write_quorum_available',
+        help: '1 while at least four storage nodes stream from the writer (commits can be acknowledged); 0 once the write quorum has been lost for storageWriteQuorumGraceMs.',
+        type: 'gauge',
+        samples: status.clusters.filter((c) => c.storage.nodes.length > 0).map((c) => ({ labels: { cluster: c.name }, value: c.storage.writeQuorumLost ? 0 : 1 })),
+      },
       {
         name: 'borealis_storage_rebuilds_total',
         help: 'Writers rebuilt from storage (lost data directory) since the supervisor started.',
