@@ -27,6 +27,7 @@ import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './pa
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
 import { fenceVerdict, promotionOrder } from './failover-steps.js';
+import { PROBE_START, nextProbeState, probeOnce, type ProbeState } from './instance-probe.js';
 import { StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 import { formatLsn, parseLsn } from '../pgwire/replication.js';
@@ -162,6 +163,10 @@ export class Supervisor implements ProxyDirectory {
       void this.sampleReplicaLag().finally(() => (sampling = false));
     }, REPLICA_LAG_SAMPLE_MS);
     this.replicaLagTimer.unref();
+    if (this.settings.instanceProbeIntervalMs > 0) {
+      this.probeTimer = setInterval(() => void this.probeInstances(), this.settings.instanceProbeIntervalMs);
+      this.probeTimer.unref();
+    }
     onProgress('starting the Data API');
     this.dataApi = new DataApiServer(this.dataApiDirectory(), {
       requestBytesMax: this.settings.dataApiRequestBytesMax,
@@ -768,6 +773,41 @@ export class Supervisor implements ProxyDirectory {
     }
   }
 
+  private probeTimer: NodeJS.Timeout | null = null;
+  private readonly probes = new Map<string, ProbeState>();
+  private probing = false;
+
+  /**
+   * Probes every available instance (instance-probe.ts). One that missed
+   * instanceProbeFailuresMax deadlines in a row is hung: its process group
+   * is killed, and its exit is handled like a crash (restart in place, and
+   * for a writer whose restart fails, failover).
+   */
+  private async probeInstances(): Promise<void> {
+    if (this.probing || this.shuttingDown) return;
+    this.probing = true;
+    const { instanceProbeTimeoutMs: timeoutMs, instanceProbeFailuresMax: failuresMax } = this.settings;
+    try {
+      await Promise.all(
+        [...this.instances.values()].map(async (i) => {
+          if (i.state !== 'available') return void this.probes.delete(i.id);
+          const pid = i.server.pid;
+          const result = await probeOnce({ socketDir: i.server.options.socketDir, port: i.options.record.enginePort, user: i.options.superuser }, timeoutMs);
+          // Stopped, paused or restarted meanwhile: this probe says nothing about the new process.
+          if (i.state !== 'available' || i.server.pid !== pid) return void this.probes.delete(i.id);
+          const { state, hung } = nextProbeState(this.probes.get(i.id) ?? PROBE_START, result, failuresMax);
+          this.probes.set(i.id, state);
+          if (!hung) return;
+          this.probes.delete(i.id);
+          this.event('instance', i.id, 'hung', `postgres (pid ${pid}) answered no health probe within ${timeoutMs} ms, ${failuresMax} times in a row; killing its process group so that it is handled like one that died`);
+          i.server.killGroup();
+        }),
+      );
+    } finally {
+      this.probing = false;
+    }
+  }
+
   /**
    * Once a writer runs: the replication role exists, and every storage node
    * follows it. Its own settings (synchronous_commit = local) keep this from
@@ -1276,6 +1316,7 @@ export class Supervisor implements ProxyDirectory {
     this.log.info('shutting down');
     this.autoscaler?.stop();
     if (this.replicaLagTimer) clearInterval(this.replicaLagTimer);
+    if (this.probeTimer) clearInterval(this.probeTimer);
     await this.dataApi?.close();
     if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();
