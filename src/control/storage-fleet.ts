@@ -11,6 +11,7 @@ import type { Settings } from '../config/settings.js';
 import type { PgValue } from '../engine/pg-settings.js';
 import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
 import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineHistory, segmentOf, segmentStart } from '../pgwire/replication.js';
+import type { WalBytes } from '../pgwire/wal-records.js';
 import type { BackupInfo } from '../storage/backup-store.js';
 import { STORAGE_NODE_V8_FLAGS } from '../storage/main.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
@@ -76,6 +77,19 @@ export interface DurablePoint extends RecoveryPoint {
 
 function nodeReport(s: NodeStatus): NodeReport {
   return { node: s.name, term: s.term, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : 0n };
+}
+
+/** Reads WAL from the segment files just written (one segment held in memory at a time). */
+function walBytesOf(files: ReadonlyMap<number, string>): WalBytes {
+  let cached: { segment: number; bytes: Buffer } | null = null;
+  return (lsn, n) => {
+    const segment = segmentOf(lsn);
+    const file = files.get(segment);
+    if (!file) return null;
+    if (cached?.segment !== segment) cached = { segment, bytes: fs.readFileSync(file) };
+    const at = Number(lsn - segmentStart(segment));
+    return at + n <= cached.bytes.length ? cached.bytes.subarray(at, at + n) : null;
+  };
 }
 
 function systemReport(s: NodeStatus): NodeSystemReport {
@@ -463,10 +477,11 @@ export class StorageFleet {
    * with every timeline history, so that it can follow the timeline the WAL
    * is on.
    */
-  async copyWalTo(walDir: string, point: DurablePoint, from: bigint): Promise<void> {
-    await this.copyWal(point.source, point.timeline, point.lsn, from, walDir);
+  async copyWalTo(walDir: string, point: DurablePoint, from: bigint): Promise<WalBytes> {
+    const files = await this.copyWal(point.source, point.timeline, point.lsn, from, walDir);
     for (const [t, text] of point.histories) fs.writeFileSync(path.join(walDir, historyFileName(t)), text);
     chownTree(this.deps.identity, walDir);
+    return walBytesOf(files);
   }
 
   /**
@@ -587,7 +602,9 @@ export class StorageFleet {
     }
   }
 
-  private async copyWal(source: string, timeline: number, end: bigint, start: bigint, walDir: string): Promise<void> {
+  /** Copies the WAL from `start` to `end` into walDir; resolves with the file written for each segment. */
+  private async copyWal(source: string, timeline: number, end: bigint, start: bigint, walDir: string): Promise<Map<number, string>> {
+    const written = new Map<number, string>();
     const primary = this.node(source);
     const { files } = await primary.client.listWal();
     // An end exactly at a segment boundary needs nothing of the next segment (the node may not have it yet).
@@ -619,7 +636,9 @@ export class StorageFleet {
       const file = path.join(walDir, f.name);
       fs.writeFileSync(`${file}.borealis-tmp`, whole, { mode: 0o600 });
       fs.renameSync(`${file}.borealis-tmp`, file);
+      written.set(seg, file);
     }
+    return written;
   }
 }
 

@@ -31,6 +31,7 @@ import { PROBE_START, nextProbeState, probeOnce, type ProbeState } from './insta
 import { StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 import { formatLsn, parseLsn } from '../pgwire/replication.js';
+import { lastRecordEnd } from '../pgwire/wal-records.js';
 
 export class ControlError extends Error {
   override readonly name = 'ControlError';
@@ -661,8 +662,17 @@ export class Supervisor implements ProxyDirectory {
     if (replayed >= point.lsn) return;
     this.event('instance', target.id, 'catching-up', `replayed to ${formatLsn(replayed)}; copying WAL up to ${formatLsn(point.lsn)} from storage node ${point.source} before promotion`);
     await target.stop();
+    let goal = point.lsn;
     try {
-      await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, replayed);
+      const wal = await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, replayed);
+      // Storage's durable end may lie inside a record (a crash during a bulk
+      // write): replay stops at the last whole record before it, found by
+      // walking the record chain from where the target stood.
+      const walk = lastRecordEnd(wal, replayed, point.lsn);
+      if (walk.stop === 'limit' && walk.end < point.lsn) {
+        goal = walk.end;
+        this.event('instance', target.id, 'catching-up', `storage's durable end ${formatLsn(point.lsn)} lies inside a record; the last whole record before it ends at ${formatLsn(goal)} (${walk.records} records checked)`);
+      }
       await target.start();
     } catch (err) {
       // It stays a reader: back into its restart loop.
@@ -673,7 +683,7 @@ export class Supervisor implements ProxyDirectory {
       const deadline = Date.now() + this.settings.engineStartTimeoutMs;
       for (;;) {
         const now = await replayedOn(client);
-        if (now >= point.lsn) return;
+        if (now >= goal) return;
         // PostgreSQL refuses WAL that is not on its timeline's history: then it never gets there.
         if (Date.now() > deadline) throw new ControlError('unavailable', `${target.id} replayed only to ${formatLsn(now)} of the ${formatLsn(point.lsn)} storage holds (timeline ${point.timeline}); promoting it would lose acknowledged commits`);
         await new Promise((r) => setTimeout(r, 50));
