@@ -635,13 +635,16 @@ export class Supervisor implements ProxyDirectory {
       return { writer: targetRecord.id, previous: oldRecord.id, tookMs };
     } catch (err) {
       this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
-      if (!swapped) {
+      // (A shutdown stopped everything meanwhile: nothing is started again.)
+      if (!swapped && !this.shuttingDown) {
         // Nothing changed hands: the old writer takes writes again, in a
         // term of its own (the fenced one names the target).
         void (async () => {
           if (fleet && fenced) await fleet.raiseTerm();
           await oldWriter.start();
-        })().catch((e: Error) => oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`));
+        })().catch((e: Error) => {
+          if (!this.shuttingDown) oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`);
+        });
       }
       throw err;
     } finally {
@@ -676,7 +679,7 @@ export class Supervisor implements ProxyDirectory {
       await target.start();
     } catch (err) {
       // It stays a reader: back into its restart loop.
-      target.restartLater(`restart after catching up from storage failed: ${(err as Error).message}`);
+      if (!this.shuttingDown) target.restartLater(`restart after catching up from storage failed: ${(err as Error).message}`);
       throw err;
     }
     await this.withSession(target, superuser, async (client) => {
@@ -697,7 +700,7 @@ export class Supervisor implements ProxyDirectory {
    * over on its own. Without a reader it keeps being restarted.
    */
   private async failoverAutomatically(cluster: string, writerId: string, why: string): Promise<void> {
-    if (this.failingOver.has(cluster) || this.promotionCandidates(this.store.listInstances(cluster)).length === 0) return;
+    if (this.shuttingDown || this.failingOver.has(cluster) || this.promotionCandidates(this.store.listInstances(cluster)).length === 0) return;
     this.event('cluster', cluster, 'failover-automatic', `the writer ${writerId} failed (${why}); failing over to a reader`);
     // failover() records its own failure, and the old writer keeps restarting.
     await this.failover(cluster).catch(() => undefined);
