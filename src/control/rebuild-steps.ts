@@ -35,3 +35,33 @@ export function rebuildSource(recorded: string | null, nodes: readonly NodeSyste
   if (!backups.includes(system)) return { kind: 'wait', reason: `no reachable storage node holds a base backup of system ${system}` };
   return { kind: 'restore', systemId: system, nodes: knowing };
 }
+
+/** Per node, per timeline: the highest flush position the control plane has seen the node report. */
+export type FlushMarks = ReadonlyMap<string, ReadonlyMap<number, bigint>>;
+
+export interface NodePosition {
+  readonly name: string;
+  readonly timeline: number;
+  readonly flushLsn: bigint | null;
+}
+
+/**
+ * Nodes that lost WAL they once reported durable (a disk put back from an
+ * old copy, a partial refill): each with why. Such a node may have been one
+ * of the four that acknowledged a commit it no longer holds, so it must not
+ * count toward a read quorum until it is past its mark again. Nodes only
+ * move forward along timelines, so a node on an older timeline than one it
+ * reported before has regressed too.
+ */
+export function regressedNodes(nodes: readonly NodePosition[], marks: FlushMarks): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const n of nodes) {
+    const mine = marks.get(n.name);
+    if (!mine || n.flushLsn === null) continue;
+    for (const [timeline, mark] of mine) {
+      if (timeline > n.timeline) out.set(n.name, `it is on timeline ${n.timeline} but reported timeline ${timeline} before`);
+      else if (timeline === n.timeline && n.flushLsn < mark) out.set(n.name, `it holds WAL to ${n.flushLsn.toString(16)} of the ${mark.toString(16)} it reported on timeline ${timeline}`);
+    }
+  }
+  return out;
+}

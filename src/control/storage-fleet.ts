@@ -18,7 +18,7 @@ import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
 import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint, type WriterRef } from '../storage/protocol.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
 import { QUORUM_START, nextQuorumState, type QuorumState } from './quorum-watch.js';
-import { rebuildSource, type NodeSystemReport } from './rebuild-steps.js';
+import { rebuildSource, regressedNodes, type NodeSystemReport } from './rebuild-steps.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
 import type { Store } from './store.js';
@@ -139,7 +139,38 @@ export class StorageFleet {
    */
   private quorumReports(statuses: readonly NodeStatus[]): NodeReport[] {
     const system = this.systemId ?? statuses.find((s) => s.systemId !== null)?.systemId ?? null;
-    return statuses.filter((s) => s.flushLsn !== null && parseLsn(s.flushLsn) > 0n && s.systemId !== null && s.systemId === system).map(nodeReport);
+    const regressed = this.regressed(statuses);
+    return statuses.filter((s) => s.flushLsn !== null && parseLsn(s.flushLsn) > 0n && s.systemId !== null && s.systemId === system && !regressed.has(s.name)).map(nodeReport);
+  }
+
+  /** Per node and timeline, the highest flush seen (persisted: a supervisor restart keeps them). */
+  private marks: Map<string, Map<number, bigint>> | null = null;
+
+  private flushMarks(): Map<string, Map<number, bigint>> {
+    this.marks ??= this.deps.store.storageMarks(this.deps.cluster);
+    return this.marks;
+  }
+
+  /** Nodes that hold less WAL than they once reported (rebuild-steps.ts decides), with why. */
+  private regressed(statuses: readonly NodeStatus[]): Map<string, string> {
+    return regressedNodes(statuses.map((s) => ({ name: s.name, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : null })), this.flushMarks());
+  }
+
+  /** Raises the marks to what the nodes of the cluster's system report now. */
+  private recordMarks(statuses: readonly NodeStatus[]): void {
+    const marks = this.flushMarks();
+    const system = this.systemId;
+    const raised: Array<{ name: string; timeline: number; flushLsn: bigint }> = [];
+    for (const s of statuses) {
+      if (!s.flushLsn || s.systemId === null || (system !== null && s.systemId !== system)) continue;
+      const flushLsn = parseLsn(s.flushLsn);
+      const mine = marks.get(s.name) ?? new Map<number, bigint>();
+      if (flushLsn <= (mine.get(s.timeline) ?? 0n)) continue;
+      mine.set(s.timeline, flushLsn);
+      marks.set(s.name, mine);
+      raised.push({ name: s.name, timeline: s.timeline, flushLsn });
+    }
+    if (raised.length > 0) this.deps.store.raiseStorageMarks(this.deps.cluster, raised);
   }
 
   credentials(): { user: string; password: string } {
@@ -278,6 +309,7 @@ export class StorageFleet {
         }
       }),
     );
+    this.recordMarks(this.nodes.flatMap((n) => (n.last ? [n.last] : [])));
     this.watchQuorum();
     if (this.backupDue()) void this.baseBackup().catch((err: Error) => this.deps.log.warn('base backup failed', { error: err.message }));
   }
@@ -512,10 +544,19 @@ export class StorageFleet {
   async restore(dataDir: string): Promise<boolean> {
     const log = this.deps.log;
     const held = await this.reachableBackups();
-    const decision = rebuildSource(this.systemId, (await this.reachableStatuses()).map(systemReport), held.map((b) => b.systemId));
+    const statuses = await this.reachableStatuses();
+    const regressed = this.regressed(statuses);
+    const decision = rebuildSource(this.systemId, statuses.filter((s) => !regressed.has(s.name)).map(systemReport), held.map((b) => b.systemId));
     // Resolving false means initdb: only for a cluster that never had a system.
     if (decision.kind === 'initdb') return false;
-    if (decision.kind === 'wait') throw new StorageWait(decision.reason);
+    if (decision.kind === 'wait') {
+      const reason = decision.reason + [...regressed].map(([n, why]) => `; ${n} regressed: ${why}`).join('');
+      // Once per new reason: the writer retries this every few seconds.
+      if (reason !== this.lastWait) this.deps.event('waiting-for-storage', `the writer waits for storage: ${reason}`);
+      this.lastWait = reason;
+      throw new StorageWait(reason);
+    }
+    this.lastWait = null;
     const backups = held.filter((b) => b.systemId === decision.systemId);
     const term = await this.nextTerm();
     const accepted = await this.follow();
@@ -571,6 +612,8 @@ export class StorageFleet {
     }
     return out;
   }
+
+  private lastWait: string | null = null;
 
   /** Writer rebuilds from storage since the supervisor started. */
   rebuilds = 0;

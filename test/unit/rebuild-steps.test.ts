@@ -3,7 +3,7 @@
 // system's WAL, or wait.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { rebuildSource, type NodeSystemReport } from '../../src/control/rebuild-steps.js';
+import { rebuildSource, regressedNodes, type NodeSystemReport } from '../../src/control/rebuild-steps.js';
 
 const n = (name: string, systemId: string | null, flushLsn: bigint | null): NodeSystemReport => ({ name, systemId, flushLsn });
 
@@ -36,4 +36,25 @@ test('without a base backup of the system on a reachable node it waits', () => {
   const r = rebuildSource('7', [n('sn1', '7', 10n), n('sn2', '7', 10n), n('sn3', '7', 10n)], ['8']);
   assert.equal(r.kind, 'wait');
   assert.match((r as { reason: string }).reason, /no reachable storage node holds a base backup of system 7/);
+});
+
+test('a node holding less than it once reported, or on an older timeline, has regressed', () => {
+  const marks = new Map([
+    ['sn1', new Map([[1, 500n]])],
+    ['sn2', new Map([[1, 500n], [2, 900n]])],
+    ['sn3', new Map([[1, 500n]])],
+  ]);
+  const r = regressedNodes(
+    [
+      { name: 'sn1', timeline: 1, flushLsn: 400n }, // put back from an old copy
+      { name: 'sn2', timeline: 1, flushLsn: 500n }, // back on timeline 1 after reporting 2
+      { name: 'sn3', timeline: 2, flushLsn: 100n }, // moved on to a newer timeline: fine
+      { name: 'sn4', timeline: 1, flushLsn: 50n }, // never seen before: fine
+      { name: 'sn5', timeline: 0, flushLsn: null }, // wiped: no WAL, not counted anyway
+    ],
+    marks,
+  );
+  assert.deepEqual([...r.keys()].sort(), ['sn1', 'sn2']);
+  assert.match(r.get('sn1')!, /holds WAL to 190 of the 1f4 it reported on timeline 1/);
+  assert.equal(regressedNodes([{ name: 'sn1', timeline: 1, flushLsn: 500n }], marks).size, 0, 'back at its mark: counts again');
 });
