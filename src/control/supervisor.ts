@@ -609,7 +609,13 @@ export class Supervisor implements ProxyDirectory {
       if (fleet) {
         const fence = await fleet.fence({ host: '127.0.0.1', port: targetRecord.enginePort });
         fenced = true;
-        const verdict = fenceVerdict(fence.statuses.map((s) => s.term), fence.term);
+        let verdict = fenceVerdict(fence.statuses.map((s) => s.term), fence.term);
+        // A node that is slow to answer (or restarting) gets the same term again, until the deadline.
+        const deadline = Date.now() + this.settings.storageFenceTimeoutMs;
+        while (!verdict.ok && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 500));
+          verdict = fenceVerdict((await fleet.follow()).map((s) => s.term), fence.term);
+        }
         if (!verdict.ok) throw new ControlError('unavailable', verdict.reason);
         this.event('cluster', clusterName, 'fenced', `storage term ${fence.term} accepted by ${verdict.value} storage nodes for ${targetRecord.id}; ${oldRecord.id} can no longer commit`);
       }
