@@ -5,6 +5,7 @@
 // out of time it is killed (its whole process group) and from there handled
 // like one that died: restarted in place, and failed over if that fails.
 import pg from 'pg';
+import type { LocalInstance } from '../compute/local-instance.js';
 
 export type ProbeResult = 'ok' | 'timeout' | 'error';
 
@@ -45,4 +46,58 @@ export async function probeOnce(target: { socketDir: string; port: number; user:
   if (result === 'timeout') (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   else void client.end().catch(() => undefined);
   return result;
+}
+
+export interface ProberDeps {
+  readonly instances: () => Iterable<LocalInstance>;
+  readonly timeoutMs: number;
+  readonly failuresMax: number;
+  /** Records the hang (an event) before the process group is killed. */
+  readonly onHung: (instanceId: string, message: string) => void;
+}
+
+/** Probes every available instance each interval; kills the process group of one that is hung. */
+export class InstanceProber {
+  private timer: NodeJS.Timeout | null = null;
+  private readonly states = new Map<string, ProbeState>();
+  private probing = false;
+  private stopped = false;
+
+  constructor(private readonly deps: ProberDeps) {}
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => void this.round(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** One round over every instance; a round still running makes the next one wait for the interval after. */
+  async round(): Promise<void> {
+    if (this.probing || this.stopped) return;
+    this.probing = true;
+    const { timeoutMs, failuresMax } = this.deps;
+    try {
+      await Promise.all(
+        [...this.deps.instances()].map(async (i) => {
+          if (i.state !== 'available') return void this.states.delete(i.id);
+          const pid = i.server.pid;
+          const result = await probeOnce({ socketDir: i.server.options.socketDir, port: i.options.record.enginePort, user: i.options.superuser }, timeoutMs);
+          // Stopped, paused or restarted meanwhile: this probe says nothing about the new process.
+          if (this.stopped || i.state !== 'available' || i.server.pid !== pid) return void this.states.delete(i.id);
+          const { state, hung } = nextProbeState(this.states.get(i.id) ?? PROBE_START, result, failuresMax);
+          this.states.set(i.id, state);
+          if (!hung) return;
+          this.states.delete(i.id);
+          this.deps.onHung(i.id, `postgres (pid ${pid}) answered no health probe within ${timeoutMs} ms, ${failuresMax} times in a row; killing its process group so that it is handled like one that died`);
+          i.server.killGroup();
+        }),
+      );
+    } finally {
+      this.probing = false;
+    }
+  }
 }

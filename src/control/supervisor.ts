@@ -26,12 +26,13 @@ import { endpointServerName, validateCidr, validateClusterName, validateUsername
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
+import { CatchUpError, catchUpFromStorage, waitReplayed, type CatchUpDeps } from './catch-up.js';
 import { fenceVerdict, promotionOrder } from './failover-steps.js';
-import { PROBE_START, nextProbeState, probeOnce, type ProbeState } from './instance-probe.js';
+import { withInstanceSession } from './instance-session.js';
+import { InstanceProber } from './instance-probe.js';
 import { StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
-import { formatLsn, parseLsn } from '../pgwire/replication.js';
-import { lastRecordEnd } from '../pgwire/wal-records.js';
+import { parseLsn } from '../pgwire/replication.js';
 
 export class ControlError extends Error {
   override readonly name = 'ControlError';
@@ -165,8 +166,13 @@ export class Supervisor implements ProxyDirectory {
     }, REPLICA_LAG_SAMPLE_MS);
     this.replicaLagTimer.unref();
     if (this.settings.instanceProbeIntervalMs > 0) {
-      this.probeTimer = setInterval(() => void this.probeInstances(), this.settings.instanceProbeIntervalMs);
-      this.probeTimer.unref();
+      this.prober = new InstanceProber({
+        instances: () => this.instances.values(),
+        timeoutMs: this.settings.instanceProbeTimeoutMs,
+        failuresMax: this.settings.instanceProbeFailuresMax,
+        onHung: (id, message) => this.event('instance', id, 'hung', message),
+      });
+      this.prober.start(this.settings.instanceProbeIntervalMs);
     }
     onProgress('starting the Data API');
     this.dataApi = new DataApiServer(this.dataApiDirectory(), {
@@ -619,8 +625,14 @@ export class Supervisor implements ProxyDirectory {
         if (!verdict.ok) throw new ControlError('unavailable', verdict.reason);
         this.event('cluster', clusterName, 'fenced', `storage term ${fence.term} accepted by ${verdict.value} storage nodes for ${targetRecord.id}; ${oldRecord.id} can no longer commit`);
       }
-      await this.waitReplayed(target, cluster.masterUsername);
-      if (fleet) await this.catchUpFromStorage(target, fleet, cluster.masterUsername);
+      const catchUp: CatchUpDeps = {
+        superuser: cluster.masterUsername,
+        timeoutMs: this.settings.engineStartTimeoutMs,
+        event: (id, kind, message) => this.event('instance', id, kind, message),
+        shuttingDown: () => this.shuttingDown,
+      };
+      await waitReplayed(target, catchUp);
+      if (fleet) await catchUpFromStorage(target, fleet, catchUp);
       this.store.transaction(() => {
         this.store.setInstanceRole(targetRecord.id, 'writer');
         this.store.setInstanceRole(oldRecord.id, 'reader');
@@ -652,52 +664,10 @@ export class Supervisor implements ProxyDirectory {
           if (!this.shuttingDown) oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`);
         });
       }
-      throw err;
+      throw err instanceof CatchUpError ? new ControlError('unavailable', err.message) : err;
     } finally {
       this.failingOver.delete(clusterName);
     }
-  }
-
-  /**
-   * A writer that stopped cleanly sent its standbys all of its WAL; one that
-   * crashed, or whose stop timed out, may have had commits acknowledged by
-   * storage that the reader never received. Those are copied from storage
-   * into the reader's pg_wal and replayed before it may be promoted.
-   */
-  private async catchUpFromStorage(target: LocalInstance, fleet: StorageFleet, superuser: string): Promise<void> {
-    const point = await fleet.durablePoint();
-    const replayedOn = async (client: pg.Client): Promise<bigint> => parseLsn((await client.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn')).rows[0]!.lsn);
-    const replayed = await this.withSession(target, superuser, replayedOn);
-    if (replayed >= point.lsn) return;
-    this.event('instance', target.id, 'catching-up', `replayed to ${formatLsn(replayed)}; copying WAL up to ${formatLsn(point.lsn)} from storage node ${point.source} before promotion`);
-    await target.stop();
-    let goal = point.lsn;
-    try {
-      const wal = await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, replayed);
-      // Storage's durable end may lie inside a record (a crash during a bulk
-      // write): replay stops at the last whole record before it, found by
-      // walking the record chain from where the target stood.
-      const walk = lastRecordEnd(wal, replayed, point.lsn);
-      if (walk.stop === 'limit' && walk.end < point.lsn) {
-        goal = walk.end;
-        this.event('instance', target.id, 'catching-up', `storage's durable end ${formatLsn(point.lsn)} lies inside a record; the last whole record before it ends at ${formatLsn(goal)} (${walk.records} records checked)`);
-      }
-      await target.start();
-    } catch (err) {
-      // It stays a reader: back into its restart loop.
-      if (!this.shuttingDown) target.restartLater(`restart after catching up from storage failed: ${(err as Error).message}`);
-      throw err;
-    }
-    await this.withSession(target, superuser, async (client) => {
-      const deadline = Date.now() + this.settings.engineStartTimeoutMs;
-      for (;;) {
-        const now = await replayedOn(client);
-        if (now >= goal) return;
-        // PostgreSQL refuses WAL that is not on its timeline's history: then it never gets there.
-        if (Date.now() > deadline) throw new ControlError('unavailable', `${target.id} replayed only to ${formatLsn(now)} of the ${formatLsn(point.lsn)} storage holds (timeline ${point.timeline}); promoting it would lose acknowledged commits`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    });
   }
 
   /**
@@ -720,22 +690,6 @@ export class Supervisor implements ProxyDirectory {
     });
     const order = promotionOrder(readers).map((c) => c.id);
     return order.map((id) => records.find((r) => r.id === id)!);
-  }
-
-  /** Waits until a standby has replayed everything it received and nothing more arrives. */
-  private async waitReplayed(standby: LocalInstance, superuser: string): Promise<void> {
-    await this.withSession(standby, superuser, async (client) => {
-      const deadline = Date.now() + this.settings.engineStartTimeoutMs;
-      let last = '';
-      for (;;) {
-        const row = (await client.query<{ received: string | null; replayed: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed')).rows[0]!;
-        const now = `${row.received}/${row.replayed}`;
-        if (row.replayed !== null && (row.received === null || parseLsn(row.replayed) >= parseLsn(row.received)) && now === last) return;
-        if (Date.now() > deadline) throw new ControlError('unavailable', `${standby.id} did not finish replaying in time`);
-        last = now;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    });
   }
 
   /** Aurora's DeleteDBInstance, for readers (a writer goes with its cluster). */
@@ -792,40 +746,7 @@ export class Supervisor implements ProxyDirectory {
     }
   }
 
-  private probeTimer: NodeJS.Timeout | null = null;
-  private readonly probes = new Map<string, ProbeState>();
-  private probing = false;
-
-  /**
-   * Probes every available instance (instance-probe.ts). One that missed
-   * instanceProbeFailuresMax deadlines in a row is hung: its process group
-   * is killed, and its exit is handled like a crash (restart in place, and
-   * for a writer whose restart fails, failover).
-   */
-  private async probeInstances(): Promise<void> {
-    if (this.probing || this.shuttingDown) return;
-    this.probing = true;
-    const { instanceProbeTimeoutMs: timeoutMs, instanceProbeFailuresMax: failuresMax } = this.settings;
-    try {
-      await Promise.all(
-        [...this.instances.values()].map(async (i) => {
-          if (i.state !== 'available') return void this.probes.delete(i.id);
-          const pid = i.server.pid;
-          const result = await probeOnce({ socketDir: i.server.options.socketDir, port: i.options.record.enginePort, user: i.options.superuser }, timeoutMs);
-          // Stopped, paused or restarted meanwhile: this probe says nothing about the new process.
-          if (i.state !== 'available' || i.server.pid !== pid) return void this.probes.delete(i.id);
-          const { state, hung } = nextProbeState(this.probes.get(i.id) ?? PROBE_START, result, failuresMax);
-          this.probes.set(i.id, state);
-          if (!hung) return;
-          this.probes.delete(i.id);
-          this.event('instance', i.id, 'hung', `postgres (pid ${pid}) answered no health probe within ${timeoutMs} ms, ${failuresMax} times in a row; killing its process group so that it is handled like one that died`);
-          i.server.killGroup();
-        }),
-      );
-    } finally {
-      this.probing = false;
-    }
-  }
+  private prober: InstanceProber | null = null;
 
   /**
    * Once a writer runs: the replication role exists, and every storage node
@@ -1003,14 +924,8 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /** A session on an instance's private socket as the cluster's superuser, for the length of fn. */
-  private async withSession<T>(instance: LocalInstance, superuser: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ host: instance.server.options.socketDir, port: instance.options.record.enginePort, user: superuser, database: 'postgres' });
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
+  private withSession<T>(instance: LocalInstance, superuser: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    return withInstanceSession(instance, superuser, fn);
   }
 
   async deleteCluster(name: string): Promise<void> {
@@ -1335,7 +1250,7 @@ export class Supervisor implements ProxyDirectory {
     this.log.info('shutting down');
     this.autoscaler?.stop();
     if (this.replicaLagTimer) clearInterval(this.replicaLagTimer);
-    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.prober?.stop();
     await this.dataApi?.close();
     if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();
