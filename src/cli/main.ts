@@ -396,6 +396,10 @@ function describeCluster(c: ClusterStatus): string {
     lines.push(`  instance ${i.id}  ${i.role}  ${i.kind}  ${i.state}  ${i.capacityAcu} ACU${m}${i.pid ? `  pid ${i.pid}` : ''}  ${i.acuSeconds} ACU-s ($${i.estimatedCost})${i.replicaLag ? `  lag ${i.replicaLag.seconds.toFixed(3)} s / ${i.replicaLag.bytes} B` : ''}`);
   }
   for (const e of c.endpoints) lines.push(`  endpoint ${(e.type + (e.name ? ` ${e.name}` : '')).padEnd(28)} port ${e.port}  ${e.serverName}`);
+  if (c.storage.nodes.length > 0) {
+    const streaming = c.storage.nodes.filter((n) => n.state === 'streaming' && n.term === c.storage.term).length;
+    lines.push(`  storage  term ${c.storage.term}, ${streaming} of ${c.storage.nodes.length} nodes streaming${c.storage.writeQuorumLost ? `, write quorum LOST (commits wait for ${c.storage.writeQuorum})` : ''}`);
+  }
   lines.push(`  access   ${c.access.allowedCidrs.length ? c.access.allowedCidrs.join(', ') : 'any source'}; TLS ${c.access.requireTls ? 'required' : 'optional'}`);
   return lines.join('\n') + '\n';
 }

@@ -45,6 +45,15 @@ export interface InstanceTransition {
   readonly reason: string;
 }
 
+/**
+ * Thrown by restoreData when the data cannot be restored yet and must not be
+ * created either (a writer waiting for its storage quorum): the instance
+ * waits in 'waiting-for-storage' and tries again, backing off.
+ */
+export class RestoreDeferred extends Error {
+  override readonly name = 'RestoreDeferred';
+}
+
 /** A restart counts as a fresh start again after this long up. */
 const STABLE_AFTER_MS = 60_000;
 const RESTART_BACKOFF_MS_MIN = 200;
@@ -54,6 +63,8 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   readonly cgroup: InstanceCgroup;
   private stateValue: InstanceState = 'creating';
   private restartTimer: NodeJS.Timeout | null = null;
+  /** Bumped by every stop(): a restart or start begun before it must not bring the instance back. */
+  private stops = 0;
   private consecutiveCrashes = 0;
   private readySince = 0;
   private capacity: number;
@@ -109,15 +120,24 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   /** Creates the data directory if needed, then starts postgres. */
   async start(): Promise<void> {
     const { startTimeoutMs } = this.options;
+    const stops = this.stops;
     if (!this.server.isInitialized()) {
       const restore = this.options.restoreData;
-      if (restore && this.stateValue !== 'creating') this.setState('rebuilding', 'the data directory is gone; rebuilding it');
-      const restored = restore ? await restore(this.server.options.dataDir) : false;
+      if (restore && this.stateValue !== 'creating' && this.stateValue !== 'waiting-for-storage') this.setState('rebuilding', 'the data directory is gone; rebuilding it');
+      let restored = false;
+      try {
+        restored = restore ? await restore(this.server.options.dataDir) : false;
+      } catch (err) {
+        if (err instanceof RestoreDeferred && stops === this.stops) this.scheduleRestart('waiting-for-storage', err.message);
+        throw err;
+      }
       if (!restored) {
         this.setState('creating', 'initializing the data directory');
         await this.server.initdb();
       }
     }
+    // Stopped meanwhile (a failover took over): it stays down.
+    if (stops !== this.stops) throw new Error(`${this.id} was stopped while it started`);
     this.writeConfig();
     // A stop removed the groups; they are made again (creating is idempotent).
     this.cgroup.create();
@@ -202,7 +222,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
       try {
         await this.start();
       } catch (err) {
-        this.scheduleRestart('failed', `resume failed: ${(err as Error).message}`);
+        if (!(err instanceof RestoreDeferred)) this.scheduleRestart('failed', `resume failed: ${(err as Error).message}`);
       } finally {
         this.resuming = null;
       }
@@ -218,6 +238,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   }
 
   async stop(): Promise<void> {
+    this.stops++;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
     this.setState('stopping', 'stop requested');
@@ -260,17 +281,23 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
     this.scheduleRestart('failed', why);
   }
 
-  private scheduleRestart(state: 'restarting' | 'failed', why: string): void {
+  private scheduleRestart(state: 'restarting' | 'failed' | 'waiting-for-storage', why: string): void {
     this.consecutiveCrashes++;
     const delayMs = Math.min(this.options.restartBackoffMsMax, RESTART_BACKOFF_MS_MIN * 2 ** (this.consecutiveCrashes - 1));
-    this.setState(state, `${why}; restarting in ${delayMs} ms`);
+    const stops = this.stops;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    // The timer is stored before the transition is announced: a listener
+    // that stops the instance (a failover does) must find it and clear it.
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
+      if (stops !== this.stops) return;
       // A crash loop backs off; it never gives up on an instance.
       this.start().catch((err: Error) => {
-        if (this.stateValue === 'stopping' || this.stateValue === 'stopped') return;
+        // A deferred restore has scheduled its own retry.
+        if (err instanceof RestoreDeferred || stops !== this.stops || this.stateValue === 'stopping' || this.stateValue === 'stopped') return;
         this.scheduleRestart('failed', `restart failed: ${err.message}`);
       });
     }, delayMs);
+    this.setState(state, `${why}; restarting in ${delayMs} ms`);
   }
 }

@@ -64,6 +64,11 @@ export interface Settings {
   storageBackupBytesMax: number;
   storageBackupsKept: number;
   storageAutoRebuild: number;
+  storageWriteQuorumGraceMs: number;
+  storageFenceTimeoutMs: number;
+  instanceProbeIntervalMs: number;
+  instanceProbeTimeoutMs: number;
+  instanceProbeFailuresMax: number;
 }
 
 export type SettingKey = keyof Settings;
@@ -139,6 +144,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'storageBackupIntervalMs', env: 'BOREALIS_STORAGE_BACKUP_INTERVAL_MS', kind: 'integer', defaultValue: () => 86_400_000, doc: 'A new base backup is taken when the newest is this old (and WAL was written since).' },
   { key: 'storageBackupBytesMax', env: 'BOREALIS_STORAGE_BACKUP_BYTES_MAX', kind: 'integer', defaultValue: () => 64 * 1024 * 1024 * 1024, doc: 'Largest base backup a storage node accepts.' },
   { key: 'storageBackupsKept', env: 'BOREALIS_STORAGE_BACKUPS_KEPT', kind: 'integer', defaultValue: () => 2, doc: 'Base backups kept per cluster; older ones are deleted from the nodes.' },
+  { key: 'storageWriteQuorumGraceMs', env: 'BOREALIS_STORAGE_WRITE_QUORUM_GRACE_MS', kind: 'integer', defaultValue: () => 5_000, doc: 'The write quorum counts as lost (status storage.writeQuorumLost, event write-quorum-lost, metric borealis_storage_write_quorum_available 0) once fewer than four storage nodes have streamed from the running writer this long; nodes reconnect for a moment after every writer start.' },
+  { key: 'storageFenceTimeoutMs', env: 'BOREALIS_STORAGE_FENCE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 10_000, doc: 'How long a failover keeps offering its new term to storage nodes until four have accepted it; short of four by then it promotes nothing and gives up.' },
+  { key: 'instanceProbeIntervalMs', env: 'BOREALIS_INSTANCE_PROBE_INTERVAL_MS', kind: 'integer', defaultValue: () => 5_000, doc: 'How often every running instance is probed (a session on its private socket running SELECT 1); 0 turns probing off.' },
+  { key: 'instanceProbeTimeoutMs', env: 'BOREALIS_INSTANCE_PROBE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 10_000, doc: 'Deadline of one probe; a probe that gets no answer in time counts toward a hang.' },
+  { key: 'instanceProbeFailuresMax', env: 'BOREALIS_INSTANCE_PROBE_FAILURES_MAX', kind: 'integer', defaultValue: () => 3, doc: 'Probes in a row that run out of time before an instance counts as hung: its process group is killed and it is restarted (a writer failed over if that fails), as after a crash.' },
   { key: 'storageAutoRebuild', env: 'BOREALIS_STORAGE_AUTO_REBUILD', kind: 'integer', defaultValue: () => 1, doc: '1: a writer whose data directory is gone is rebuilt from storage automatically; 0: only `borealis instance rebuild` does it.' },
 ];
 

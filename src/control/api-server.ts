@@ -273,7 +273,8 @@ export class ApiServer {
     } catch (err) {
       const [status, code] = errorStatus(err);
       if (status >= 500) this.log.error('API request failed', { method: req.method, path: url.pathname, error: (err as Error).message });
-      send(res, status, { error: { code, message: status >= 500 ? 'internal error; see the supervisor log' : (err as Error).message } });
+      // Control-plane errors are written for the operator (a failover refused for want of storage says why); others stay in the log.
+      send(res, status, { error: { code, message: status >= 500 && !(err instanceof ControlError) ? 'internal error; see the supervisor log' : (err as Error).message } });
     }
   }
 

@@ -8,6 +8,8 @@ export type InstanceState =
   | 'restarting'
   | 'rebuilding'
   | 'failed'
+  /** A writer whose data is gone, waiting for a read quorum of storage nodes to rebuild from. */
+  | 'waiting-for-storage'
   | 'pausing'
   | 'paused'
   | 'resuming'

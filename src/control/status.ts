@@ -40,8 +40,13 @@ export interface ClusterStatus {
   readonly dataApi: { readonly enabled: boolean; readonly resourceArn: string };
   /** Aurora's ServerlessV2ScalingConfiguration (MinCapacity, MaxCapacity, SecondsUntilAutoPause). */
   readonly scaling: { readonly minCapacity: number; readonly maxCapacity: number; readonly secondsUntilAutoPause: number };
-  /** Storage nodes (empty with storageNodeCount 0): term, quorum, each node's zone, state, positions, lag, disk use; backups held by a write quorum. */
-  readonly storage: { readonly term: number; readonly writeQuorum: number; readonly rebuilds: number; readonly nodes: readonly StorageNodeView[]; readonly backups: number };
+  /**
+   * Storage nodes (empty with storageNodeCount 0): term, quorum, each node's
+   * zone, state, positions, lag, disk use; backups held by a write quorum.
+   * writeQuorumLost: fewer than writeQuorum nodes have streamed from the
+   * running writer for storageWriteQuorumGraceMs, so its commits wait.
+   */
+  readonly storage: { readonly term: number; readonly writeQuorum: number; readonly writeQuorumLost: boolean; readonly rebuilds: number; readonly nodes: readonly StorageNodeView[]; readonly backups: number };
 }
 
 export interface InstanceStatus {

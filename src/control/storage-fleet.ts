@@ -11,11 +11,14 @@ import type { Settings } from '../config/settings.js';
 import type { PgValue } from '../engine/pg-settings.js';
 import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
 import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineHistory, segmentOf, segmentStart } from '../pgwire/replication.js';
+import type { WalBytes } from '../pgwire/wal-records.js';
 import type { BackupInfo } from '../storage/backup-store.js';
 import { STORAGE_NODE_V8_FLAGS } from '../storage/main.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
-import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint } from '../storage/protocol.js';
+import { READ_QUORUM, WRITE_QUORUM, durablePosition, recoveryPoint, type NodeReport, type RecoveryPoint, type WriterRef } from '../storage/protocol.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
+import { QUORUM_START, nextQuorumState, type QuorumState } from './quorum-watch.js';
+import { rebuildSource, regressedNodes, type NodeSystemReport } from './rebuild-steps.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
 import type { Store } from './store.js';
@@ -56,11 +59,16 @@ export interface FleetDeps {
   readonly identity: ProcessIdentity | null;
   readonly log: Logger;
   readonly event: (kind: string, message: string) => void;
+  /** The writer runs and is not being failed over: only then can nodes stream from it. */
+  readonly writerRunning: () => boolean;
 }
 
 export class StorageError extends Error {
   override readonly name = 'StorageError';
 }
+
+/** Storage cannot rebuild the writer yet (too few nodes hold the system's WAL); try again later, never initdb. */
+export class StorageWait extends StorageError {}
 
 /** A read quorum's recovery point, with the timeline histories the nodes hold. */
 export interface DurablePoint extends RecoveryPoint {
@@ -69,6 +77,23 @@ export interface DurablePoint extends RecoveryPoint {
 
 function nodeReport(s: NodeStatus): NodeReport {
   return { node: s.name, term: s.term, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : 0n };
+}
+
+/** Reads WAL from the segment files just written (one segment held in memory at a time). */
+function walBytesOf(files: ReadonlyMap<number, string>): WalBytes {
+  let cached: { segment: number; bytes: Buffer } | null = null;
+  return (lsn, n) => {
+    const segment = segmentOf(lsn);
+    const file = files.get(segment);
+    if (!file) return null;
+    if (cached?.segment !== segment) cached = { segment, bytes: fs.readFileSync(file) };
+    const at = Number(lsn - segmentStart(segment));
+    return at + n <= cached.bytes.length ? cached.bytes.subarray(at, at + n) : null;
+  };
+}
+
+function systemReport(s: NodeStatus): NodeSystemReport {
+  return { name: s.name, systemId: s.systemId, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : null };
 }
 
 export class StorageFleet {
@@ -94,6 +119,58 @@ export class StorageFleet {
 
   get term(): number {
     return this.deps.store.getStorage(this.deps.cluster)!.term;
+  }
+
+  /** The cluster's PostgreSQL system identifier, once its writer has run. */
+  get systemId(): string | null {
+    return this.deps.store.getStorage(this.deps.cluster)!.systemId;
+  }
+
+  /** Records the writer's system identifier the first time; false if the cluster already has another. */
+  recordSystemId(systemId: string): boolean {
+    return this.deps.store.recordSystemId(this.deps.cluster, systemId);
+  }
+
+  /**
+   * Reports that may count toward a read quorum: nodes that hold WAL of the
+   * cluster's system. A wiped node (no WAL, or no system yet) or a node of
+   * another system knows nothing of the acknowledged commits, and counting
+   * it could let a quorum miss them.
+   */
+  private quorumReports(statuses: readonly NodeStatus[]): NodeReport[] {
+    const system = this.systemId ?? statuses.find((s) => s.systemId !== null)?.systemId ?? null;
+    const regressed = this.regressed(statuses);
+    return statuses.filter((s) => s.flushLsn !== null && parseLsn(s.flushLsn) > 0n && s.systemId !== null && s.systemId === system && !regressed.has(s.name)).map(nodeReport);
+  }
+
+  /** Per node and timeline, the highest flush seen (persisted: a supervisor restart keeps them). */
+  private marks: Map<string, Map<number, bigint>> | null = null;
+
+  private flushMarks(): Map<string, Map<number, bigint>> {
+    this.marks ??= this.deps.store.storageMarks(this.deps.cluster);
+    return this.marks;
+  }
+
+  /** Nodes that hold less WAL than they once reported (rebuild-steps.ts decides), with why. */
+  private regressed(statuses: readonly NodeStatus[]): Map<string, string> {
+    return regressedNodes(statuses.map((s) => ({ name: s.name, timeline: s.timeline, flushLsn: s.flushLsn ? parseLsn(s.flushLsn) : null })), this.flushMarks());
+  }
+
+  /** Raises the marks to what the nodes of the cluster's system report now. */
+  private recordMarks(statuses: readonly NodeStatus[]): void {
+    const marks = this.flushMarks();
+    const system = this.systemId;
+    const raised: Array<{ name: string; timeline: number; flushLsn: bigint }> = [];
+    for (const s of statuses) {
+      if (!s.flushLsn || s.systemId === null || (system !== null && s.systemId !== system)) continue;
+      const flushLsn = parseLsn(s.flushLsn);
+      const mine = marks.get(s.name) ?? new Map<number, bigint>();
+      if (flushLsn <= (mine.get(s.timeline) ?? 0n)) continue;
+      mine.set(s.timeline, flushLsn);
+      marks.set(s.name, mine);
+      raised.push({ name: s.name, timeline: s.timeline, flushLsn });
+    }
+    if (raised.length > 0) this.deps.store.raiseStorageMarks(this.deps.cluster, raised);
   }
 
   credentials(): { user: string; password: string } {
@@ -189,11 +266,14 @@ export class StorageFleet {
     }
   }
 
+  /** Set by fence(): the reader about to be promoted, which the new term names before it is the writer of record. */
+  private fencedFor: WriterRef | null = null;
+
   private followBody(): Parameters<StorageNodeClient['follow']>[0] {
     const backups = this.knownBackups();
     return {
       term: this.term,
-      writer: this.deps.writer(),
+      writer: this.fencedFor ?? this.deps.writer(),
       credentials: this.credentials(),
       peers: this.nodes.map((n) => ({ name: n.name, url: n.client.url })),
       retainFromLsn: backups[0]?.startLsn ?? null,
@@ -229,7 +309,29 @@ export class StorageFleet {
         }
       }),
     );
+    this.recordMarks(this.nodes.flatMap((n) => (n.last ? [n.last] : [])));
+    this.watchQuorum();
     if (this.backupDue()) void this.baseBackup().catch((err: Error) => this.deps.log.warn('base backup failed', { error: err.message }));
+  }
+
+  private quorum: QuorumState = QUORUM_START;
+
+  /** True while fewer than WRITE_QUORUM nodes stream from the running writer: its commits wait. */
+  get writeQuorumLost(): boolean {
+    return this.quorum.lost;
+  }
+
+  /** Records the loss of the write quorum, and its return, as events (quorum-watch.ts decides). */
+  private watchQuorum(): void {
+    const term = this.term;
+    const streaming = this.nodes.filter((n) => n.last?.state === 'streaming' && n.last.term === term).length;
+    const { state, event } = nextQuorumState(this.quorum, { streaming, writerRunning: this.deps.writerRunning(), atMs: Date.now() }, this.deps.settings.storageWriteQuorumGraceMs);
+    this.quorum = state;
+    if (event === 'write-quorum-lost') {
+      this.deps.event(event, `write quorum lost: only ${streaming} of ${this.nodes.length} storage nodes stream from the writer in term ${term}; ${WRITE_QUORUM} are needed, so commits wait`);
+    } else if (event === 'write-quorum-restored') {
+      this.deps.event(event, `write quorum restored: ${streaming} of ${this.nodes.length} storage nodes stream from the writer in term ${term}`);
+    }
   }
 
   views(): StorageNodeView[] {
@@ -343,12 +445,32 @@ export class StorageFleet {
   }
 
   /**
-   * A new writer takes over (a failover): the term goes above every term any
-   * node has seen, so no node takes WAL from the old writer again and it can
-   * never gather four acknowledgements. The new writer must run with the new
-   * term (writerSettings) before the nodes are told to follow it.
+   * Fences storage before a failover promotes anything: a term above every
+   * term any node has seen goes to every reachable node, naming `writer`
+   * (the reader about to take over). Each node that accepts has dropped the
+   * old writer's stream, so the old writer can never again gather four
+   * acknowledgements, whatever it does next. Nodes that accept try the new
+   * writer and refuse it until it runs with the new term (after promotion).
+   * Resolves with the statuses of the nodes that answered.
+   */
+  async fence(writer: WriterRef): Promise<{ term: number; statuses: NodeStatus[] }> {
+    const term = await this.nextTerm();
+    this.recoveryTimeline = null;
+    this.fencedFor = writer;
+    return { term, statuses: await this.follow() };
+  }
+
+  /** The fenced-for reader is now the writer of record (or the failover gave up): nodes follow the writer of record again. */
+  endFence(): void {
+    this.fencedFor = null;
+  }
+
+  /**
+   * A failover that fenced storage and then failed: the old writer comes
+   * back in a newer term of its own, since the fenced term names the reader.
    */
   async raiseTerm(): Promise<number> {
+    this.fencedFor = null;
     const term = await this.nextTerm();
     this.recoveryTimeline = null;
     return term;
@@ -374,7 +496,7 @@ export class StorageFleet {
    * come with it, for copyWalTo.
    */
   async durablePoint(): Promise<DurablePoint> {
-    const reports = (await this.reachableStatuses()).map(nodeReport);
+    const reports = this.quorumReports(await this.reachableStatuses());
     const histories = await this.gatherHistories();
     const point = recoveryPoint(reports, this.term, this.historyLookup(histories));
     if (!point.ok) throw new StorageError(point.reason);
@@ -387,10 +509,24 @@ export class StorageFleet {
    * with every timeline history, so that it can follow the timeline the WAL
    * is on.
    */
-  async copyWalTo(walDir: string, point: DurablePoint, from: bigint): Promise<void> {
-    await this.copyWal(point.source, point.timeline, point.lsn, from, walDir);
+  async copyWalTo(walDir: string, point: DurablePoint, from: bigint): Promise<WalBytes> {
+    const files = await this.copyWal(point.source, point.timeline, point.lsn, from, walDir);
     for (const [t, text] of point.histories) fs.writeFileSync(path.join(walDir, historyFileName(t)), text);
     chownTree(this.deps.identity, walDir);
+    return walBytesOf(files);
+  }
+
+  /**
+   * Every base backup some reachable node holds (oldest first). A rebuild
+   * may use one that fewer than WRITE_QUORUM nodes hold: its copy is
+   * verified against its SHA-256 before it is used, and it was stored only
+   * after the WAL that makes it consistent was durable.
+   */
+  private async reachableBackups(): Promise<BackupInfo[]> {
+    const lists = await Promise.allSettled(this.nodes.map((n) => n.client.backups()));
+    const byId = new Map<string, BackupInfo>();
+    for (const l of lists) if (l.status === 'fulfilled') for (const b of l.value) byId.set(b.id, b);
+    return [...byId.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
   /** True when storage holds something to rebuild from. */
@@ -407,23 +543,42 @@ export class StorageFleet {
    */
   async restore(dataDir: string): Promise<boolean> {
     const log = this.deps.log;
-    const backups = await this.refreshBackups();
-    if (backups.length === 0) return false;
+    const held = await this.reachableBackups();
+    const statuses = await this.reachableStatuses();
+    const regressed = this.regressed(statuses);
+    const decision = rebuildSource(this.systemId, statuses.filter((s) => !regressed.has(s.name)).map(systemReport), held.map((b) => b.systemId));
+    // Resolving false means initdb: only for a cluster that never had a system.
+    if (decision.kind === 'initdb') return false;
+    if (decision.kind === 'wait') {
+      const reason = decision.reason + [...regressed].map(([n, why]) => `; ${n} regressed: ${why}`).join('');
+      // Once per new reason: the writer retries this every few seconds.
+      if (reason !== this.lastWait) this.deps.event('waiting-for-storage', `the writer waits for storage: ${reason}`);
+      this.lastWait = reason;
+      throw new StorageWait(reason);
+    }
+    this.lastWait = null;
+    const backups = held.filter((b) => b.systemId === decision.systemId);
     const term = await this.nextTerm();
     const accepted = await this.follow();
-    const reports = accepted.map(nodeReport);
+    const reports = this.quorumReports(accepted);
     const histories = await this.gatherHistories();
     const point = recoveryPoint(reports, term, this.historyLookup(histories));
-    if (!point.ok) throw new StorageError(point.reason);
+    if (!point.ok) throw new StorageWait(point.reason);
     const { source, timeline, lsn } = point.value;
     const backup = [...backups].reverse().find((b) => parseLsn(b.endLsn) <= lsn && b.timeline <= timeline);
     if (!backup) throw new StorageError(`no base backup ends before ${formatLsn(lsn)}`);
     log.info('rebuilding the writer from storage', { term, source, timeline, to: formatLsn(lsn), backup: backup.id, fenced: accepted.length });
     this.deps.event('rebuild', `rebuilding from base backup ${backup.id} and WAL to ${formatLsn(lsn)} on timeline ${timeline} (term ${term}, ${accepted.length} of ${this.nodes.length} nodes fenced, read quorum ${READ_QUORUM})`);
-    await this.extractBackup(backup, dataDir);
-    await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(dataDir, 'pg_wal'));
-    // Every history any node knows: PostgreSQL then never reuses a timeline number.
-    for (const [t, text] of histories) fs.writeFileSync(path.join(dataDir, 'pg_wal', historyFileName(t)), text);
+    try {
+      await this.extractBackup(backup, dataDir);
+      await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(dataDir, 'pg_wal'));
+      // Every history any node knows: PostgreSQL then never reuses a timeline number.
+      for (const [t, text] of histories) fs.writeFileSync(path.join(dataDir, 'pg_wal', historyFileName(t)), text);
+    } catch (err) {
+      // The directory was gone before: a half-restored one must not look like damaged data that is never rebuilt over.
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    }
     fs.writeFileSync(path.join(dataDir, 'recovery.signal'), '');
     chownTree(this.deps.identity, dataDir);
     this.rebuilds++;
@@ -458,6 +613,8 @@ export class StorageFleet {
     return out;
   }
 
+  private lastWait: string | null = null;
+
   /** Writer rebuilds from storage since the supervisor started. */
   rebuilds = 0;
 
@@ -488,10 +645,13 @@ export class StorageFleet {
     }
   }
 
-  private async copyWal(source: string, timeline: number, end: bigint, start: bigint, walDir: string): Promise<void> {
+  /** Copies the WAL from `start` to `end` into walDir; resolves with the file written for each segment. */
+  private async copyWal(source: string, timeline: number, end: bigint, start: bigint, walDir: string): Promise<Map<number, string>> {
+    const written = new Map<number, string>();
     const primary = this.node(source);
     const { files } = await primary.client.listWal();
-    const lastSeg = segmentOf(end);
+    // An end exactly at a segment boundary needs nothing of the next segment (the node may not have it yet).
+    const lastSeg = end > start ? segmentOf(end - 1n) : segmentOf(end);
     // For each segment, the file of the newest timeline on the chosen chain.
     const pick = new Map<number, (typeof files)[number]>();
     for (const f of files) {
@@ -519,7 +679,9 @@ export class StorageFleet {
       const file = path.join(walDir, f.name);
       fs.writeFileSync(`${file}.borealis-tmp`, whole, { mode: 0o600 });
       fs.renameSync(`${file}.borealis-tmp`, file);
+      written.set(seg, file);
     }
+    return written;
   }
 }
 

@@ -92,6 +92,16 @@ const MIGRATIONS: readonly string[] = [
      port INTEGER NOT NULL UNIQUE,
      PRIMARY KEY (cluster, name)
    );`,
+  // The cluster's PostgreSQL system identifier, recorded at its writer's first start.
+  `ALTER TABLE storage ADD COLUMN system_id TEXT;`,
+  // Per node and timeline, the highest flush position it reported (16 hex digits: text order is LSN order).
+  `CREATE TABLE storage_node_marks (
+     cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+     name TEXT NOT NULL,
+     timeline INTEGER NOT NULL,
+     flush_lsn TEXT NOT NULL,
+     PRIMARY KEY (cluster, name, timeline)
+   );`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -263,9 +273,15 @@ export class Store {
     return this.prepare('DELETE FROM access_keys WHERE id = ?').run(id).changes > 0;
   }
 
-  getStorage(cluster: string): { term: number; replicationPassword: string } | null {
-    const row = this.prepare('SELECT term, sealed_replication_password AS sealed FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string } | undefined;
-    return row ? { term: row.term, replicationPassword: this.unseal(row.sealed) } : null;
+  getStorage(cluster: string): { term: number; replicationPassword: string; systemId: string | null } | null {
+    const row = this.prepare('SELECT term, sealed_replication_password AS sealed, system_id AS systemId FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string; systemId: string | null } | undefined;
+    return row ? { term: row.term, replicationPassword: this.unseal(row.sealed), systemId: row.systemId } : null;
+  }
+
+  /** A cluster's system identifier is set once and never changes; false if another is recorded. */
+  recordSystemId(cluster: string, systemId: string): boolean {
+    this.prepare('UPDATE storage SET system_id = ? WHERE cluster = ? AND system_id IS NULL').run(systemId, cluster);
+    return this.getStorage(cluster)?.systemId === systemId;
   }
 
   insertStorage(cluster: string, replicationPassword: string, nodes: ReadonlyArray<{ name: string; zone: string; port: number }>): void {
@@ -278,6 +294,25 @@ export class Store {
   raiseStorageTerm(cluster: string, term: number): void {
     const changed = this.prepare('UPDATE storage SET term = ? WHERE cluster = ? AND term < ?').run(term, cluster, term).changes;
     if (changed !== 1) throw new Error(`storage term of ${cluster} must grow to ${term}`);
+  }
+
+  storageMarks(cluster: string): Map<string, Map<number, bigint>> {
+    const out = new Map<string, Map<number, bigint>>();
+    const rows = this.prepare('SELECT name, timeline, flush_lsn AS flush FROM storage_node_marks WHERE cluster = ?').all(cluster) as Array<{ name: string; timeline: number; flush: string }>;
+    for (const r of rows) {
+      const m = out.get(r.name) ?? new Map<number, bigint>();
+      m.set(r.timeline, BigInt(`0x${r.flush}`));
+      out.set(r.name, m);
+    }
+    return out;
+  }
+
+  /** Marks only rise. */
+  raiseStorageMarks(cluster: string, marks: ReadonlyArray<{ name: string; timeline: number; flushLsn: bigint }>): void {
+    const upsert = this.prepare('INSERT INTO storage_node_marks (cluster, name, timeline, flush_lsn) VALUES (?, ?, ?, ?) ON CONFLICT (cluster, name, timeline) DO UPDATE SET flush_lsn = excluded.flush_lsn WHERE excluded.flush_lsn > storage_node_marks.flush_lsn');
+    this.transaction(() => {
+      for (const m of marks) upsert.run(cluster, m.name, m.timeline, m.flushLsn.toString(16).padStart(16, '0'));
+    });
   }
 
   listStorageNodes(cluster: string): Array<{ name: string; zone: string; port: number }> {

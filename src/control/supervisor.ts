@@ -10,7 +10,7 @@ import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT
 import { Autoscaler, type InstanceMetrics } from '../autoscaler/autoscaler.js';
 import { clamp, DEFAULT_TUNING, validateScalingConfig, type ScalingConfig } from '../autoscaler/policy.js';
 import { detectCgroups, type CgroupSupport } from '../compute/cgroups.js';
-import { LocalInstance, type LocalInstanceOptions } from '../compute/local-instance.js';
+import { LocalInstance, RestoreDeferred, type LocalInstanceOptions } from '../compute/local-instance.js';
 import { cloneWriter, readerSlotName } from '../compute/reader-clone.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
@@ -26,9 +26,13 @@ import { endpointServerName, validateCidr, validateClusterName, validateUsername
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
-import { StorageFleet, type StorageNodeView } from './storage-fleet.js';
+import { CatchUpError, catchUpFromStorage, waitReplayed, type CatchUpDeps } from './catch-up.js';
+import { fenceVerdict, promotionOrder } from './failover-steps.js';
+import { withInstanceSession } from './instance-session.js';
+import { InstanceProber } from './instance-probe.js';
+import { StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
-import { formatLsn, parseLsn } from '../pgwire/replication.js';
+import { parseLsn } from '../pgwire/replication.js';
 
 export class ControlError extends Error {
   override readonly name = 'ControlError';
@@ -161,6 +165,15 @@ export class Supervisor implements ProxyDirectory {
       void this.sampleReplicaLag().finally(() => (sampling = false));
     }, REPLICA_LAG_SAMPLE_MS);
     this.replicaLagTimer.unref();
+    if (this.settings.instanceProbeIntervalMs > 0) {
+      this.prober = new InstanceProber({
+        instances: () => this.instances.values(),
+        timeoutMs: this.settings.instanceProbeTimeoutMs,
+        failuresMax: this.settings.instanceProbeFailuresMax,
+        onHung: (id, message) => this.event('instance', id, 'hung', message),
+      });
+      this.prober.start(this.settings.instanceProbeIntervalMs);
+    }
     onProgress('starting the Data API');
     this.dataApi = new DataApiServer(this.dataApiDirectory(), {
       requestBytesMax: this.settings.dataApiRequestBytesMax,
@@ -387,6 +400,7 @@ export class Supervisor implements ProxyDirectory {
         identity: this.identity,
         log: this.log.child(`storage:${cluster.name}`),
         event: (kind, message) => this.event('cluster', cluster.name, kind, message),
+        writerRunning: () => this.writerOf(cluster.name)?.state === 'available' && !this.failingOver.has(cluster.name),
       });
       this.fleets.set(cluster.name, fleet);
       await fleet.start();
@@ -433,7 +447,13 @@ export class Supervisor implements ProxyDirectory {
           throw new Error(`${dataDir} is not a PostgreSQL data directory (no PG_VERSION); repair it, or run \`borealis instance rebuild ${record.id}\``);
         }
         if (!this.settings.storageAutoRebuild && !requested) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
-        return (await fleet.hasBackups()) ? fleet.restore(dataDir) : false;
+        try {
+          // Once the cluster has a system, only from storage: fleet.restore waits rather than initdb.
+          return await fleet.restore(dataDir);
+        } catch (err) {
+          if (err instanceof StorageWait) throw new RestoreDeferred(`waiting for storage: ${err.message}`);
+          throw err;
+        }
       },
       log: this.log.child(`instance:${record.id}`),
     });
@@ -447,6 +467,8 @@ export class Supervisor implements ProxyDirectory {
     try {
       await instance.start();
     } catch (err) {
+      // It waits for its storage quorum and retries on its own (its transition is the event).
+      if (err instanceof RestoreDeferred) return;
       this.event('instance', record.id, 'failed', `start failed: ${(err as Error).message}`);
       throw err;
     }
@@ -550,14 +572,17 @@ export class Supervisor implements ProxyDirectory {
 
   /**
    * Aurora's FailoverDBCluster: a reader becomes the writer (the one asked
-   * for, or the first by promotion tier, then capacity), and the old writer
-   * comes back as a reader of it.
+   * for, or the first by promotion tier, then capacity; a paused reader of
+   * tier 0 or 1 is resumed for it), and the old writer comes back as a
+   * reader of it.
    *
-   * The old writer stops first: a clean shutdown sends its last WAL to the
-   * standbys still connected, and nothing commits meanwhile. The target then
-   * replays all it received and is promoted; the storage term is raised, so
-   * the old writer could never again gather four acknowledgements, and the
-   * storage nodes follow the new writer. Clients of the old writer lose
+   * Fence first, then promote (docs/storage-protocol.md, "Failover"): the
+   * old writer stops (a clean shutdown sends its last WAL to the standbys
+   * still connected); a new term naming the target goes to the storage
+   * nodes and must be accepted by a write quorum, after which the old writer
+   * could never gather four acknowledgements again; the target replays all
+   * it received and catches up from the fenced nodes' durable point; only
+   * then is it promoted, with the new term. Clients of the old writer lose
    * their connections, as in Aurora; new ones reach the new writer through
    * the same endpoints.
    */
@@ -578,20 +603,44 @@ export class Supervisor implements ProxyDirectory {
     this.failingOver.add(clusterName);
     const started = Date.now();
     let swapped = false;
+    let fenced = false;
+    const fleet = this.fleets.get(clusterName);
     this.event('cluster', clusterName, 'failover-started', `failing over from ${oldRecord.id} to ${targetRecord.id}`);
     try {
+      if (target.state === 'paused') {
+        this.event('instance', targetRecord.id, 'resuming', `resuming paused reader ${targetRecord.id} (promotion tier ${targetRecord.promotionTier}) to fail over to it`);
+        if (!(await target.waitAvailable(this.settings.engineStartTimeoutMs))) throw new ControlError('unavailable', `${targetRecord.id} did not resume`);
+      }
       await oldWriter.stop();
-      await this.waitReplayed(target, cluster.masterUsername);
-      const fleet = this.fleets.get(clusterName);
-      if (fleet) await this.catchUpFromStorage(target, fleet, cluster.masterUsername);
+      if (fleet) {
+        const fence = await fleet.fence({ host: '127.0.0.1', port: targetRecord.enginePort });
+        fenced = true;
+        let verdict = fenceVerdict(fence.statuses.map((s) => s.term), fence.term);
+        // A node that is slow to answer (or restarting) gets the same term again, until the deadline.
+        const deadline = Date.now() + this.settings.storageFenceTimeoutMs;
+        while (!verdict.ok && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 500));
+          verdict = fenceVerdict((await fleet.follow()).map((s) => s.term), fence.term);
+        }
+        if (!verdict.ok) throw new ControlError('unavailable', verdict.reason);
+        this.event('cluster', clusterName, 'fenced', `storage term ${fence.term} accepted by ${verdict.value} storage nodes for ${targetRecord.id}; ${oldRecord.id} can no longer commit`);
+      }
+      const catchUp: CatchUpDeps = {
+        superuser: cluster.masterUsername,
+        timeoutMs: this.settings.engineStartTimeoutMs,
+        event: (id, kind, message) => this.event('instance', id, kind, message),
+        shuttingDown: () => this.shuttingDown,
+      };
+      await waitReplayed(target, catchUp);
+      if (fleet) await catchUpFromStorage(target, fleet, catchUp);
       this.store.transaction(() => {
         this.store.setInstanceRole(targetRecord.id, 'writer');
         this.store.setInstanceRole(oldRecord.id, 'reader');
       });
       swapped = true;
+      fleet?.endFence();
       this.lookups.clear();
-      // The new term first: the new writer runs with it when its configuration is rewritten.
-      if (fleet) await fleet.raiseTerm();
+      // The new writer runs with the fenced term once its configuration is rewritten.
       await target.promote(this.settings.engineStartTimeoutMs);
       this.afterWriterAvailable(clusterName);
       // Other readers stream from the new writer from now on.
@@ -604,45 +653,21 @@ export class Supervisor implements ProxyDirectory {
       return { writer: targetRecord.id, previous: oldRecord.id, tookMs };
     } catch (err) {
       this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
-      // Nothing changed hands: the old writer takes writes again.
-      if (!swapped) void oldWriter.start().catch((e: Error) => oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`));
-      throw err;
+      // (A shutdown stopped everything meanwhile: nothing is started again.)
+      if (!swapped && !this.shuttingDown) {
+        // Nothing changed hands: the old writer takes writes again, in a
+        // term of its own (the fenced one names the target).
+        void (async () => {
+          if (fleet && fenced) await fleet.raiseTerm();
+          await oldWriter.start();
+        })().catch((e: Error) => {
+          if (!this.shuttingDown) oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`);
+        });
+      }
+      throw err instanceof CatchUpError ? new ControlError('unavailable', err.message) : err;
     } finally {
       this.failingOver.delete(clusterName);
     }
-  }
-
-  /**
-   * A writer that stopped cleanly sent its standbys all of its WAL; one that
-   * crashed, or whose stop timed out, may have had commits acknowledged by
-   * storage that the reader never received. Those are copied from storage
-   * into the reader's pg_wal and replayed before it may be promoted.
-   */
-  private async catchUpFromStorage(target: LocalInstance, fleet: StorageFleet, superuser: string): Promise<void> {
-    const point = await fleet.durablePoint();
-    const replayedOn = async (client: pg.Client): Promise<bigint> => parseLsn((await client.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn')).rows[0]!.lsn);
-    const replayed = await this.withSession(target, superuser, replayedOn);
-    if (replayed >= point.lsn) return;
-    this.event('instance', target.id, 'catching-up', `replayed to ${formatLsn(replayed)}; copying WAL up to ${formatLsn(point.lsn)} from storage node ${point.source} before promotion`);
-    await target.stop();
-    try {
-      await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, replayed);
-      await target.start();
-    } catch (err) {
-      // It stays a reader: back into its restart loop.
-      target.restartLater(`restart after catching up from storage failed: ${(err as Error).message}`);
-      throw err;
-    }
-    await this.withSession(target, superuser, async (client) => {
-      const deadline = Date.now() + this.settings.engineStartTimeoutMs;
-      for (;;) {
-        const now = await replayedOn(client);
-        if (now >= point.lsn) return;
-        // PostgreSQL refuses WAL that is not on its timeline's history: then it never gets there.
-        if (Date.now() > deadline) throw new ControlError('unavailable', `${target.id} replayed only to ${formatLsn(now)} of the ${formatLsn(point.lsn)} storage holds (timeline ${point.timeline}); promoting it would lose acknowledged commits`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    });
   }
 
   /**
@@ -651,33 +676,20 @@ export class Supervisor implements ProxyDirectory {
    * over on its own. Without a reader it keeps being restarted.
    */
   private async failoverAutomatically(cluster: string, writerId: string, why: string): Promise<void> {
-    if (this.failingOver.has(cluster) || this.promotionCandidates(this.store.listInstances(cluster)).length === 0) return;
+    if (this.shuttingDown || this.failingOver.has(cluster) || this.promotionCandidates(this.store.listInstances(cluster)).length === 0) return;
     this.event('cluster', cluster, 'failover-automatic', `the writer ${writerId} failed (${why}); failing over to a reader`);
     // failover() records its own failure, and the old writer keeps restarting.
     await this.failover(cluster).catch(() => undefined);
   }
 
-  /** Available readers in the order a failover picks them: promotion tier, then the larger capacity. */
+  /** Readers a failover may pick, in its order (failover-steps.ts): available ones, and paused ones of tier 0 or 1. */
   private promotionCandidates(records: readonly InstanceRecord[]): InstanceRecord[] {
-    return records
-      .filter((r) => r.role === 'reader' && this.instances.get(r.id)?.state === 'available')
-      .sort((x, y) => x.promotionTier - y.promotionTier || (this.instances.get(y.id)?.capacityAcu ?? 0) - (this.instances.get(x.id)?.capacityAcu ?? 0));
-  }
-
-  /** Waits until a standby has replayed everything it received and nothing more arrives. */
-  private async waitReplayed(standby: LocalInstance, superuser: string): Promise<void> {
-    await this.withSession(standby, superuser, async (client) => {
-      const deadline = Date.now() + this.settings.engineStartTimeoutMs;
-      let last = '';
-      for (;;) {
-        const row = (await client.query<{ received: string | null; replayed: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed')).rows[0]!;
-        const now = `${row.received}/${row.replayed}`;
-        if (row.replayed !== null && (row.received === null || parseLsn(row.replayed) >= parseLsn(row.received)) && now === last) return;
-        if (Date.now() > deadline) throw new ControlError('unavailable', `${standby.id} did not finish replaying in time`);
-        last = now;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+    const readers = records.flatMap((r) => {
+      const live = this.instances.get(r.id);
+      return r.role === 'reader' && live ? [{ ...r, state: live.state, capacityAcu: live.capacityAcu }] : [];
     });
+    const order = promotionOrder(readers).map((c) => c.id);
+    return order.map((id) => records.find((r) => r.id === id)!);
   }
 
   /** Aurora's DeleteDBInstance, for readers (a writer goes with its cluster). */
@@ -734,6 +746,8 @@ export class Supervisor implements ProxyDirectory {
     }
   }
 
+  private prober: InstanceProber | null = null;
+
   /**
    * Once a writer runs: the replication role exists, and every storage node
    * follows it. Its own settings (synchronous_commit = local) keep this from
@@ -754,6 +768,10 @@ export class Supervisor implements ProxyDirectory {
       const { user, password } = fleet.credentials();
       await this.withWriterSession(cluster, async (client) => {
         await client.query('SET synchronous_commit = local');
+        const systemId = (await client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id;
+        if (!fleet.recordSystemId(systemId)) {
+          this.event('cluster', cluster, 'system-mismatch', `the writer runs system ${systemId}, but the cluster is system ${fleet.systemId}; storage nodes will refuse it`);
+        }
         const exists = (await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount === 1;
         const verb = exists ? 'ALTER' : 'CREATE';
         await client.query(`${verb} ROLE ${client.escapeIdentifier(user)} WITH REPLICATION LOGIN PASSWORD ${client.escapeLiteral(password)}`);
@@ -789,11 +807,11 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /** GET /v1/clusters/:name/storage */
-  storageStatus(cluster: string): { cluster: string; term: number; writeQuorum: number; rebuilds: number; nodes: StorageNodeView[]; backups: unknown[] } {
+  storageStatus(cluster: string): { cluster: string; term: number; writeQuorum: number; writeQuorumLost: boolean; rebuilds: number; nodes: StorageNodeView[]; backups: unknown[] } {
     const fleet = this.fleets.get(cluster);
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
-    if (!fleet) return { cluster, term: 0, writeQuorum: 0, rebuilds: 0, nodes: [], backups: [] };
-    return { cluster, term: fleet.term, writeQuorum: 4, rebuilds: fleet.rebuilds, nodes: fleet.views(), backups: fleet.knownBackups() };
+    if (!fleet) return { cluster, term: 0, writeQuorum: 0, writeQuorumLost: false, rebuilds: 0, nodes: [], backups: [] };
+    return { cluster, term: fleet.term, writeQuorum: 4, writeQuorumLost: fleet.writeQuorumLost, rebuilds: fleet.rebuilds, nodes: fleet.views(), backups: fleet.knownBackups() };
   }
 
   private fleetOf(cluster: string): StorageFleet {
@@ -906,14 +924,8 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /** A session on an instance's private socket as the cluster's superuser, for the length of fn. */
-  private async withSession<T>(instance: LocalInstance, superuser: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ host: instance.server.options.socketDir, port: instance.options.record.enginePort, user: superuser, database: 'postgres' });
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
+  private withSession<T>(instance: LocalInstance, superuser: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    return withInstanceSession(instance, superuser, fn);
   }
 
   async deleteCluster(name: string): Promise<void> {
@@ -1113,7 +1125,7 @@ export class Supervisor implements ProxyDirectory {
         access: this.store.getClusterAccess(c.name) ?? { allowedCidrs: [], requireTls: false },
         dataApi: { enabled: this.store.httpEndpointEnabled(c.name), resourceArn: `arn:aws:rds:local:000000000000:cluster:${c.name}` },
         scaling: (({ minAcu, maxAcu, secondsUntilAutoPause }) => ({ minCapacity: minAcu, maxCapacity: maxAcu, secondsUntilAutoPause }))(this.scaling(c.name)),
-        storage: (({ term, writeQuorum, rebuilds, nodes, backups }) => ({ term, writeQuorum, rebuilds, nodes, backups: backups.length }))(this.storageStatus(c.name)),
+        storage: (({ term, writeQuorum, writeQuorumLost, rebuilds, nodes, backups }) => ({ term, writeQuorum, writeQuorumLost, rebuilds, nodes, backups: backups.length }))(this.storageStatus(c.name)),
       };
     });
     return {
@@ -1217,6 +1229,12 @@ export class Supervisor implements ProxyDirectory {
       perNode('borealis_storage_disk_bytes', 'Disk used by the node (WAL and base backups).', 'gauge', (n) => n.diskBytes),
       perNode('borealis_storage_flushes_total', 'WAL flushes (fdatasync) since the node started.', 'counter', (n) => n.flushes),
       {
+        name: 'borealis_storage_write_quorum_available',
+        help: '1 while at least four storage nodes stream from the writer (commits can be acknowledged); 0 once the write quorum has been lost for storageWriteQuorumGraceMs.',
+        type: 'gauge',
+        samples: status.clusters.filter((c) => c.storage.nodes.length > 0).map((c) => ({ labels: { cluster: c.name }, value: c.storage.writeQuorumLost ? 0 : 1 })),
+      },
+      {
         name: 'borealis_storage_rebuilds_total',
         help: 'Writers rebuilt from storage (lost data directory) since the supervisor started.',
         type: 'counter',
@@ -1232,6 +1250,7 @@ export class Supervisor implements ProxyDirectory {
     this.log.info('shutting down');
     this.autoscaler?.stop();
     if (this.replicaLagTimer) clearInterval(this.replicaLagTimer);
+    this.prober?.stop();
     await this.dataApi?.close();
     if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();

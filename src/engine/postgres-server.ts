@@ -112,6 +112,21 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     }
   }
 
+  /**
+   * SIGKILL to the postmaster's whole process group (it runs in its own):
+   * for a postgres that is stopped or hung and would ignore a shutdown. Its
+   * exit is then reported as an unexpected one.
+   */
+  killGroup(): void {
+    const pid = this.child?.pid;
+    if (!pid) return;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+
   /** SIGHUP: postgres re-reads its configuration (reload-time settings only). */
   reload(): void {
     this.child?.kill('SIGHUP');

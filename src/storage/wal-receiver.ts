@@ -129,6 +129,14 @@ export class WalReceiver {
       const timeline = Number(row[1]);
       const [termSet] = await client.query('SHOW borealis.term');
       const writerTerm = Number(termSet?.rows[0]?.[0] ?? 0);
+      // A new term may have come while this connection was being made (its
+      // stream could not be dropped yet: there was none). The fence holds
+      // only if the term is checked again now that the connection is up;
+      // from here on a new term closes this.client.
+      const now = this.host.termState();
+      if (now.term !== t.term || now.writer?.host !== t.writer.host || now.writer?.port !== t.writer.port) {
+        throw new Error(`the term changed while connecting (term ${t.term} → ${now.term}); reconnecting`);
+      }
       const verdict = acceptWriter(t, writerTerm, systemId);
       if (!verdict.ok) {
         this.stateValue = 'refused';

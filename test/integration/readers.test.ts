@@ -8,7 +8,9 @@ import { Borealis } from '../helpers/borealis.js';
 let b: Borealis;
 
 before(async () => {
-  b = await Borealis.start();
+  // Storage ports of their own: other Borealis homes on this machine take the default range at the same time,
+  // and a restart ("readers come back...") must find its nodes' ports free.
+  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)) });
 });
 after(async () => {
   await b?.destroy();

@@ -140,7 +140,7 @@ function renderCluster(c) {
   if (c.storage.nodes.length === 0) storage.replaceChildren(el('span', { class: 'muted' }, 'no storage nodes (local storage only)'));
   else {
     storage.replaceChildren(
-      el('div', { class: 'muted' }, `term ${c.storage.term}, commits need ${c.storage.writeQuorum} of ${c.storage.nodes.length}, ${c.storage.backups} base backups`),
+      el('div', { class: 'muted' }, `term ${c.storage.term}, commits need ${c.storage.writeQuorum} of ${c.storage.nodes.length}, ${c.storage.backups} base backups${c.storage.writeQuorumLost ? ' — write quorum LOST: commits wait' : ''}`),
       el('div', { class: 'zones' }, ...[...zones].map(([zone, nodes]) =>
         el('div', { class: 'zone' }, el('strong', {}, `zone ${zone}`), ...nodes.map((n) => {
           const healthy = n.state === 'streaming';

@@ -1,0 +1,14 @@
+// A session on an instance's private socket as the cluster's superuser.
+import pg from 'pg';
+import type { LocalInstance } from '../compute/local-instance.js';
+
+/** Runs fn in a session on the instance's private socket, closed afterwards. */
+export async function withInstanceSession<T>(instance: LocalInstance, superuser: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ host: instance.server.options.socketDir, port: instance.options.record.enginePort, user: superuser, database: 'postgres' });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
