@@ -34,6 +34,7 @@ export interface Settings {
   authFailuresPerSourceMax: number;
   authFailureWindowMs: number;
   clientAuthTimeoutMs: number;
+  roleLookupTimeoutMs: number;
   clientWaitForWriterMs: number;
   engineStartTimeoutMs: number;
   engineStopTimeoutMs: number;
@@ -104,6 +105,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'authFailuresPerSourceMax', env: 'BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX', kind: 'integer', defaultValue: () => 20, doc: 'Failed authentications one source address may make within authFailureWindowMs before it is refused (28000); 0 disables.' },
   { key: 'authFailureWindowMs', env: 'BOREALIS_AUTH_FAILURE_WINDOW_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Sliding window for authFailuresPerSourceMax.' },
   { key: 'clientAuthTimeoutMs', env: 'BOREALIS_CLIENT_AUTH_TIMEOUT_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Time a client has to complete startup and authentication (PostgreSQL: authentication_timeout).' },
+  { key: 'roleLookupTimeoutMs', env: 'BOREALIS_ROLE_LOOKUP_TIMEOUT_MS', kind: 'integer', defaultValue: () => 2_000, doc: "How long a login waits for its role's row in the writer's pg_authid (read for every login; logins arriving together share a read) before it is checked against the last-known row in the state store. A paused writer is never woken for it: its last-known rows, taken as it paused, are used." },
   { key: 'clientWaitForWriterMs', env: 'BOREALIS_CLIENT_WAIT_FOR_WRITER_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'How long an authenticated client is held while its writer starts or restarts before it gets 57P03.' },
   { key: 'engineStartTimeoutMs', env: 'BOREALIS_ENGINE_START_TIMEOUT_MS', kind: 'integer', defaultValue: () => 120_000, doc: 'Longest wait for PostgreSQL to accept connections after it is started (includes crash recovery).' },
   { key: 'engineStopTimeoutMs', env: 'BOREALIS_ENGINE_STOP_TIMEOUT_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'Longest wait for a fast shutdown before PostgreSQL is stopped immediately.' },

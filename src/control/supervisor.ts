@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
-import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT } from '../auth/scram.js';
+import { deriveVerifier, formatVerifier, SCRAM_ITERATIONS_DEFAULT } from '../auth/scram.js';
 import { Autoscaler, type InstanceMetrics } from '../autoscaler/autoscaler.js';
 import { clamp, DEFAULT_TUNING, validateScalingConfig, type ScalingConfig } from '../autoscaler/policy.js';
 import { detectCgroups, type CgroupSupport } from '../compute/cgroups.js';
@@ -16,7 +16,8 @@ import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
 import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
 import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
-import type { EndpointRef, ProxyDirectory, UserAuth } from '../proxy/client-connection.js';
+import type { EndpointRef, ProxyDirectory } from '../proxy/client-connection.js';
+import { loginMethod, type LoginMethod } from '../proxy/role-directory.js';
 import { routeConnection, type EndpointTarget } from '../proxy/routing.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { DataApiServer, type DataApiDirectory } from '../dataapi/data-api-server.js';
@@ -26,7 +27,8 @@ import { endpointServerName, validateCidr, validateClusterName, validateUsername
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
-import { StorageFleet, type StorageNodeView } from './storage-fleet.js';
+import { Identity, IdentityError, RDS_IAM, type UserView } from './identity.js';
+import { REPLICATION_USER, StorageFleet, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 import { formatLsn, parseLsn } from '../pgwire/replication.js';
 
@@ -63,6 +65,8 @@ const REPLICA_LAG_SAMPLE_MS = 1_000;
 export class Supervisor implements ProxyDirectory {
   readonly paths: HomePaths;
   private store!: Store;
+  /** The clusters' roles: lookups for the proxy, `borealis user` (src/control/identity.ts). */
+  private roles!: Identity;
   private binaries!: EngineBinaries;
   private identity: ProcessIdentity | null = null;
   private proxy!: ProxyServer;
@@ -108,6 +112,18 @@ export class Supervisor implements ProxyDirectory {
     }
     this.store = new Store(p.stateDb, p.secretKey);
     fs.chmodSync(p.stateDb, 0o600);
+    this.roles = new Identity({
+      store: this.store,
+      writer: (cluster) => {
+        const w = this.writerOf(cluster);
+        return w ? { instanceId: w.id, socketDir: w.server.options.socketDir, port: w.options.record.enginePort, available: w.state === 'available' } : null;
+      },
+      superuser: (cluster) => this.store.getCluster(cluster)?.masterUsername ?? 'postgres',
+      withWriterSession: (cluster, fn) => this.withWriterSession(cluster, fn),
+      reservedRoles: (cluster) => new Set([this.store.getCluster(cluster)?.masterUsername ?? 'postgres', RDS_IAM, REPLICATION_USER]),
+      lookupTimeoutMs: this.settings.roleLookupTimeoutMs,
+      log: this.log.child('identity'),
+    });
     this.cgroups = process.getuid?.() === 0 ? detectCgroups(this.settings.cgroupRoot) : { kind: 'none', reason: 'Borealis is not running as root' };
     if (this.cgroups.kind === 'none') {
       this.log.warn(`capacity is not enforced with cgroups (${this.cgroups.reason}); degraded mode: PostgreSQL settings and pool size follow capacity, CPU and memory are not capped`);
@@ -203,16 +219,8 @@ export class Supervisor implements ProxyDirectory {
           const s = this.store.getSecret(arn);
           return s && typeof s.value.password === 'string' ? { cluster: s.cluster, username: s.username, password: s.value.password } : null;
         }),
-      passwordMatches: (cluster, username, password) => {
-        const row = this.cached(`user\0${cluster}\0${username}`, () => this.store.getUser(cluster, username));
-        if (!row || row.auth !== 'password') return false;
-        const key = `${cluster}\0${username}\0${createHash('sha256').update(password).digest('hex')}\0${row.verifier}`;
-        if (this.checkedPasswords.has(key)) return true;
-        const v = parseVerifier(row.verifier);
-        const ok = deriveVerifier(password, v.salt, v.iterations).storedKey.equals(v.storedKey);
-        if (ok) this.checkedPasswords.add(key);
-        return ok;
-      },
+      // The last-known role (refreshed by every proxy login and role change), not a wait for the writer.
+      passwordMatches: (cluster, username, password) => this.passwordMatches(cluster, username, password),
       awaitWriterSocket: async (cluster, timeoutMs) => {
         const writer = this.writerOf(cluster);
         if (!writer || !(await writer.waitAvailable(timeoutMs))) return null;
@@ -223,13 +231,28 @@ export class Supervisor implements ProxyDirectory {
     };
   }
 
+  /** Whether a password is the SCRAM password of a role that may log in, by its last-known row. */
+  private passwordMatches(cluster: string, username: string, password: string): boolean {
+    const role = loginMethod(this.store.getRole(cluster, username), Date.now());
+    if (role.method !== 'scram' || !role.canLogin) return false;
+    const v = role.verifier;
+    const key = `${cluster}\0${username}\0${createHash('sha256').update(password).digest('hex')}\0${v.storedKey.toString('base64')}`;
+    if (this.checkedPasswords.has(key)) return true;
+    const ok = deriveVerifier(password, v.salt, v.iterations).storedKey.equals(v.storedKey);
+    if (ok) {
+      if (this.checkedPasswords.size > 10_000) this.checkedPasswords.clear();
+      this.checkedPasswords.add(key);
+    }
+    return ok;
+  }
+
   /** A Secrets Manager-style secret holding a database login, for the Data API's secretArn. */
-  createSecret(cluster: string, username: string, password: string): { arn: string } {
+  async createSecret(cluster: string, username: string, password: string): Promise<{ arn: string }> {
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
-    const user = this.store.getUser(cluster, username);
-    if (!user || user.auth !== 'password') throw new ControlError('invalid', `cluster "${cluster}" has no password user "${username}"`);
-    const v = parseVerifier(user.verifier);
-    if (!deriveVerifier(password, v.salt, v.iterations).storedKey.equals(v.storedKey)) throw new ControlError('invalid', `the password does not match user "${username}"`);
+    // Read now, so a role made or changed by SQL a moment ago counts.
+    const role = loginMethod(await this.roles.lookup(cluster, username), Date.now());
+    if (role.method !== 'scram') throw new ControlError('invalid', `cluster "${cluster}" has no password user "${username}"`);
+    if (!this.passwordMatches(cluster, username, password)) throw new ControlError('invalid', `the password does not match user "${username}"`);
     const arn = `${SECRET_ARN_PREFIX}/${cluster}/${username}-${randomBytes(3).toString('hex')}`;
     this.store.insertSecret(arn, cluster, username, { username, password, engine: 'postgres', dbClusterIdentifier: cluster });
     this.event('cluster', cluster, 'secret-created', `secret for ${username} created`);
@@ -348,7 +371,6 @@ export class Supervisor implements ProxyDirectory {
         createdAt: now,
       });
       this.store.insertEndpoint({ cluster: input.name, type: 'writer', name: '', port: endpointPort, customType: null, staticMembers: [], excludedMembers: [] });
-      this.store.upsertUser(input.name, username, verifier);
       this.store.insertSecret(secretArn, input.name, username, { username, password, engine: 'postgres', host: this.settings.listenHost, port: String(endpointPort), dbClusterIdentifier: input.name });
     });
     if (this.settings.storageNodeCount > 0) {
@@ -357,6 +379,8 @@ export class Supervisor implements ProxyDirectory {
     this.event('cluster', input.name, 'created', `cluster created with master user ${username}`);
     await this.startCluster(cluster);
     await this.syncRolePassword(input.name, username, verifier);
+    // The master user's row is known before anyone logs in (or the cluster pauses).
+    await this.roles.prepare(input.name);
     const fleet = this.fleets.get(input.name);
     if (fleet) {
       try {
@@ -435,6 +459,11 @@ export class Supervisor implements ProxyDirectory {
         if (!this.settings.storageAutoRebuild && !requested) throw new Error('the data directory is gone and automatic rebuild is off; run `borealis instance rebuild`');
         return (await fleet.hasBackups()) ? fleet.restore(dataDir) : false;
       },
+      // While it is paused nothing can change its roles: the rows read now are exact until it resumes.
+      beforePause: async () => {
+        if (this.roleOf(record.id) !== 'writer') return;
+        await this.roles.snapshot(cluster.name).catch((err: Error) => this.log.warn('could not keep the roles of a pausing writer', { cluster: cluster.name, error: err.message }));
+      },
       log: this.log.child(`instance:${record.id}`),
     });
     instance.on('transition', (t) => {
@@ -457,6 +486,7 @@ export class Supervisor implements ProxyDirectory {
   /** A writer became available: its readers' slots exist, and storage follows it. */
   private afterWriterAvailable(cluster: string): void {
     void this.ensureReaderSlots(cluster);
+    void this.roles.prepare(cluster).catch((err: Error) => this.log.warn('could not prepare the cluster\'s roles', { cluster, error: err.message }));
     const fleet = this.fleets.get(cluster);
     if (fleet) void this.afterWriterStart(cluster, fleet);
   }
@@ -923,6 +953,7 @@ export class Supervisor implements ProxyDirectory {
     this.proxy.closePools({ cluster: name });
     for (const record of this.store.listInstances(name)) {
       const instance = this.instances.get(record.id);
+      this.roles.forget(record.id);
       if (instance) {
         await instance.stop();
         this.instances.delete(record.id);
@@ -976,12 +1007,8 @@ export class Supervisor implements ProxyDirectory {
     return next;
   }
 
-  userAuth(cluster: string, user: string): UserAuth | null {
-    return this.cached(`auth\0${cluster}\0${user}`, (): UserAuth | null => {
-      const row = this.store.getUser(cluster, user);
-      if (!row) return null;
-      return row.auth === 'iam' ? { method: 'iam' } : { method: 'scram', verifier: parseVerifier(row.verifier) };
-    });
+  async login(cluster: string, user: string): Promise<LoginMethod> {
+    return loginMethod(await this.roles.lookup(cluster, user), Date.now());
   }
 
   accessKeySecret(accessKeyId: string): string | null {
@@ -1009,22 +1036,44 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /**
-   * A database user: with a password (SCRAM), or for IAM authentication
-   * (tokens signed with a Borealis access key; TLS required), as RDS's rds_iam.
+   * A database user is a role of the cluster: `borealis user` runs CREATE,
+   * ALTER and DROP ROLE on its writer. With a password (SCRAM), or for IAM
+   * authentication (a member of rds_iam; tokens signed with a Borealis
+   * access key; TLS required), as on RDS.
    */
   async createUser(cluster: string, name: string, auth: { password: string } | { iam: true }): Promise<void> {
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
     const userError = validateUsername(name);
     if (userError) throw new ControlError('invalid', userError);
-    if (this.store.getUser(cluster, name)) throw new ControlError('conflict', `user "${name}" already exists in cluster "${cluster}"`);
-    if ('password' in auth && (auth.password.length < 8 || auth.password.length > 128)) throw new ControlError('invalid', 'passwords must be 8 to 128 characters');
-    const verifier = 'password' in auth ? formatVerifier(deriveVerifier(auth.password, randomBytes(16), SCRAM_ITERATIONS_DEFAULT)) : '';
-    await this.withWriterSession(cluster, async (client) => {
-      const password = verifier ? ` PASSWORD ${client.escapeLiteral(verifier)}` : ' PASSWORD NULL';
-      await client.query(`CREATE ROLE ${client.escapeIdentifier(name)} LOGIN${password}`);
-    });
-    this.store.upsertUser(cluster, name, verifier, 'password' in auth ? 'password' : 'iam');
+    await this.identityCall(() => this.roles.createUser(cluster, name, auth));
     this.event('cluster', cluster, 'user-created', `user ${name} created (${'password' in auth ? 'password' : 'IAM'} authentication)`);
+  }
+
+  async rotateUserPassword(cluster: string, name: string, password: string): Promise<void> {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    await this.identityCall(() => this.roles.rotatePassword(cluster, name, password));
+    this.event('cluster', cluster, 'user-modified', `password of user ${name} changed`);
+  }
+
+  async deleteUser(cluster: string, name: string): Promise<void> {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    await this.identityCall(() => this.roles.deleteUser(cluster, name));
+    this.event('cluster', cluster, 'user-deleted', `user ${name} deleted`);
+  }
+
+  /** The cluster's roles (without PostgreSQL's built-in ones); a paused cluster is not woken for it. */
+  async listUsers(cluster: string): Promise<UserView[]> {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    return this.identityCall(() => this.roles.listUsers(cluster));
+  }
+
+  private async identityCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof IdentityError) throw new ControlError(err.kind, err.message);
+      throw err;
+    }
   }
 
   /** The instance for a new connection on an endpoint (round robin among equals). */
@@ -1235,6 +1284,7 @@ export class Supervisor implements ProxyDirectory {
     await this.dataApi?.close();
     if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();
+    await this.roles?.close();
     await Promise.all([...this.instances.values()].map((i) => i.stop()));
     await Promise.all([...this.fleets.values()].map((f) => f.stop()));
     if (this.store) this.flushMeter();

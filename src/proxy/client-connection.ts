@@ -1,10 +1,11 @@
 // One client of the front door, from its first byte to its last: startup
-// packet, optional TLS, SCRAM-SHA-256 against the stored verifier, a held
+// packet, optional TLS, SCRAM-SHA-256 against the role's verifier in the
+// cluster's pg_authid (or an IAM token for members of rds_iam), a held
 // wait for the writer, then a session on the writer.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
-import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramFailure, ScramServerExchange, mockVerifier, type ScramVerifier } from '../auth/scram.js';
+import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramFailure, ScramServerExchange, mockVerifier } from '../auth/scram.js';
 import { Frontend } from '../pgwire/codes.js';
 import { FrameReader, ProtocolViolation, type Frame } from '../pgwire/frame-reader.js';
 import {
@@ -28,13 +29,12 @@ import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import { toErrorFields, type ProxyFailure } from './errors.js';
 import { PooledSession, SYNCED_PARAMS } from './pooled-session.js';
 import { OpenError, type InstanceLocator } from './server-connection.js';
+import type { LoginMethod } from './role-directory.js';
 import { AcquireError, type ServerPool } from './server-pool.js';
 
 export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'connecting' | 'session' | 'closed';
 
 /** What the front door needs to know from the control plane. */
-/** How a user proves who they are. */
-export type UserAuth = { readonly method: 'scram'; readonly verifier: ScramVerifier } | { readonly method: 'iam' };
 
 /** Which endpoint a client came in on: its listener's, or the one its TLS server name names. */
 export interface EndpointRef {
@@ -46,7 +46,8 @@ export interface EndpointRef {
 export interface ProxyDirectory extends InstanceLocator {
   route(endpoint: EndpointRef): { readonly instanceId: string } | null;
   endpointByServerName(serverName: string): EndpointRef | null;
-  userAuth(cluster: string, user: string): UserAuth | null;
+  /** How the user must authenticate, from the cluster's pg_authid as read after the login began (see role-directory.ts). */
+  login(cluster: string, user: string): Promise<LoginMethod>;
   /** Secret of a Borealis access key, for IAM token signatures. */
   accessKeySecret(accessKeyId: string): string | null;
   accessPolicy(cluster: string): AccessPolicy;
@@ -99,6 +100,10 @@ export class ClientConnection {
   private exchange: ScramServerExchange | null = null;
   /** Waiting for an IAM token in a PasswordMessage. */
   private iamPending = false;
+  /** The role's pg_authid row is being read: frames wait in the reader. */
+  private lookingUp = false;
+  /** rolcanlogin, checked once the password or token is proven (28000 after, as PostgreSQL does). */
+  private canLogin = false;
   /** SASLFinal and AuthenticationOk, held to go out with the welcome (or before a refusal). */
   private authReply: Buffer | null = null;
   private session: PooledSession | null = null;
@@ -161,7 +166,7 @@ export class ClientConnection {
 
   /** TLS or the writer wait owns the stream now. */
   private handedOff(): boolean {
-    return this.stateValue === 'tls-handshake' || this.stateValue === 'connecting';
+    return this.stateValue === 'tls-handshake' || this.stateValue === 'connecting' || this.lookingUp;
   }
 
   private onStartupPacket(packet: StartupPacket): void {
@@ -193,25 +198,43 @@ export class ClientConnection {
         if (!params.get('database')) params.set('database', params.get('user')!);
         this.params = params;
         const user = params.get('user')!;
-        const tlsUp = this.socket !== this.raw;
-        const auth = this.ctx.directory.userAuth(this.endpoint.cluster, user);
         this.reader.setFraming('typed', this.ctx.limits.messageBytesMax);
-        if (auth?.method === 'iam') {
-          // As RDS does: the token travels as a cleartext password, so only over TLS.
-          if (!tlsUp) return this.fail({ kind: 'iam-requires-tls', user });
-          this.iamPending = true;
-          this.setState('authenticating');
-          this.socket.write(authenticationCleartextPassword());
-          return;
-        }
-        const verifier = auth?.method === 'scram' ? auth.verifier : mockVerifier(user, this.ctx.mockSecret);
-        // Over TLS, -PLUS (channel binding) is offered first.
-        this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
         this.setState('authenticating');
-        this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
+        this.lookingUp = true;
+        this.socket.pause();
+        void this.ctx.directory.login(cluster, user).then(
+          (method) => this.challenge(user, method),
+          (err: unknown) => {
+            this.ctx.log.error('could not look up the role', { cluster, error: (err as Error).message });
+            this.fail({ kind: 'instance-unreachable', cluster, instanceId: '' });
+          },
+        );
         return;
       }
     }
+  }
+
+  /** The role is known: ask for its IAM token, or begin SCRAM (against a mock verifier for a role that cannot use a password). */
+  private challenge(user: string, method: LoginMethod): void {
+    this.lookingUp = false;
+    if (this.stateValue !== 'authenticating') return;
+    const tlsUp = this.socket !== this.raw;
+    if (method.method === 'iam') {
+      // As RDS does: the token travels as a cleartext password, so only over TLS.
+      if (!tlsUp) return this.fail({ kind: 'iam-requires-tls', user });
+      this.canLogin = method.canLogin;
+      this.iamPending = true;
+      this.socket.write(authenticationCleartextPassword());
+    } else {
+      this.canLogin = method.method === 'scram' && method.canLogin;
+      const verifier = method.method === 'scram' ? method.verifier : mockVerifier(user, this.ctx.mockSecret);
+      // Over TLS, -PLUS (channel binding) is offered first.
+      this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
+      this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
+    }
+    this.socket.resume();
+    // Anything the client sent meanwhile is still buffered.
+    this.receive(Buffer.alloc(0));
   }
 
   private startTls(): void {
@@ -250,6 +273,7 @@ export class ClientConnection {
     }
     const serverFinal = exchange.clientFinal(frame.body.toString('utf8'));
     this.exchange = null;
+    if (!this.canLogin) return this.fail({ kind: 'login-not-permitted', user: this.params.get('user')! });
     this.authenticated(authenticationSaslFinal(Buffer.from(serverFinal, 'utf8')));
   }
 
@@ -271,6 +295,7 @@ export class ClientConnection {
       return this.fail({ kind: 'iam-auth-failed', user, reason: verdict.reason });
     }
     this.ctx.log.info('IAM authentication', { cluster: this.endpoint.cluster, user, accessKeyId: verdict.accessKeyId });
+    if (!this.canLogin) return this.fail({ kind: 'login-not-permitted', user });
     this.authenticated();
   }
 

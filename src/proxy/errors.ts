@@ -21,6 +21,7 @@ export type ProxyFailure =
   | { readonly kind: 'protocol-violation'; readonly detail: string }
   | { readonly kind: 'unsupported'; readonly what: string }
   | { readonly kind: 'auth-failed'; readonly user: string }
+  | { readonly kind: 'login-not-permitted'; readonly user: string }
   | { readonly kind: 'auth-timeout' }
   | { readonly kind: 'unencrypted-after-ssl-request' }
   | { readonly kind: 'instance-not-ready'; readonly cluster: string; readonly instanceId: string; readonly waitedMs: number }
@@ -47,6 +48,9 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       return { severity: 'FATAL', code: '0A000', message: `${f.what} is not supported by the Borealis proxy` };
     case 'auth-failed':
       return { severity: 'FATAL', code: '28P01', message: `password authentication failed for user "${f.user}"` };
+    case 'login-not-permitted':
+      // PostgreSQL's words for a NOLOGIN role whose password was right.
+      return { severity: 'FATAL', code: '28000', message: `role "${f.user}" is not permitted to log in` };
     case 'auth-timeout':
       return { severity: 'FATAL', code: '08006', message: 'authentication timed out' };
     case 'unencrypted-after-ssl-request':

@@ -87,6 +87,27 @@ test('IAM users need TLS; password users are unaffected', async () => {
   assert.equal(await attempt('correct-horse-battery', { user: 'postgres', tls: false }), 'postgres');
 });
 
+test('a role granted rds_iam by SQL logs in with IAM tokens only; revoking it brings its password back', async () => {
+  const c = new pg.Client(b.pgConfig());
+  await c.connect();
+  try {
+    await c.query("CREATE ROLE sql_iam LOGIN PASSWORD 'sql-iam-pass-1'; GRANT rds_iam TO sql_iam");
+    assert.equal(await attempt(await token({ username: 'sql_iam' }), { user: 'sql_iam' }), 'sql_iam');
+    refused(await attempt('sql-iam-pass-1', { user: 'sql_iam' }), '28P01', /IAM authentication failed for user "sql_iam"/);
+    refused(await attempt(await token({ username: 'sql_iam' }), { user: 'sql_iam', tls: false }), '28000', /requires TLS/);
+    await c.query('REVOKE rds_iam FROM sql_iam');
+    assert.equal(await attempt('sql-iam-pass-1', { user: 'sql_iam' }), 'sql_iam');
+    refused(await attempt(await token({ username: 'sql_iam' }), { user: 'sql_iam' }), '28P01', /password authentication failed for user "sql_iam"/);
+    // `user create --iam` made app_iam a member of rds_iam, without a password.
+    const r = await c.query<{ member: boolean; password: boolean }>(
+      "SELECT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE g.rolname = 'rds_iam' AND m.member = a.oid) AS member, a.rolpassword IS NOT NULL AS password FROM pg_authid a WHERE a.rolname = 'app_iam'",
+    );
+    assert.deepEqual(r.rows, [{ member: true, password: false }]);
+  } finally {
+    await c.end();
+  }
+});
+
 test('a deleted access key no longer signs valid tokens', async () => {
   const t = await token();
   assert.equal((await b.cli(['access-key', 'delete', key.accessKeyId])).code, 0);
