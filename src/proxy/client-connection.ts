@@ -24,7 +24,7 @@ import { parseStartupPacket, serializeCancelRequest, type StartupPacket } from '
 import type { Logger } from '../util/logger.js';
 import { verifyIamToken } from '../auth/sigv4.js';
 import type { AccessPolicy } from './access-policy.js';
-import type { AuthThrottle } from './auth-throttle.js';
+import type { LoginThrottle } from './auth-throttle.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import { toErrorFields, type ProxyFailure } from './errors.js';
 import { PooledSession, SYNCED_PARAMS } from './pooled-session.js';
@@ -73,7 +73,7 @@ export interface ClientContext {
   readonly secureContext: tls.SecureContext;
   /** tls-server-end-point channel binding data: the SHA-256 of the certificate. */
   readonly certificateHash: Buffer;
-  readonly throttle: AuthThrottle;
+  readonly throttle: LoginThrottle;
   /** host:port names an IAM token may be signed for: this endpoint's. */
   readonly endpointHosts: ReadonlySet<string>;
   readonly cancels: CancelRegistry;
@@ -157,7 +157,7 @@ export class ClientConnection {
       if (err instanceof ProtocolViolation) this.fail({ kind: 'protocol-violation', detail: err.message });
       else if (err instanceof ScramFailure) {
         if (err.kind === 'auth') {
-          this.ctx.throttle.recordFailure(this.source, Date.now());
+          this.ctx.throttle.recordFailure(this.source, this.params.get('user') ?? '', Date.now());
           this.fail({ kind: 'auth-failed', user: this.params.get('user') ?? '' });
         } else this.fail({ kind: 'protocol-violation', detail: err.message });
       } else throw err;
@@ -191,8 +191,11 @@ export class ClientConnection {
         // client requiring TLS sees this refusal and not a TLS failure.
         if (!this.sourceAllowed) return this.fail({ kind: 'source-not-allowed', cluster, source: this.source });
         if (this.policy.requireTls && this.socket === this.raw) return this.fail({ kind: 'tls-required', cluster });
-        const retryAfterMs = this.ctx.throttle.retryAfterMs(this.source, Date.now());
-        if (retryAfterMs > 0) return this.fail({ kind: 'auth-throttled', source: this.source, retryAfterMs });
+        const throttled = this.ctx.throttle.check(this.source, packet.params.get('user')!, Date.now());
+        if (throttled) {
+          const user = throttled.scope === 'user' ? packet.params.get('user')! : null;
+          return this.fail({ kind: 'auth-throttled', source: this.source, user, retryAfterMs: throttled.retryAfterMs });
+        }
         if (packet.params.has('replication')) return this.fail({ kind: 'unsupported', what: 'a replication connection' });
         const params = new Map(packet.params);
         if (!params.get('database')) params.set('database', params.get('user')!);
@@ -291,7 +294,7 @@ export class ClientConnection {
       secretFor: (id) => this.ctx.directory.accessKeySecret(id),
     });
     if (!verdict.ok) {
-      this.ctx.throttle.recordFailure(this.source, Date.now());
+      this.ctx.throttle.recordFailure(this.source, user, Date.now());
       return this.fail({ kind: 'iam-auth-failed', user, reason: verdict.reason });
     }
     this.ctx.log.info('IAM authentication', { cluster: this.endpoint.cluster, user, accessKeyId: verdict.accessKeyId });

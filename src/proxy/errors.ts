@@ -35,7 +35,8 @@ export type ProxyFailure =
   | { readonly kind: 'client-idle-timeout' }
   | { readonly kind: 'source-not-allowed'; readonly cluster: string; readonly source: string }
   | { readonly kind: 'tls-required'; readonly cluster: string }
-  | { readonly kind: 'auth-throttled'; readonly source: string; readonly retryAfterMs: number }
+  /** `user` when one user of the source is throttled; null when the whole source is. */
+  | { readonly kind: 'auth-throttled'; readonly source: string; readonly user: string | null; readonly retryAfterMs: number }
   | { readonly kind: 'iam-requires-tls'; readonly user: string }
   | { readonly kind: 'iam-auth-failed'; readonly user: string; readonly reason: IamTokenFailure }
   | { readonly kind: 'shutting-down' };
@@ -88,7 +89,11 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
     case 'tls-required':
       return { severity: 'FATAL', code: '28000', message: `cluster "${f.cluster}" requires TLS`, hint: 'Connect with sslmode=require (or stronger).' };
     case 'auth-throttled':
-      return { severity: 'FATAL', code: '28000', message: `too many failed authentication attempts from ${f.source}; try again in ${Math.ceil(f.retryAfterMs / 1000)} s` };
+      return {
+        severity: 'FATAL',
+        code: '28000',
+        message: `too many failed authentication attempts ${f.user === null ? '' : `for user "${f.user}" `}from ${f.source}; try again in ${Math.ceil(f.retryAfterMs / 1000)} s`,
+      };
     case 'iam-requires-tls':
       return { severity: 'FATAL', code: '28000', message: `user "${f.user}" uses IAM authentication, which requires TLS`, hint: 'Connect with sslmode=require.' };
     case 'iam-auth-failed':

@@ -11,7 +11,7 @@ import { Borealis } from '../helpers/borealis.js';
 
 let b: Borealis;
 before(async () => {
-  b = await Borealis.start({ BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX: '0' });
+  b = await Borealis.start({ BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX: '0', BOREALIS_AUTH_FAILURES_PER_USER_SOURCE_MAX: '0' });
 });
 after(async () => {
   await b?.destroy();
