@@ -1094,6 +1094,10 @@ export class Supervisor implements ProxyDirectory {
     return chosen ? { instanceId: chosen.id } : null;
   }
 
+  serverNameOf(endpoint: EndpointRef): string {
+    return endpointServerName(endpoint, this.settings.endpointDomain);
+  }
+
   endpointByServerName(serverName: string): EndpointRef | null {
     const e = this.store.listEndpoints().find((x) => endpointServerName(x, this.settings.endpointDomain) === serverName.toLowerCase());
     return e ? { cluster: e.cluster, type: e.type, name: e.name } : null;

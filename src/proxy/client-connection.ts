@@ -46,6 +46,8 @@ export interface EndpointRef {
 export interface ProxyDirectory extends InstanceLocator {
   route(endpoint: EndpointRef): { readonly instanceId: string } | null;
   endpointByServerName(serverName: string): EndpointRef | null;
+  /** The endpoint's advertised host name (`<cluster>.cluster.<domain>`, …), which IAM tokens may be signed for. */
+  serverNameOf(endpoint: EndpointRef): string;
   /** How the user must authenticate, from the cluster's pg_authid as read after the login began (see role-directory.ts). */
   login(cluster: string, user: string): Promise<LoginMethod>;
   /** Secret of a Borealis access key, for IAM token signatures. */
@@ -286,9 +288,14 @@ export class ClientConnection {
     const end = body.indexOf(0);
     if (end !== body.length - 1) throw new ProtocolViolation('malformed password message');
     const user = this.params.get('user')!;
+    // Signed for the host:port the client connected by: a loopback name, or
+    // the endpoint's advertised name (the one its TLS server name chose, if
+    // any) with the port it reached.
+    const hosts = new Set(this.ctx.endpointHosts);
+    hosts.add(`${this.ctx.directory.serverNameOf(this.endpoint)}:${this.raw.localPort}`);
     const verdict = verifyIamToken(body.toString('utf8', 0, end), {
       user,
-      hosts: this.ctx.endpointHosts,
+      hosts,
       now: Date.now(),
       clockSkewMs: IAM_CLOCK_SKEW_MS,
       secretFor: (id) => this.ctx.directory.accessKeySecret(id),
