@@ -13,6 +13,10 @@ import type { Store } from './store.js';
 
 /** RDS's role for IAM database authentication: its members log in with IAM tokens only. */
 export const RDS_IAM = 'rds_iam';
+/** RDS's role for the master user: everything but superuser. */
+export const RDS_SUPERUSER = 'rds_superuser';
+/** Borealis's own superuser in clusters made since the master user stopped being one. */
+export const INTERNAL_SUPERUSER = 'borealis_admin';
 
 /** The writer of a cluster as the lookup sees it. */
 export interface WriterSocket {
@@ -28,6 +32,8 @@ export interface IdentityDeps {
   readonly writer: (cluster: string) => WriterSocket | null;
   /** The role Borealis manages the cluster as (a superuser, over the private socket). */
   readonly superuser: (cluster: string) => string;
+  /** The cluster's master user (the superuser itself in clusters made before it had its own). */
+  readonly masterUser: (cluster: string) => string;
   /** A session on the writer as the superuser; a paused writer is resumed for it. */
   readonly withWriterSession: <T>(cluster: string, fn: (client: pg.Client) => Promise<T>) => Promise<T>;
   /** Roles no one may create, alter or drop through `borealis user`. */
@@ -57,15 +63,18 @@ export interface UserView {
 
 /**
  * The rows authentication needs. rds_iam membership is followed through
- * pg_auth_members, not pg_has_role, which says yes for every superuser.
+ * pg_auth_members, not pg_has_role, which says yes for every superuser;
+ * only through grants that inherit, so that the ADMIN-only grants
+ * PostgreSQL 16+ gives a role's creator (and rds_superuser's ADMIN on
+ * rds_iam) do not make the master user an IAM user.
  */
 const ROLES_SQL = `
 SELECT a.rolname AS name, a.rolcanlogin AS "canLogin", a.rolpassword AS password,
        (extract(epoch FROM a.rolvaliduntil) * 1000)::float8 AS "validUntilMs",
        EXISTS (
          WITH RECURSIVE up(roleid) AS (
-           SELECT m.roleid FROM pg_auth_members m WHERE m.member = a.oid
-           UNION SELECT m.roleid FROM pg_auth_members m JOIN up ON m.member = up.roleid)
+           SELECT m.roleid FROM pg_auth_members m WHERE m.member = a.oid AND m.inherit_option
+           UNION SELECT m.roleid FROM pg_auth_members m JOIN up ON m.member = up.roleid WHERE m.inherit_option)
          SELECT 1 FROM up JOIN pg_authid g ON g.oid = up.roleid WHERE g.rolname = '${RDS_IAM}') AS iam
   FROM pg_authid a
  WHERE ($1::text IS NULL OR a.rolname = $1) AND a.rolname !~ '^pg_'`;
@@ -194,6 +203,37 @@ export class Identity {
     });
   }
 
+  /**
+   * The master user of a cluster with an internal superuser: a login role
+   * with CREATEROLE and CREATEDB, a member of rds_superuser (which holds
+   * pg_read_all_data, pg_write_all_data, pg_monitor and pg_signal_backend,
+   * and may grant rds_iam), and the owner of the postgres database (so it
+   * may create in its public schema, as PostgreSQL 15+ requires). Run once,
+   * when the cluster is made.
+   */
+  async createMaster(cluster: string, name: string, verifier: string): Promise<void> {
+    await this.deps.withWriterSession(cluster, async (client) => {
+      const master = client.escapeIdentifier(name);
+      await client.query(ENSURE_RDS_IAM_SQL);
+      await client.query(
+        [
+          'BEGIN',
+          `CREATE ROLE ${RDS_SUPERUSER} NOLOGIN`,
+          `GRANT pg_read_all_data, pg_write_all_data, pg_monitor, pg_signal_backend TO ${RDS_SUPERUSER} WITH ADMIN OPTION`,
+          // ADMIN only: granting rds_iam must not make rds_superuser's members IAM users.
+          `GRANT ${RDS_IAM} TO ${RDS_SUPERUSER} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE`,
+          // Closing a WAL segment early harms no one; storage tests and operators push a segment to storage with it.
+          `GRANT EXECUTE ON FUNCTION pg_switch_wal() TO ${RDS_SUPERUSER}`,
+          `CREATE ROLE ${master} LOGIN CREATEROLE CREATEDB PASSWORD ${client.escapeLiteral(verifier)}`,
+          `GRANT ${RDS_SUPERUSER} TO ${master} WITH ADMIN OPTION`,
+          `ALTER DATABASE postgres OWNER TO ${master}`,
+          'COMMIT',
+        ].join('; '),
+      );
+      await this.snapshot(cluster, client);
+    });
+  }
+
   /** CREATE ROLE … LOGIN with a SCRAM verifier made here (the password never reaches the server), or IAM. */
   async createUser(cluster: string, name: string, auth: { password: string } | { iam: true }): Promise<void> {
     this.checkReserved(cluster, name);
@@ -201,11 +241,13 @@ export class Identity {
     await this.deps.withWriterSession(cluster, async (client) => {
       const role = client.escapeIdentifier(name);
       try {
-        if (verifier) await client.query(`CREATE ROLE ${role} LOGIN PASSWORD ${client.escapeLiteral(verifier)}`);
-        else {
-          await client.query(ENSURE_RDS_IAM_SQL);
-          await client.query(`BEGIN; CREATE ROLE ${role} LOGIN; GRANT ${RDS_IAM} TO ${role}; COMMIT`);
-        }
+        const master = this.deps.masterUser(cluster);
+        // What PostgreSQL 16+ gives a role's creator: had the master user made
+        // it, it could alter and drop it; made by Borealis's superuser, it can too.
+        const adminToMaster = master !== this.deps.superuser(cluster) ? `; GRANT ${role} TO ${client.escapeIdentifier(master)} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE` : '';
+        if (!verifier) await client.query(ENSURE_RDS_IAM_SQL);
+        const create = verifier ? `CREATE ROLE ${role} LOGIN PASSWORD ${client.escapeLiteral(verifier)}` : `CREATE ROLE ${role} LOGIN; GRANT ${RDS_IAM} TO ${role}`;
+        await client.query(`BEGIN; ${create}${adminToMaster}; COMMIT`);
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw roleError(err, cluster, name);
@@ -246,7 +288,7 @@ export class Identity {
     const roles = writer?.available ? await this.query(cluster, null) : this.deps.store.listRoles(cluster);
     const reserved = this.deps.reservedRoles(cluster);
     return roles
-      .filter((r) => !reserved.has(r.name) || r.name === this.deps.superuser(cluster))
+      .filter((r) => !reserved.has(r.name) || r.name === this.deps.masterUser(cluster))
       .map((r) => ({ name: r.name, auth: r.iam ? 'iam' : r.password?.startsWith('SCRAM-SHA-256$') ? 'password' : 'none', canLogin: r.canLogin }) as const)
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }

@@ -96,6 +96,10 @@ const MIGRATIONS: readonly string[] = [
   // The last-known pg_authid rows of each cluster, for logins while it is
   // paused (see docs/security.md). The users table before it is kept only
   // to migrate IAM users made before roles were read from the cluster.
+  // Clusters made since the master user stopped being a superuser have an
+  // internal superuser of their own; NULL for older ones (their master user
+  // is the bootstrap superuser, which cannot be demoted).
+  `ALTER TABLE clusters ADD COLUMN admin_username TEXT;`,
   `CREATE TABLE roles (
      cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
      name TEXT NOT NULL,
@@ -153,12 +157,12 @@ export class Store {
   }
 
   listClusters(): ClusterRecord[] {
-    return this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters ORDER BY created_at, name')
+    return this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, admin_username AS adminUsername, created_at AS createdAt FROM clusters ORDER BY created_at, name')
       .all() as ClusterRecord[];
   }
 
   getCluster(name: string): ClusterRecord | null {
-    return (this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters WHERE name = ?')
+    return (this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, admin_username AS adminUsername, created_at AS createdAt FROM clusters WHERE name = ?')
       .get(name) as ClusterRecord | undefined) ?? null;
   }
 
@@ -197,7 +201,7 @@ export class Store {
   }
 
   insertCluster(c: ClusterRecord): void {
-    this.prepare('INSERT INTO clusters (name, engine_version, master_username, created_at) VALUES (?, ?, ?, ?)').run(c.name, c.engineVersion, c.masterUsername, c.createdAt);
+    this.prepare('INSERT INTO clusters (name, engine_version, master_username, admin_username, created_at) VALUES (?, ?, ?, ?, ?)').run(c.name, c.engineVersion, c.masterUsername, c.adminUsername, c.createdAt);
   }
 
   deleteCluster(name: string): void {

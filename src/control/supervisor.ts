@@ -23,11 +23,11 @@ import { ProxyServer } from '../proxy/proxy-server.js';
 import { DataApiServer, type DataApiDirectory } from '../dataapi/data-api-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
-import { endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType, type InstanceRecord } from './model.js';
+import { adminOf, endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType, type InstanceRecord } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
-import { Identity, IdentityError, RDS_IAM, type UserView } from './identity.js';
+import { Identity, IdentityError, INTERNAL_SUPERUSER, RDS_IAM, RDS_SUPERUSER, type UserView } from './identity.js';
 import { REPLICATION_USER, StorageFleet, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 import { formatLsn, parseLsn } from '../pgwire/replication.js';
@@ -118,9 +118,10 @@ export class Supervisor implements ProxyDirectory {
         const w = this.writerOf(cluster);
         return w ? { instanceId: w.id, socketDir: w.server.options.socketDir, port: w.options.record.enginePort, available: w.state === 'available' } : null;
       },
-      superuser: (cluster) => this.store.getCluster(cluster)?.masterUsername ?? 'postgres',
+      superuser: (cluster) => this.adminOfCluster(cluster),
+      masterUser: (cluster) => this.store.getCluster(cluster)?.masterUsername ?? 'postgres',
       withWriterSession: (cluster, fn) => this.withWriterSession(cluster, fn),
-      reservedRoles: (cluster) => new Set([this.store.getCluster(cluster)?.masterUsername ?? 'postgres', RDS_IAM, REPLICATION_USER]),
+      reservedRoles: (cluster) => new Set([this.store.getCluster(cluster)?.masterUsername ?? 'postgres', this.adminOfCluster(cluster), RDS_IAM, RDS_SUPERUSER, REPLICATION_USER]),
       lookupTimeoutMs: this.settings.roleLookupTimeoutMs,
       log: this.log.child('identity'),
     });
@@ -338,6 +339,9 @@ export class Supervisor implements ProxyDirectory {
     const username = input.masterUsername ?? 'postgres';
     const userError = validateUsername(username);
     if (userError) throw new ControlError('invalid', userError);
+    if ([INTERNAL_SUPERUSER, RDS_IAM, RDS_SUPERUSER, REPLICATION_USER].includes(username) || username.startsWith('pg_')) {
+      throw new ControlError('invalid', `"${username}" is reserved; choose another master user name`);
+    }
     if (input.masterPassword !== undefined && (input.masterPassword.length < 8 || input.masterPassword.length > 128)) {
       throw new ControlError('invalid', 'the master password must be 8 to 128 characters');
     }
@@ -354,7 +358,8 @@ export class Supervisor implements ProxyDirectory {
     const verifier = formatVerifier(deriveVerifier(password, randomBytes(16), SCRAM_ITERATIONS_DEFAULT));
     const secretArn = `${SECRET_ARN_PREFIX}/${input.name}/${username}-${randomBytes(3).toString('hex')}`;
     const now = new Date().toISOString();
-    const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, createdAt: now };
+    // The master user is no superuser (as on Aurora): Borealis keeps its own, reachable only over the private socket.
+    const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, adminUsername: INTERNAL_SUPERUSER, createdAt: now };
     const endpointPort = await this.allocatePort(this.settings.proxyPort);
     const enginePort = await this.allocatePort(this.settings.enginePortBase, new Set([endpointPort]));
     this.store.transaction(() => {
@@ -378,9 +383,9 @@ export class Supervisor implements ProxyDirectory {
     }
     this.event('cluster', input.name, 'created', `cluster created with master user ${username}`);
     await this.startCluster(cluster);
-    await this.syncRolePassword(input.name, username, verifier);
-    // The master user's row is known before anyone logs in (or the cluster pauses).
     await this.roles.prepare(input.name);
+    // Its row is known before anyone logs in (or the cluster pauses).
+    await this.roles.createMaster(input.name, username, verifier);
     const fleet = this.fleets.get(input.name);
     if (fleet) {
       try {
@@ -438,7 +443,7 @@ export class Supervisor implements ProxyDirectory {
       dir: this.paths.instanceDir(record.id),
       binaries: this.binaries,
       identity: this.identity,
-      superuser: cluster.masterUsername,
+      superuser: adminOf(cluster),
       acuMemoryMiB: this.settings.acuMemoryMiB,
       acuCpuCores: this.settings.acuCpuCores,
       cgroups: this.cgroups,
@@ -503,7 +508,7 @@ export class Supervisor implements ProxyDirectory {
       restoreData: async (dataDir) => {
         const writer = this.writerOf(cluster.name);
         if (!writer || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) throw new Error(`the writer of cluster "${cluster.name}" is not available to clone`);
-        const socket = { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort, superuser: cluster.masterUsername };
+        const socket = { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort, superuser: adminOf(cluster) };
         await cloneWriter(socket, record.id, dataDir, this.identity, this.log.child(`instance:${record.id}`), this.settings.engineStartTimeoutMs);
         return true;
       },
@@ -514,7 +519,7 @@ export class Supervisor implements ProxyDirectory {
           hot_standby_feedback: true,
           wal_retrieve_retry_interval: 1000,
           primary_slot_name: readerSlotName(record.id),
-          ...(w ? { primary_conninfo: `host=${w.socketDir} port=${w.port} user=${cluster.masterUsername} dbname=postgres application_name=${record.id}` } : {}),
+          ...(w ? { primary_conninfo: `host=${w.socketDir} port=${w.port} user=${adminOf(cluster)} dbname=postgres application_name=${record.id}` } : {}),
         };
       },
     };
@@ -611,9 +616,9 @@ export class Supervisor implements ProxyDirectory {
     this.event('cluster', clusterName, 'failover-started', `failing over from ${oldRecord.id} to ${targetRecord.id}`);
     try {
       await oldWriter.stop();
-      await this.waitReplayed(target, cluster.masterUsername);
+      await this.waitReplayed(target, adminOf(cluster));
       const fleet = this.fleets.get(clusterName);
-      if (fleet) await this.catchUpFromStorage(target, fleet, cluster.masterUsername);
+      if (fleet) await this.catchUpFromStorage(target, fleet, adminOf(cluster));
       this.store.transaction(() => {
         this.store.setInstanceRole(targetRecord.id, 'writer');
         this.store.setInstanceRole(oldRecord.id, 'reader');
@@ -744,7 +749,7 @@ export class Supervisor implements ProxyDirectory {
       // A paused writer is not woken to be measured.
       if (readers.length === 0 || writer?.state !== 'available') continue;
       try {
-        const rows = await this.withSession(writer, cluster.masterUsername, async (client) =>
+        const rows = await this.withSession(writer, adminOf(cluster), async (client) =>
           (
             await client.query<{ name: string; seconds: number | null; bytes: string | null }>(
               `SELECT application_name AS name, EXTRACT(EPOCH FROM replay_lag)::float8 AS seconds, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS bytes FROM pg_stat_replication`,
@@ -919,12 +924,12 @@ export class Supervisor implements ProxyDirectory {
     this.event('cluster', cluster, 'endpoint-deleted', `custom endpoint ${name} deleted`);
   }
 
-  /** The role's password inside postgres carries the same SCRAM verifier. */
-  private async syncRolePassword(cluster: string, username: string, verifier: string): Promise<void> {
-    await this.withWriterSession(cluster, (client) => client.query(`ALTER ROLE ${client.escapeIdentifier(username)} PASSWORD ${client.escapeLiteral(verifier)}`));
+  private adminOfCluster(cluster: string): string {
+    const record = this.store.getCluster(cluster);
+    return record ? adminOf(record) : 'postgres';
   }
 
-  /** Runs administrative SQL as the master user on the writer's private socket. */
+  /** Runs administrative SQL as Borealis's superuser on the writer's private socket. */
   private async withWriterSession<T>(cluster: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const writer = this.writerOf(cluster);
     const record = this.store.getCluster(cluster);
@@ -932,7 +937,7 @@ export class Supervisor implements ProxyDirectory {
     if (!writer || !record || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) {
       throw new ControlError('unavailable', `the writer of cluster "${cluster}" is not available`);
     }
-    return this.withSession(writer, record.masterUsername, fn);
+    return this.withSession(writer, adminOf(record), fn);
   }
 
   /** A session on an instance's private socket as the cluster's superuser, for the length of fn. */
@@ -1008,6 +1013,9 @@ export class Supervisor implements ProxyDirectory {
   }
 
   async login(cluster: string, user: string): Promise<LoginMethod> {
+    // Borealis's own superuser never logs in through the proxy, whatever its row says.
+    const record = this.cached(`cluster\0${cluster}`, () => this.store.getCluster(cluster));
+    if (record?.adminUsername === user) return { method: 'none' };
     return loginMethod(await this.roles.lookup(cluster, user), Date.now());
   }
 

@@ -126,3 +126,35 @@ test('a paused cluster checks passwords without waking for a wrong one, and resu
   assert.equal(await writerState(), 'paused', 'a refused login does not resume the cluster');
   assert.equal(await login('night_owl', 'owl-pass-1', { port }), 'night_owl');
 });
+
+test('the master user is no superuser but a member of rds_superuser; what only a superuser may do is refused with 42501', async () => {
+  const c = new pg.Client(b.pgConfig());
+  await c.connect();
+  try {
+    const me = await c.query<{ rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean }>('SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user');
+    assert.deepEqual(me.rows, [{ rolsuper: false, rolcreaterole: true, rolcreatedb: true }]);
+    const granted = await c.query<{ role: string; member: boolean }>(
+      "SELECT r AS role, pg_has_role(current_user, r, 'USAGE') AS member FROM unnest(ARRAY['rds_superuser', 'pg_read_all_data', 'pg_write_all_data', 'pg_monitor', 'pg_signal_backend']) AS r",
+    );
+    assert.deepEqual(granted.rows.filter((r) => !r.member), [], 'the master user holds each of these');
+    const denied = async (sql: string, message: RegExp): Promise<void> =>
+      assert.rejects(c.query(sql), (e: pg.DatabaseError) => {
+        assert.equal(e.code, '42501', `${sql}: ${e.message}`);
+        assert.match(e.message, message);
+        return true;
+      });
+    await c.query('CREATE TABLE IF NOT EXISTS mine (n int)');
+    await denied("COPY mine TO PROGRAM 'cat > /dev/null'", /permission denied to COPY to or from an external program/);
+    await denied('GRANT pg_read_server_files TO CURRENT_USER', /permission denied to grant role "pg_read_server_files"/);
+    await denied('CREATE LANGUAGE plpython3u', /permission denied to create extension "plpython3u"/);
+    await denied('ALTER ROLE CURRENT_USER SUPERUSER', /permission denied to alter role/);
+    // What the master user is for still works: roles, databases, data.
+    await c.query("CREATE ROLE helper LOGIN PASSWORD 'helper-pass-1'; GRANT rds_iam TO helper; REVOKE rds_iam FROM helper; DROP ROLE helper");
+    await c.query('CREATE DATABASE master_made');
+  } finally {
+    await c.end();
+  }
+  // Borealis's own superuser is never reachable through the proxy.
+  refused(await login('borealis_admin', 'anything-at-all'), '28P01', /password authentication failed for user "borealis_admin"/);
+  assert.equal(await login('postgres', 'correct-horse-battery'), 'postgres');
+});
