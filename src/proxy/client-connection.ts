@@ -34,8 +34,6 @@ import { AcquireError, type ServerPool } from './server-pool.js';
 
 export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'connecting' | 'session' | 'closed';
 
-/** What the front door needs to know from the control plane. */
-
 /** Which endpoint a client came in on: its listener's, or the one its TLS server name names. */
 export interface EndpointRef {
   readonly cluster: string;
@@ -43,6 +41,7 @@ export interface EndpointRef {
   readonly name: string;
 }
 
+/** What the front door needs to know from the control plane. */
 export interface ProxyDirectory extends InstanceLocator {
   route(endpoint: EndpointRef): { readonly instanceId: string } | null;
   endpointByServerName(serverName: string): EndpointRef | null;
