@@ -17,7 +17,7 @@ import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
 import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
 import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
 import type { EndpointRef, ProxyDirectory } from '../proxy/client-connection.js';
-import { loginMethod, type LoginMethod } from '../proxy/role-directory.js';
+import { loginMethod, type LoginMethod, type RoleRecord } from '../proxy/role-directory.js';
 import { routeConnection, type EndpointTarget } from '../proxy/routing.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { DataApiServer, type DataApiDirectory } from '../dataapi/data-api-server.js';
@@ -220,8 +220,8 @@ export class Supervisor implements ProxyDirectory {
           const s = this.store.getSecret(arn);
           return s && typeof s.value.password === 'string' ? { cluster: s.cluster, username: s.username, password: s.value.password } : null;
         }),
-      // The last-known role (refreshed by every proxy login and role change), not a wait for the writer.
-      passwordMatches: (cluster, username, password) => this.passwordMatches(cluster, username, password),
+      // Read as for a proxy login: fresh when the writer answers, the last-known row while it is paused.
+      passwordMatches: async (cluster, username, password) => this.passwordMatches(await this.roles.lookup(cluster, username), cluster, username, password),
       awaitWriterSocket: async (cluster, timeoutMs) => {
         const writer = this.writerOf(cluster);
         if (!writer || !(await writer.waitAvailable(timeoutMs))) return null;
@@ -232,9 +232,9 @@ export class Supervisor implements ProxyDirectory {
     };
   }
 
-  /** Whether a password is the SCRAM password of a role that may log in, by its last-known row. */
-  private passwordMatches(cluster: string, username: string, password: string): boolean {
-    const role = loginMethod(this.store.getRole(cluster, username), Date.now());
+  /** Whether a password is the SCRAM password of a role that may log in. */
+  private passwordMatches(row: RoleRecord | null, cluster: string, username: string, password: string): boolean {
+    const role = loginMethod(row, Date.now());
     if (role.method !== 'scram' || !role.canLogin) return false;
     const v = role.verifier;
     const key = `${cluster}\0${username}\0${createHash('sha256').update(password).digest('hex')}\0${v.storedKey.toString('base64')}`;
@@ -251,9 +251,9 @@ export class Supervisor implements ProxyDirectory {
   async createSecret(cluster: string, username: string, password: string): Promise<{ arn: string }> {
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
     // Read now, so a role made or changed by SQL a moment ago counts.
-    const role = loginMethod(await this.roles.lookup(cluster, username), Date.now());
-    if (role.method !== 'scram') throw new ControlError('invalid', `cluster "${cluster}" has no password user "${username}"`);
-    if (!this.passwordMatches(cluster, username, password)) throw new ControlError('invalid', `the password does not match user "${username}"`);
+    const row = await this.roles.lookup(cluster, username);
+    if (loginMethod(row, Date.now()).method !== 'scram') throw new ControlError('invalid', `cluster "${cluster}" has no password user "${username}"`);
+    if (!this.passwordMatches(row, cluster, username, password)) throw new ControlError('invalid', `the password does not match user "${username}"`);
     const arn = `${SECRET_ARN_PREFIX}/${cluster}/${username}-${randomBytes(3).toString('hex')}`;
     this.store.insertSecret(arn, cluster, username, { username, password, engine: 'postgres', dbClusterIdentifier: cluster });
     this.event('cluster', cluster, 'secret-created', `secret for ${username} created`);
