@@ -25,6 +25,10 @@ export interface WriterSocket {
   readonly port: number;
   /** Answers now (not paused, resuming, restarting or failing over). */
   readonly available: boolean;
+  /** Paused, or pausing or resuming from a pause: pg_authid cannot have changed since its rows were taken. */
+  readonly asleep: boolean;
+  /** Resolves true once it answers, false at the deadline (never resumes a paused writer). */
+  readonly waitAvailable: (timeoutMs: number) => Promise<boolean>;
 }
 
 export interface IdentityDeps {
@@ -40,6 +44,8 @@ export interface IdentityDeps {
   readonly reservedRoles: (cluster: string) => ReadonlySet<string>;
   /** How long a login waits for pg_authid before it falls back to the last-known row. */
   readonly lookupTimeoutMs: number;
+  /** How long a login waits for a restarting or failing-over writer (it would wait that long for a server anyway). */
+  readonly writerWaitMs: number;
   readonly log: Logger;
 }
 
@@ -114,24 +120,47 @@ export class Identity {
 
   /**
    * The role a login is checked against: read from the writer after the
-   * login began when the writer answers, else the last-known row (exact
-   * for a paused cluster: the snapshot is taken as it pauses).
+   * login began. A paused writer is not woken for it: its last-known rows,
+   * taken as it paused, are exact. A writer that is restarting or failing
+   * over may have had its roles changed since they were last read, so the
+   * login waits for it (as it would for a server) and reads then; only if
+   * it does not come back is the last-known row used.
    */
   async lookup(cluster: string, user: string): Promise<RoleRecord | null> {
     const writer = this.deps.writer(cluster);
-    if (!writer?.available) return this.deps.store.getRole(cluster, user);
+    if (!writer || writer.asleep) return this.deps.store.getRole(cluster, user);
+    if (!writer.available && !(await writer.waitAvailable(this.deps.writerWaitMs))) {
+      this.deps.log.warn('the writer did not come back in time; using the last-known role', { cluster });
+      return this.deps.store.getRole(cluster, user);
+    }
+    try {
+      return await this.readWithin(cluster, user);
+    } catch (err) {
+      // A writer that crashed a moment ago may not look down yet: wait for it once, then read again.
+      const again = this.deps.writer(cluster);
+      if (again && !again.asleep && (await again.waitAvailable(this.deps.writerWaitMs))) {
+        try {
+          return await this.readWithin(cluster, user);
+        } catch (retryErr) {
+          err = retryErr;
+        }
+      }
+      this.deps.log.warn('could not read pg_authid; using the last-known role', { cluster, error: (err as Error).message });
+      return this.deps.store.getRole(cluster, user);
+    }
+  }
+
+  /** A fresh read, or throws (also when it takes longer than lookupTimeoutMs). */
+  private async readWithin(cluster: string, user: string): Promise<RoleRecord | null> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.deps.lookupTimeoutMs)));
     try {
       const found = await Promise.race([this.reads.get(`${cluster}\0${user}`), timeout]);
-      if (found !== 'timeout') return found;
-      this.deps.log.warn('pg_authid did not answer in time; using the last-known role', { cluster, timeoutMs: this.deps.lookupTimeoutMs });
-    } catch (err) {
-      this.deps.log.warn('could not read pg_authid; using the last-known role', { cluster, error: (err as Error).message });
+      if (found === 'timeout') throw new Error(`pg_authid did not answer within ${this.deps.lookupTimeoutMs} ms`);
+      return found;
     } finally {
       clearTimeout(timer);
     }
-    return this.deps.store.getRole(cluster, user);
   }
 
   private async readLive(cluster: string, user: string): Promise<RoleRecord | null> {

@@ -116,13 +116,24 @@ export class Supervisor implements ProxyDirectory {
       store: this.store,
       writer: (cluster) => {
         const w = this.writerOf(cluster);
-        return w ? { instanceId: w.id, socketDir: w.server.options.socketDir, port: w.options.record.enginePort, available: w.state === 'available' } : null;
+        if (!w) return null;
+        const asleep = w.state === 'paused' || w.state === 'pausing' || w.state === 'resuming';
+        return {
+          instanceId: w.id,
+          socketDir: w.server.options.socketDir,
+          port: w.options.record.enginePort,
+          available: w.state === 'available',
+          asleep,
+          // Checked again by the caller: never resume a paused writer to read its roles.
+          waitAvailable: (timeoutMs) => (w.state === 'paused' ? Promise.resolve(false) : w.waitAvailable(timeoutMs)),
+        };
       },
       superuser: (cluster) => this.adminOfCluster(cluster),
       masterUser: (cluster) => this.store.getCluster(cluster)?.masterUsername ?? 'postgres',
       withWriterSession: (cluster, fn) => this.withWriterSession(cluster, fn),
       reservedRoles: (cluster) => new Set([this.store.getCluster(cluster)?.masterUsername ?? 'postgres', this.adminOfCluster(cluster), RDS_IAM, RDS_SUPERUSER, REPLICATION_USER]),
       lookupTimeoutMs: this.settings.roleLookupTimeoutMs,
+      writerWaitMs: this.settings.clientWaitForWriterMs,
       log: this.log.child('identity'),
     });
     this.cgroups = process.getuid?.() === 0 ? detectCgroups(this.settings.cgroupRoot) : { kind: 'none', reason: 'Borealis is not running as root' };

@@ -91,6 +91,18 @@ test('DROP ROLE: the role can no longer log in, even with its pooled servers sti
   refused(await login('app', 'app-pass-3'), '28P01', /password authentication failed for user "app"/);
 });
 
+test('a role changed just before its writer crashed is checked against pg_authid once the writer is back, not against a stale copy', async () => {
+  await asMaster("CREATE ROLE crashy LOGIN PASSWORD 'crashy-pass-1'");
+  assert.equal(await login('crashy', 'crashy-pass-1'), 'crashy');
+  // No login since this change: Borealis's last-known row still holds the old verifier.
+  await asMaster("ALTER ROLE crashy PASSWORD 'crashy-pass-2'");
+  const pid = await b.writerPid();
+  assert.ok(pid);
+  process.kill(pid, 'SIGKILL');
+  refused(await login('crashy', 'crashy-pass-1'), '28P01', /password authentication failed for user "crashy"/);
+  assert.equal(await login('crashy', 'crashy-pass-2'), 'crashy');
+});
+
 test('borealis user create/list/rotate/delete work on the cluster\'s roles', async () => {
   const created = await b.cli(['user', 'create', 'reporter', '--cluster', 'default', '--password', 'reporter-pass-1']);
   assert.equal(created.code, 0, created.stderr);
