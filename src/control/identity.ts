@@ -5,6 +5,7 @@
 // is paused, and carries out `borealis user …` as CREATE/ALTER/DROP ROLE.
 // Decisions and their reasons: docs/security.md.
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { deriveVerifier, formatVerifier, SCRAM_ITERATIONS_DEFAULT } from '../auth/scram.js';
 import { FreshReads, type RoleRecord } from '../proxy/role-directory.js';
@@ -104,7 +105,13 @@ function toRecord(r: RoleRow): RoleRecord {
   return { name: r.name, canLogin: r.canLogin, password: r.password, validUntilMs: until === Infinity ? null : until === -Infinity ? 0 : until, iam: r.iam };
 }
 
+function sameRole(a: RoleRecord | null, b: RoleRecord): boolean {
+  return a !== null && a.canLogin === b.canLogin && a.password === b.password && a.validUntilMs === b.validUntilMs && a.iam === b.iam;
+}
+
 const PASSWORD_LENGTH = { min: 8, max: 128 };
+/** Between reads of pg_authid that failed while the writer still looked up. */
+const READ_RETRY_INTERVAL_MS = 200;
 
 export class Identity {
   /** One small pool per writer instance, as the superuser over its private socket. */
@@ -127,27 +134,24 @@ export class Identity {
    * it does not come back is the last-known row used.
    */
   async lookup(cluster: string, user: string): Promise<RoleRecord | null> {
-    const writer = this.deps.writer(cluster);
-    if (!writer || writer.asleep) return this.deps.store.getRole(cluster, user);
-    if (!writer.available && !(await writer.waitAvailable(this.deps.writerWaitMs))) {
-      this.deps.log.warn('the writer did not come back in time; using the last-known role', { cluster });
-      return this.deps.store.getRole(cluster, user);
-    }
-    try {
-      return await this.readWithin(cluster, user);
-    } catch (err) {
-      // A writer that crashed a moment ago may not look down yet: wait for it once, then read again.
-      const again = this.deps.writer(cluster);
-      if (again && !again.asleep && (await again.waitAvailable(this.deps.writerWaitMs))) {
-        try {
-          return await this.readWithin(cluster, user);
-        } catch (retryErr) {
-          err = retryErr;
-        }
+    const deadline = Date.now() + this.deps.writerWaitMs;
+    let failure = 'the writer did not come back in time';
+    for (;;) {
+      const writer = this.deps.writer(cluster);
+      // Paused (perhaps meanwhile): its rows were taken as it paused.
+      if (!writer || writer.asleep) return this.deps.store.getRole(cluster, user);
+      if (!writer.available && !(await writer.waitAvailable(Math.max(0, deadline - Date.now())))) break;
+      try {
+        return await this.readWithin(cluster, user);
+      } catch (err) {
+        failure = (err as Error).message;
       }
-      this.deps.log.warn('could not read pg_authid; using the last-known role', { cluster, error: (err as Error).message });
-      return this.deps.store.getRole(cluster, user);
+      // A writer that crashed a moment ago may not look down yet: try again shortly.
+      if (Date.now() + READ_RETRY_INTERVAL_MS >= deadline) break;
+      await sleep(READ_RETRY_INTERVAL_MS);
     }
+    this.deps.log.warn('could not read pg_authid; using the last-known role', { cluster, error: failure });
+    return this.deps.store.getRole(cluster, user);
   }
 
   /** A fresh read, or throws (also when it takes longer than lookupTimeoutMs). */
@@ -166,9 +170,11 @@ export class Identity {
   private async readLive(cluster: string, user: string): Promise<RoleRecord | null> {
     const rows = await this.query(cluster, user);
     const role = rows[0] ?? null;
-    // Written through, so the last-known rows follow every login.
-    if (role) this.deps.store.upsertRole(cluster, role);
-    else this.deps.store.deleteRole(cluster, user);
+    // Written through, so the last-known rows follow every login; only when
+    // changed, so a storm of logins costs the state store no fsyncs.
+    const known = this.deps.store.getRole(cluster, user);
+    if (role && !sameRole(known, role)) this.deps.store.upsertRole(cluster, role);
+    else if (!role && known) this.deps.store.deleteRole(cluster, user);
     return role;
   }
 
