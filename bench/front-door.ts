@@ -118,7 +118,8 @@ try {
   /** The pooler's own process, whose CPU per transaction is reported. */
   const poolerPid = new Map<string, number>([['borealis', status.supervisor.pid]]);
   if (!values['skip-pgbouncer']) {
-    const admin = new pg.Client({ host: '127.0.0.1', port: enginePort, user: 'postgres', password: PASSWORD, database: 'postgres' });
+    // pg_authid is for superusers: Borealis's own (borealis_admin), over the instance's private socket.
+    const admin = new pg.Client({ host: path.join(instanceDir, 'run'), port: enginePort, user: 'borealis_admin', database: 'postgres' });
     await admin.connect();
     const verifier = (await admin.query<{ v: string }>("SELECT rolpassword AS v FROM pg_authid WHERE rolname = 'postgres'")).rows[0]!.v;
     await admin.end();

@@ -188,6 +188,33 @@ user
     await ApiClient.connect(home()).request('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users`, opts.iam ? { name, iam: true } : { name, password: opts.password });
     process.stdout.write(`Created user ${name} in cluster ${opts.cluster} (${opts.iam ? 'IAM' : 'password'} authentication).\n`);
   });
+user
+  .command('list')
+  .description("the cluster's roles (PostgreSQL's built-in pg_* roles left out)")
+  .requiredOption('--cluster <cluster>', 'cluster')
+  .option('--json', 'print JSON')
+  .action(async (opts: { cluster: string; json?: boolean }) => {
+    const { users } = await ApiClient.connect(home()).request<{ users: Array<{ name: string; auth: string; canLogin: boolean }> }>('GET', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users`);
+    if (opts.json) process.stdout.write(JSON.stringify(users) + '\n');
+    else for (const u of users) process.stdout.write(`${u.name}\t${u.auth}${u.canLogin ? '' : '\tNOLOGIN'}\n`);
+  });
+user
+  .command('rotate <name>')
+  .description("change a user's password (ALTER ROLE … PASSWORD); the next connection needs the new one")
+  .requiredOption('--cluster <cluster>', 'cluster')
+  .requiredOption('--password <password>', 'the new password (SCRAM-SHA-256)')
+  .action(async (name: string, opts: { cluster: string; password: string }) => {
+    await ApiClient.connect(home()).request('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users/${encodeURIComponent(name)}/password`, { password: opts.password });
+    process.stdout.write(`Changed the password of user ${name} in cluster ${opts.cluster}.\n`);
+  });
+user
+  .command('delete <name>')
+  .description('drop a user (DROP ROLE; refused while it owns objects)')
+  .requiredOption('--cluster <cluster>', 'cluster')
+  .action(async (name: string, opts: { cluster: string }) => {
+    await ApiClient.connect(home()).request('DELETE', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users/${encodeURIComponent(name)}`);
+    process.stdout.write(`Deleted user ${name} from cluster ${opts.cluster}.\n`);
+  });
 
 const accessKey = program.command('access-key').description('access keys for SigV4 (IAM database tokens, the Data API)');
 accessKey

@@ -36,6 +36,8 @@ export interface LocalInstanceOptions {
    * data exists elsewhere but cannot be restored yet.
    */
   readonly restoreData?: (dataDir: string) => Promise<boolean>;
+  /** Runs as an auto-pause begins, while postgres still answers (it must not throw). */
+  readonly beforePause?: () => Promise<void>;
   readonly log: Logger;
 }
 
@@ -208,6 +210,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   async pause(reason: string): Promise<void> {
     if (this.stateValue !== 'available') return;
     this.setState('pausing', reason);
+    await this.options.beforePause?.();
     await this.server.stop(this.options.stopTimeoutMs);
     this.setState('paused', 'postgres stopped; capacity 0');
   }

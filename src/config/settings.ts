@@ -37,9 +37,11 @@ export interface Settings {
   clientQueueTimeoutMs: number;
   clientIdleTimeoutMs: number;
   serverIdleTimeoutMs: number;
+  authFailuresPerUserSourceMax: number;
   authFailuresPerSourceMax: number;
   authFailureWindowMs: number;
   clientAuthTimeoutMs: number;
+  roleLookupTimeoutMs: number;
   clientWaitForWriterMs: number;
   engineStartTimeoutMs: number;
   engineStopTimeoutMs: number;
@@ -118,9 +120,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'clientQueueTimeoutMs', env: 'BOREALIS_CLIENT_QUEUE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'How long a client waits for a server connection before it gets 53300.' },
   { key: 'clientIdleTimeoutMs', env: 'BOREALIS_CLIENT_IDLE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 0, doc: 'Close clients that hold no server and have been silent this long (57P05); 0 keeps them.' },
   { key: 'serverIdleTimeoutMs', env: 'BOREALIS_SERVER_IDLE_TIMEOUT_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Close pooled server connections unused this long.' },
-  { key: 'authFailuresPerSourceMax', env: 'BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX', kind: 'integer', defaultValue: () => 20, doc: 'Failed authentications one source address may make within authFailureWindowMs before it is refused (28000); 0 disables.' },
-  { key: 'authFailureWindowMs', env: 'BOREALIS_AUTH_FAILURE_WINDOW_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Sliding window for authFailuresPerSourceMax.' },
+  { key: 'authFailuresPerUserSourceMax', env: 'BOREALIS_AUTH_FAILURES_PER_USER_SOURCE_MAX', kind: 'integer', defaultValue: () => 20, doc: "Failed authentications of one user from one source address within authFailureWindowMs before that user is refused from that address (28000); other users of the address are not affected. 0 disables." },
+  { key: 'authFailuresPerSourceMax', env: 'BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX', kind: 'integer', defaultValue: () => 100, doc: 'Failed authentications of all users from one source address within authFailureWindowMs before the whole address is refused (28000): bounds guessing over many user names. 0 disables.' },
+  { key: 'authFailureWindowMs', env: 'BOREALIS_AUTH_FAILURE_WINDOW_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Sliding window for authFailuresPerUserSourceMax and authFailuresPerSourceMax.' },
   { key: 'clientAuthTimeoutMs', env: 'BOREALIS_CLIENT_AUTH_TIMEOUT_MS', kind: 'integer', defaultValue: () => 60_000, doc: 'Time a client has to complete startup and authentication (PostgreSQL: authentication_timeout).' },
+  { key: 'roleLookupTimeoutMs', env: 'BOREALIS_ROLE_LOOKUP_TIMEOUT_MS', kind: 'integer', defaultValue: () => 2_000, doc: "How long a login waits for its role's row in the writer's pg_authid (read for every login; logins arriving together share a read) before the read is tried again (every 200 ms, waiting for a restarting writer, within clientWaitForWriterMs); only then is the last-known row in the state store used. A paused writer is never woken for it: its last-known rows, taken as it paused, are used." },
   { key: 'clientWaitForWriterMs', env: 'BOREALIS_CLIENT_WAIT_FOR_WRITER_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'How long an authenticated client is held while its writer starts or restarts before it gets 57P03.' },
   { key: 'engineStartTimeoutMs', env: 'BOREALIS_ENGINE_START_TIMEOUT_MS', kind: 'integer', defaultValue: () => 120_000, doc: 'Longest wait for PostgreSQL to accept connections after it is started (includes crash recovery).' },
   { key: 'engineStopTimeoutMs', env: 'BOREALIS_ENGINE_STOP_TIMEOUT_MS', kind: 'integer', defaultValue: () => 30_000, doc: 'Longest wait for a fast shutdown before PostgreSQL is stopped immediately.' },

@@ -157,6 +157,25 @@ export class ApiServer {
           return [201, { name, auth: iam ? 'iam' : 'password' }];
         },
       },
+      { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)\/users$/, handler: async (m) => [200, { users: await supervisor.listUsers(decodeURIComponent(m[1]!)) }] },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/clusters\/([^/]+)\/users\/([^/]+)\/password$/,
+        handler: async (m, body) => {
+          const password = optionalString(asObject(body), 'password');
+          if (!password) throw new HttpError(400, 'InvalidParameterValue', 'password is required');
+          await supervisor.rotateUserPassword(decodeURIComponent(m[1]!), decodeURIComponent(m[2]!), password);
+          return [200, { name: decodeURIComponent(m[2]!) }];
+        },
+      },
+      {
+        method: 'DELETE',
+        pattern: /^\/v1\/clusters\/([^/]+)\/users\/([^/]+)$/,
+        handler: async (m) => {
+          await supervisor.deleteUser(decodeURIComponent(m[1]!), decodeURIComponent(m[2]!));
+          return [200, { deleted: decodeURIComponent(m[2]!) }];
+        },
+      },
       {
         method: 'POST',
         pattern: /^\/v1\/clusters\/([^/]+)\/endpoints$/,
@@ -182,12 +201,12 @@ export class ApiServer {
       {
         method: 'POST',
         pattern: /^\/v1\/clusters\/([^/]+)\/secrets$/,
-        handler: (m, body) => {
+        handler: async (m, body) => {
           const input = asObject(body);
           const username = optionalString(input, 'username');
           const password = optionalString(input, 'password');
           if (!username || !password) throw new HttpError(400, 'InvalidParameterValue', 'username and password are required');
-          return [201, supervisor.createSecret(decodeURIComponent(m[1]!), username, password)];
+          return [201, await supervisor.createSecret(decodeURIComponent(m[1]!), username, password)];
         },
       },
       {

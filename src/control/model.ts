@@ -21,7 +21,18 @@ export interface ClusterRecord {
   readonly name: string;
   readonly engineVersion: string;
   readonly masterUsername: string;
+  /**
+   * The superuser Borealis manages the cluster as, over the private socket
+   * only (never through the proxy); null for clusters made when the master
+   * user was the superuser.
+   */
+  readonly adminUsername: string | null;
   readonly createdAt: string;
+}
+
+/** The role Borealis manages a cluster as. */
+export function adminOf(c: Pick<ClusterRecord, 'masterUsername' | 'adminUsername'>): string {
+  return c.adminUsername ?? c.masterUsername;
 }
 
 /** Who may connect to a cluster (Aurora's security group and TLS requirement). */

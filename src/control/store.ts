@@ -1,11 +1,12 @@
 // Persistent control-plane state in SQLite (better-sqlite3, synchronous and
-// transactional). Users are stored as SCRAM verifiers only; secret values
+// transactional). Roles are kept as their SCRAM verifiers only; secret values
 // (which must be given back, like Secrets Manager's) are encrypted at rest
 // with a key kept in a 0600 file beside the database.
 import Database from 'better-sqlite3';
 import type { ScalingConfig } from '../autoscaler/policy.js';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import type { RoleRecord } from '../proxy/role-directory.js';
 import type { ClusterAccess, ClusterRecord, EndpointRecord, EndpointType, EventRecord, InstanceRecord } from './model.js';
 
 const MIGRATIONS: readonly string[] = [
@@ -102,6 +103,22 @@ const MIGRATIONS: readonly string[] = [
      flush_lsn TEXT NOT NULL,
      PRIMARY KEY (cluster, name, timeline)
    );`,
+  // The last-known pg_authid rows of each cluster, for logins while it is
+  // paused (see docs/security.md). The users table before it is kept only
+  // to migrate IAM users made before roles were read from the cluster.
+  // Clusters made since the master user stopped being a superuser have an
+  // internal superuser of their own; NULL for older ones (their master user
+  // is the bootstrap superuser, which cannot be demoted).
+  `ALTER TABLE clusters ADD COLUMN admin_username TEXT;`,
+  `CREATE TABLE roles (
+     cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+     name TEXT NOT NULL,
+     can_login INTEGER NOT NULL,
+     password TEXT,
+     valid_until_ms REAL,
+     iam INTEGER NOT NULL,
+     PRIMARY KEY (cluster, name)
+   );`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -150,12 +167,12 @@ export class Store {
   }
 
   listClusters(): ClusterRecord[] {
-    return this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters ORDER BY created_at, name')
+    return this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, admin_username AS adminUsername, created_at AS createdAt FROM clusters ORDER BY created_at, name')
       .all() as ClusterRecord[];
   }
 
   getCluster(name: string): ClusterRecord | null {
-    return (this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, created_at AS createdAt FROM clusters WHERE name = ?')
+    return (this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, admin_username AS adminUsername, created_at AS createdAt FROM clusters WHERE name = ?')
       .get(name) as ClusterRecord | undefined) ?? null;
   }
 
@@ -194,7 +211,7 @@ export class Store {
   }
 
   insertCluster(c: ClusterRecord): void {
-    this.prepare('INSERT INTO clusters (name, engine_version, master_username, created_at) VALUES (?, ?, ?, ?)').run(c.name, c.engineVersion, c.masterUsername, c.createdAt);
+    this.prepare('INSERT INTO clusters (name, engine_version, master_username, admin_username, created_at) VALUES (?, ?, ?, ?, ?)').run(c.name, c.engineVersion, c.masterUsername, c.adminUsername, c.createdAt);
   }
 
   deleteCluster(name: string): void {
@@ -242,18 +259,40 @@ export class Store {
     return this.prepare('DELETE FROM endpoints WHERE cluster = ? AND type = ? AND name = ?').run(cluster, type, name).changes > 0;
   }
 
-  upsertUser(cluster: string, name: string, verifier: string, auth: 'password' | 'iam' = 'password'): void {
-    this.prepare('INSERT INTO users (cluster, name, scram_verifier, auth) VALUES (?, ?, ?, ?) ON CONFLICT (cluster, name) DO UPDATE SET scram_verifier = excluded.scram_verifier, auth = excluded.auth')
-      .run(cluster, name, verifier, auth);
-  }
-
-  getUser(cluster: string, name: string): { auth: 'password' | 'iam'; verifier: string } | null {
-    const row = this.prepare('SELECT auth, scram_verifier AS verifier FROM users WHERE cluster = ? AND name = ?').get(cluster, name) as { auth: 'password' | 'iam'; verifier: string } | undefined;
-    return row ?? null;
-  }
-
-  listUsers(cluster: string): Array<{ name: string; auth: 'password' | 'iam' }> {
+  /** Users made by Borealis before roles were read from the cluster (for their one-time migration). */
+  listLegacyUsers(cluster: string): Array<{ name: string; auth: 'password' | 'iam' }> {
     return this.prepare('SELECT name, auth FROM users WHERE cluster = ? ORDER BY name').all(cluster) as Array<{ name: string; auth: 'password' | 'iam' }>;
+  }
+
+  deleteLegacyUsers(cluster: string): void {
+    this.prepare('DELETE FROM users WHERE cluster = ?').run(cluster);
+  }
+
+  /** Replaces a cluster's last-known roles with a full read of pg_authid. */
+  replaceRoles(cluster: string, roles: readonly RoleRecord[]): void {
+    this.transaction(() => {
+      this.prepare('DELETE FROM roles WHERE cluster = ?').run(cluster);
+      for (const r of roles) this.upsertRole(cluster, r);
+    });
+  }
+
+  upsertRole(cluster: string, r: RoleRecord): void {
+    this.prepare(
+      'INSERT INTO roles (cluster, name, can_login, password, valid_until_ms, iam) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cluster, name) DO UPDATE SET can_login = excluded.can_login, password = excluded.password, valid_until_ms = excluded.valid_until_ms, iam = excluded.iam',
+    ).run(cluster, r.name, r.canLogin ? 1 : 0, r.password, r.validUntilMs, r.iam ? 1 : 0);
+  }
+
+  deleteRole(cluster: string, name: string): void {
+    this.prepare('DELETE FROM roles WHERE cluster = ? AND name = ?').run(cluster, name);
+  }
+
+  getRole(cluster: string, name: string): RoleRecord | null {
+    const row = this.prepare('SELECT name, can_login, password, valid_until_ms, iam FROM roles WHERE cluster = ? AND name = ?').get(cluster, name) as RoleRow | undefined;
+    return row ? roleFromRow(row) : null;
+  }
+
+  listRoles(cluster: string): RoleRecord[] {
+    return (this.prepare('SELECT name, can_login, password, valid_until_ms, iam FROM roles WHERE cluster = ? ORDER BY name').all(cluster) as RoleRow[]).map(roleFromRow);
   }
 
   insertAccessKey(id: string, secret: string, description: string): void {
@@ -378,4 +417,16 @@ function loadOrCreateKey(file: string): Buffer {
     fs.writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
     return key;
   }
+}
+
+interface RoleRow {
+  name: string;
+  can_login: number;
+  password: string | null;
+  valid_until_ms: number | null;
+  iam: number;
+}
+
+function roleFromRow(r: RoleRow): RoleRecord {
+  return { name: r.name, canLogin: r.can_login === 1, password: r.password, validUntilMs: r.valid_until_ms, iam: r.iam === 1 };
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
-import { deriveVerifier, formatVerifier, parseVerifier, SCRAM_ITERATIONS_DEFAULT } from '../auth/scram.js';
+import { deriveVerifier, formatVerifier, SCRAM_ITERATIONS_DEFAULT } from '../auth/scram.js';
 import { Autoscaler, type InstanceMetrics } from '../autoscaler/autoscaler.js';
 import { clamp, DEFAULT_TUNING, validateScalingConfig, type ScalingConfig } from '../autoscaler/policy.js';
 import { detectCgroups, type CgroupSupport } from '../compute/cgroups.js';
@@ -16,13 +16,14 @@ import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
 import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
 import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
-import type { EndpointRef, ProxyDirectory, UserAuth } from '../proxy/client-connection.js';
+import type { EndpointRef, ProxyDirectory } from '../proxy/client-connection.js';
+import { loginMethod, type LoginMethod, type RoleRecord } from '../proxy/role-directory.js';
 import { routeConnection, type EndpointTarget } from '../proxy/routing.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { DataApiServer, type DataApiDirectory } from '../dataapi/data-api-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
-import { endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType, type InstanceRecord } from './model.js';
+import { adminOf, endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType, type InstanceRecord } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
@@ -30,7 +31,8 @@ import { CatchUpError, catchUpFromStorage, waitReplayed, type CatchUpDeps } from
 import { fenceVerdict, promotionOrder } from './failover-steps.js';
 import { withInstanceSession } from './instance-session.js';
 import { InstanceProber } from './instance-probe.js';
-import { StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
+import { Identity, IdentityError, INTERNAL_SUPERUSER, RDS_IAM, RDS_SUPERUSER, type UserView } from './identity.js';
+import { REPLICATION_USER, StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
 import { parseLsn } from '../pgwire/replication.js';
 
@@ -67,6 +69,8 @@ const REPLICA_LAG_SAMPLE_MS = 1_000;
 export class Supervisor implements ProxyDirectory {
   readonly paths: HomePaths;
   private store!: Store;
+  /** The clusters' roles: lookups for the proxy, `borealis user` (src/control/identity.ts). */
+  private roles!: Identity;
   private binaries!: EngineBinaries;
   private identity: ProcessIdentity | null = null;
   private proxy!: ProxyServer;
@@ -112,6 +116,30 @@ export class Supervisor implements ProxyDirectory {
     }
     this.store = new Store(p.stateDb, p.secretKey);
     fs.chmodSync(p.stateDb, 0o600);
+    this.roles = new Identity({
+      store: this.store,
+      writer: (cluster) => {
+        const w = this.writerOf(cluster);
+        if (!w) return null;
+        const asleep = w.state === 'paused' || w.state === 'pausing' || w.state === 'resuming';
+        return {
+          instanceId: w.id,
+          socketDir: w.server.options.socketDir,
+          port: w.options.record.enginePort,
+          available: w.state === 'available',
+          asleep,
+          // Checked again by the caller: never resume a paused writer to read its roles.
+          waitAvailable: (timeoutMs) => (w.state === 'paused' ? Promise.resolve(false) : w.waitAvailable(timeoutMs)),
+        };
+      },
+      superuser: (cluster) => this.adminOfCluster(cluster),
+      masterUser: (cluster) => this.store.getCluster(cluster)?.masterUsername ?? 'postgres',
+      withWriterSession: (cluster, fn) => this.withWriterSession(cluster, fn),
+      reservedRoles: (cluster) => new Set([this.store.getCluster(cluster)?.masterUsername ?? 'postgres', this.adminOfCluster(cluster), RDS_IAM, RDS_SUPERUSER, REPLICATION_USER]),
+      lookupTimeoutMs: this.settings.roleLookupTimeoutMs,
+      writerWaitMs: this.settings.clientWaitForWriterMs,
+      log: this.log.child('identity'),
+    });
     this.cgroups = process.getuid?.() === 0 ? detectCgroups(this.settings.cgroupRoot) : { kind: 'none', reason: 'Borealis is not running as root' };
     if (this.cgroups.kind === 'none') {
       this.log.warn(`capacity is not enforced with cgroups (${this.cgroups.reason}); degraded mode: PostgreSQL settings and pool size follow capacity, CPU and memory are not capped`);
@@ -216,16 +244,8 @@ export class Supervisor implements ProxyDirectory {
           const s = this.store.getSecret(arn);
           return s && typeof s.value.password === 'string' ? { cluster: s.cluster, username: s.username, password: s.value.password } : null;
         }),
-      passwordMatches: (cluster, username, password) => {
-        const row = this.cached(`user\0${cluster}\0${username}`, () => this.store.getUser(cluster, username));
-        if (!row || row.auth !== 'password') return false;
-        const key = `${cluster}\0${username}\0${createHash('sha256').update(password).digest('hex')}\0${row.verifier}`;
-        if (this.checkedPasswords.has(key)) return true;
-        const v = parseVerifier(row.verifier);
-        const ok = deriveVerifier(password, v.salt, v.iterations).storedKey.equals(v.storedKey);
-        if (ok) this.checkedPasswords.add(key);
-        return ok;
-      },
+      // Read as for a proxy login: fresh when the writer answers, the last-known row while it is paused.
+      passwordMatches: async (cluster, username, password) => this.passwordMatches(await this.roles.lookup(cluster, username), cluster, username, password),
       awaitWriterSocket: async (cluster, timeoutMs) => {
         const writer = this.writerOf(cluster);
         if (!writer || !(await writer.waitAvailable(timeoutMs))) return null;
@@ -236,13 +256,28 @@ export class Supervisor implements ProxyDirectory {
     };
   }
 
+  /** Whether a password is the SCRAM password of a role that may log in. */
+  private passwordMatches(row: RoleRecord | null, cluster: string, username: string, password: string): boolean {
+    const role = loginMethod(row, Date.now());
+    if (role.method !== 'scram' || !role.canLogin) return false;
+    const v = role.verifier;
+    const key = `${cluster}\0${username}\0${createHash('sha256').update(password).digest('hex')}\0${v.storedKey.toString('base64')}`;
+    if (this.checkedPasswords.has(key)) return true;
+    const ok = deriveVerifier(password, v.salt, v.iterations).storedKey.equals(v.storedKey);
+    if (ok) {
+      if (this.checkedPasswords.size > 10_000) this.checkedPasswords.clear();
+      this.checkedPasswords.add(key);
+    }
+    return ok;
+  }
+
   /** A Secrets Manager-style secret holding a database login, for the Data API's secretArn. */
-  createSecret(cluster: string, username: string, password: string): { arn: string } {
+  async createSecret(cluster: string, username: string, password: string): Promise<{ arn: string }> {
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
-    const user = this.store.getUser(cluster, username);
-    if (!user || user.auth !== 'password') throw new ControlError('invalid', `cluster "${cluster}" has no password user "${username}"`);
-    const v = parseVerifier(user.verifier);
-    if (!deriveVerifier(password, v.salt, v.iterations).storedKey.equals(v.storedKey)) throw new ControlError('invalid', `the password does not match user "${username}"`);
+    // Read now, so a role made or changed by SQL a moment ago counts.
+    const row = await this.roles.lookup(cluster, username);
+    if (loginMethod(row, Date.now()).method !== 'scram') throw new ControlError('invalid', `cluster "${cluster}" has no password user "${username}"`);
+    if (!this.passwordMatches(row, cluster, username, password)) throw new ControlError('invalid', `the password does not match user "${username}"`);
     const arn = `${SECRET_ARN_PREFIX}/${cluster}/${username}-${randomBytes(3).toString('hex')}`;
     this.store.insertSecret(arn, cluster, username, { username, password, engine: 'postgres', dbClusterIdentifier: cluster });
     this.event('cluster', cluster, 'secret-created', `secret for ${username} created`);
@@ -328,6 +363,9 @@ export class Supervisor implements ProxyDirectory {
     const username = input.masterUsername ?? 'postgres';
     const userError = validateUsername(username);
     if (userError) throw new ControlError('invalid', userError);
+    if ([INTERNAL_SUPERUSER, RDS_IAM, RDS_SUPERUSER, REPLICATION_USER].includes(username) || username.startsWith('pg_')) {
+      throw new ControlError('invalid', `"${username}" is reserved; choose another master user name`);
+    }
     if (input.masterPassword !== undefined && (input.masterPassword.length < 8 || input.masterPassword.length > 128)) {
       throw new ControlError('invalid', 'the master password must be 8 to 128 characters');
     }
@@ -344,7 +382,8 @@ export class Supervisor implements ProxyDirectory {
     const verifier = formatVerifier(deriveVerifier(password, randomBytes(16), SCRAM_ITERATIONS_DEFAULT));
     const secretArn = `${SECRET_ARN_PREFIX}/${input.name}/${username}-${randomBytes(3).toString('hex')}`;
     const now = new Date().toISOString();
-    const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, createdAt: now };
+    // The master user is no superuser (as on Aurora): Borealis keeps its own, reachable only over the private socket.
+    const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, adminUsername: INTERNAL_SUPERUSER, createdAt: now };
     const endpointPort = await this.allocatePort(this.settings.proxyPort);
     const enginePort = await this.allocatePort(this.settings.enginePortBase, new Set([endpointPort]));
     this.store.transaction(() => {
@@ -361,7 +400,6 @@ export class Supervisor implements ProxyDirectory {
         createdAt: now,
       });
       this.store.insertEndpoint({ cluster: input.name, type: 'writer', name: '', port: endpointPort, customType: null, staticMembers: [], excludedMembers: [] });
-      this.store.upsertUser(input.name, username, verifier);
       this.store.insertSecret(secretArn, input.name, username, { username, password, engine: 'postgres', host: this.settings.listenHost, port: String(endpointPort), dbClusterIdentifier: input.name });
     });
     if (this.settings.storageNodeCount > 0) {
@@ -369,7 +407,9 @@ export class Supervisor implements ProxyDirectory {
     }
     this.event('cluster', input.name, 'created', `cluster created with master user ${username}`);
     await this.startCluster(cluster);
-    await this.syncRolePassword(input.name, username, verifier);
+    await this.roles.prepare(input.name);
+    // Its row is known before anyone logs in (or the cluster pauses).
+    await this.roles.createMaster(input.name, username, verifier);
     const fleet = this.fleets.get(input.name);
     if (fleet) {
       try {
@@ -428,7 +468,7 @@ export class Supervisor implements ProxyDirectory {
       dir: this.paths.instanceDir(record.id),
       binaries: this.binaries,
       identity: this.identity,
-      superuser: cluster.masterUsername,
+      superuser: adminOf(cluster),
       acuMemoryMiB: this.settings.acuMemoryMiB,
       acuCpuCores: this.settings.acuCpuCores,
       cgroups: this.cgroups,
@@ -455,6 +495,11 @@ export class Supervisor implements ProxyDirectory {
           throw err;
         }
       },
+      // While it is paused nothing can change its roles: the rows read now are exact until it resumes.
+      beforePause: async () => {
+        if (this.roleOf(record.id) !== 'writer') return;
+        await this.roles.snapshot(cluster.name).catch((err: Error) => this.log.warn('could not keep the roles of a pausing writer', { cluster: cluster.name, error: err.message }));
+      },
       log: this.log.child(`instance:${record.id}`),
     });
     instance.on('transition', (t) => {
@@ -479,6 +524,7 @@ export class Supervisor implements ProxyDirectory {
   /** A writer became available: its readers' slots exist, and storage follows it. */
   private afterWriterAvailable(cluster: string): void {
     void this.ensureReaderSlots(cluster);
+    void this.roles.prepare(cluster).catch((err: Error) => this.log.warn('could not prepare the cluster\'s roles', { cluster, error: err.message }));
     const fleet = this.fleets.get(cluster);
     if (fleet) void this.afterWriterStart(cluster, fleet);
   }
@@ -495,7 +541,7 @@ export class Supervisor implements ProxyDirectory {
       restoreData: async (dataDir) => {
         const writer = this.writerOf(cluster.name);
         if (!writer || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) throw new Error(`the writer of cluster "${cluster.name}" is not available to clone`);
-        const socket = { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort, superuser: cluster.masterUsername };
+        const socket = { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort, superuser: adminOf(cluster) };
         await cloneWriter(socket, record.id, dataDir, this.identity, this.log.child(`instance:${record.id}`), this.settings.engineStartTimeoutMs);
         return true;
       },
@@ -506,7 +552,7 @@ export class Supervisor implements ProxyDirectory {
           hot_standby_feedback: true,
           wal_retrieve_retry_interval: 1000,
           primary_slot_name: readerSlotName(record.id),
-          ...(w ? { primary_conninfo: `host=${w.socketDir} port=${w.port} user=${cluster.masterUsername} dbname=postgres application_name=${record.id}` } : {}),
+          ...(w ? { primary_conninfo: `host=${w.socketDir} port=${w.port} user=${adminOf(cluster)} dbname=postgres application_name=${record.id}` } : {}),
         };
       },
     };
@@ -626,7 +672,7 @@ export class Supervisor implements ProxyDirectory {
         this.event('cluster', clusterName, 'fenced', `storage term ${fence.term} accepted by ${verdict.value} storage nodes for ${targetRecord.id}; ${oldRecord.id} can no longer commit`);
       }
       const catchUp: CatchUpDeps = {
-        superuser: cluster.masterUsername,
+        superuser: adminOf(cluster),
         timeoutMs: this.settings.engineStartTimeoutMs,
         event: (id, kind, message) => this.event('instance', id, kind, message),
         shuttingDown: () => this.shuttingDown,
@@ -726,7 +772,7 @@ export class Supervisor implements ProxyDirectory {
       // A paused writer is not woken to be measured.
       if (readers.length === 0 || writer?.state !== 'available') continue;
       try {
-        const rows = await this.withSession(writer, cluster.masterUsername, async (client) =>
+        const rows = await this.withSession(writer, adminOf(cluster), async (client) =>
           (
             await client.query<{ name: string; seconds: number | null; bytes: string | null }>(
               `SELECT application_name AS name, EXTRACT(EPOCH FROM replay_lag)::float8 AS seconds, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS bytes FROM pg_stat_replication`,
@@ -907,12 +953,12 @@ export class Supervisor implements ProxyDirectory {
     this.event('cluster', cluster, 'endpoint-deleted', `custom endpoint ${name} deleted`);
   }
 
-  /** The role's password inside postgres carries the same SCRAM verifier. */
-  private async syncRolePassword(cluster: string, username: string, verifier: string): Promise<void> {
-    await this.withWriterSession(cluster, (client) => client.query(`ALTER ROLE ${client.escapeIdentifier(username)} PASSWORD ${client.escapeLiteral(verifier)}`));
+  private adminOfCluster(cluster: string): string {
+    const record = this.store.getCluster(cluster);
+    return record ? adminOf(record) : 'postgres';
   }
 
-  /** Runs administrative SQL as the master user on the writer's private socket. */
+  /** Runs administrative SQL as Borealis's superuser on the writer's private socket. */
   private async withWriterSession<T>(cluster: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const writer = this.writerOf(cluster);
     const record = this.store.getCluster(cluster);
@@ -920,7 +966,7 @@ export class Supervisor implements ProxyDirectory {
     if (!writer || !record || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) {
       throw new ControlError('unavailable', `the writer of cluster "${cluster}" is not available`);
     }
-    return this.withSession(writer, record.masterUsername, fn);
+    return this.withSession(writer, adminOf(record), fn);
   }
 
   /** A session on an instance's private socket as the cluster's superuser, for the length of fn. */
@@ -935,6 +981,7 @@ export class Supervisor implements ProxyDirectory {
     this.proxy.closePools({ cluster: name });
     for (const record of this.store.listInstances(name)) {
       const instance = this.instances.get(record.id);
+      this.roles.forget(record.id);
       if (instance) {
         await instance.stop();
         this.instances.delete(record.id);
@@ -988,12 +1035,11 @@ export class Supervisor implements ProxyDirectory {
     return next;
   }
 
-  userAuth(cluster: string, user: string): UserAuth | null {
-    return this.cached(`auth\0${cluster}\0${user}`, (): UserAuth | null => {
-      const row = this.store.getUser(cluster, user);
-      if (!row) return null;
-      return row.auth === 'iam' ? { method: 'iam' } : { method: 'scram', verifier: parseVerifier(row.verifier) };
-    });
+  async login(cluster: string, user: string): Promise<LoginMethod> {
+    // Borealis's own superuser never logs in through the proxy, whatever its row says.
+    const record = this.cached(`cluster\0${cluster}`, () => this.store.getCluster(cluster));
+    if (record?.adminUsername === user) return { method: 'none' };
+    return loginMethod(await this.roles.lookup(cluster, user), Date.now());
   }
 
   accessKeySecret(accessKeyId: string): string | null {
@@ -1021,22 +1067,44 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /**
-   * A database user: with a password (SCRAM), or for IAM authentication
-   * (tokens signed with a Borealis access key; TLS required), as RDS's rds_iam.
+   * A database user is a role of the cluster: `borealis user` runs CREATE,
+   * ALTER and DROP ROLE on its writer. With a password (SCRAM), or for IAM
+   * authentication (a member of rds_iam; tokens signed with a Borealis
+   * access key; TLS required), as on RDS.
    */
   async createUser(cluster: string, name: string, auth: { password: string } | { iam: true }): Promise<void> {
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
     const userError = validateUsername(name);
     if (userError) throw new ControlError('invalid', userError);
-    if (this.store.getUser(cluster, name)) throw new ControlError('conflict', `user "${name}" already exists in cluster "${cluster}"`);
-    if ('password' in auth && (auth.password.length < 8 || auth.password.length > 128)) throw new ControlError('invalid', 'passwords must be 8 to 128 characters');
-    const verifier = 'password' in auth ? formatVerifier(deriveVerifier(auth.password, randomBytes(16), SCRAM_ITERATIONS_DEFAULT)) : '';
-    await this.withWriterSession(cluster, async (client) => {
-      const password = verifier ? ` PASSWORD ${client.escapeLiteral(verifier)}` : ' PASSWORD NULL';
-      await client.query(`CREATE ROLE ${client.escapeIdentifier(name)} LOGIN${password}`);
-    });
-    this.store.upsertUser(cluster, name, verifier, 'password' in auth ? 'password' : 'iam');
+    await this.identityCall(() => this.roles.createUser(cluster, name, auth));
     this.event('cluster', cluster, 'user-created', `user ${name} created (${'password' in auth ? 'password' : 'IAM'} authentication)`);
+  }
+
+  async rotateUserPassword(cluster: string, name: string, password: string): Promise<void> {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    await this.identityCall(() => this.roles.rotatePassword(cluster, name, password));
+    this.event('cluster', cluster, 'user-modified', `password of user ${name} changed`);
+  }
+
+  async deleteUser(cluster: string, name: string): Promise<void> {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    await this.identityCall(() => this.roles.deleteUser(cluster, name));
+    this.event('cluster', cluster, 'user-deleted', `user ${name} deleted`);
+  }
+
+  /** The cluster's roles (without PostgreSQL's built-in ones); a paused cluster is not woken for it. */
+  async listUsers(cluster: string): Promise<UserView[]> {
+    if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    return this.identityCall(() => this.roles.listUsers(cluster));
+  }
+
+  private async identityCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof IdentityError) throw new ControlError(err.kind, err.message);
+      throw err;
+    }
   }
 
   /** The instance for a new connection on an endpoint (round robin among equals). */
@@ -1055,6 +1123,10 @@ export class Supervisor implements ProxyDirectory {
     this.routeTurns.set(key, turn + 1);
     const chosen = routeConnection(target, instances, turn);
     return chosen ? { instanceId: chosen.id } : null;
+  }
+
+  serverNameOf(endpoint: EndpointRef): string {
+    return endpointServerName(endpoint, this.settings.endpointDomain);
   }
 
   endpointByServerName(serverName: string): EndpointRef | null {
@@ -1254,6 +1326,7 @@ export class Supervisor implements ProxyDirectory {
     await this.dataApi?.close();
     if (this.meterFlushTimer) clearInterval(this.meterFlushTimer);
     this.proxy?.close();
+    await this.roles?.close();
     await Promise.all([...this.instances.values()].map((i) => i.stop()));
     await Promise.all([...this.fleets.values()].map((f) => f.stop()));
     if (this.store) this.flushMeter();

@@ -22,7 +22,8 @@ export interface DataApiDirectory {
   clusterFromArn(arn: string): string | null;
   dataApiEnabled(cluster: string): boolean;
   secret(arn: string): { cluster: string; username: string; password: string } | null;
-  passwordMatches(cluster: string, username: string, password: string): boolean;
+  /** Whether the password is the role's, as the cluster's pg_authid has it now (its last-known row while paused). */
+  passwordMatches(cluster: string, username: string, password: string): Promise<boolean>;
   /** Resumes a paused writer; resolves its socket, or null at the deadline. */
   awaitWriterSocket(cluster: string, timeoutMs: number): Promise<{ socketDir: string; port: number } | null>;
   accessKeySecret(accessKeyId: string): string | null;
@@ -188,7 +189,7 @@ export class DataApiServer {
   }
 
   /** resourceArn + secretArn → the cluster and a database login checked against its user. */
-  private authorize(input: Record<string, unknown>): { cluster: string; username: string; password: string; secretArn: string } {
+  private async authorize(input: Record<string, unknown>): Promise<{ cluster: string; username: string; password: string; secretArn: string }> {
     const resourceArn = requiredString(input, 'resourceArn');
     const secretArn = requiredString(input, 'secretArn');
     const cluster = this.directory.clusterFromArn(resourceArn);
@@ -196,7 +197,7 @@ export class DataApiServer {
     if (!this.directory.dataApiEnabled(cluster)) throw new DataApiError('HttpEndpointNotEnabledException', `HttpEndpoint is not enabled for cluster ${cluster}.`);
     const secret = this.directory.secret(secretArn);
     if (!secret) throw new DataApiError('SecretsErrorException', `Secrets Manager can't find the specified secret: ${secretArn}.`);
-    if (secret.cluster !== cluster || !this.directory.passwordMatches(cluster, secret.username, secret.password)) {
+    if (secret.cluster !== cluster || !(await this.directory.passwordMatches(cluster, secret.username, secret.password))) {
       throw new DataApiError('AccessDeniedException', 'The secret does not authenticate to this DB cluster.');
     }
     return { cluster, username: secret.username, password: secret.password, secretArn };
@@ -255,7 +256,7 @@ export class DataApiServer {
   }
 
   private async execute(input: Record<string, unknown>): Promise<unknown> {
-    const auth = this.authorize(input);
+    const auth = await this.authorize(input);
     const sql = requiredString(input, 'sql');
     const options = resultOptions(input.resultSetOptions);
     const includeMetadata = input.includeResultMetadata === true;
@@ -274,7 +275,7 @@ export class DataApiServer {
   }
 
   private async batchExecute(input: Record<string, unknown>): Promise<unknown> {
-    const auth = this.authorize(input);
+    const auth = await this.authorize(input);
     const sql = requiredString(input, 'sql');
     const sets = input.parameterSets ?? [];
     if (!Array.isArray(sets)) throw new DataApiError('BadRequestException', 'parameterSets must be a list of parameter lists.');
@@ -304,7 +305,7 @@ export class DataApiServer {
   }
 
   private async beginTransaction(input: Record<string, unknown>): Promise<unknown> {
-    const auth = this.authorize(input);
+    const auth = await this.authorize(input);
     const database = optionalString(input, 'database') ?? auth.username;
     const set = await this.connectionSet(auth.cluster, auth.username, database);
     const connection = await this.acquire(set, 'lease');
@@ -322,7 +323,7 @@ export class DataApiServer {
   }
 
   private async endTransaction(input: Record<string, unknown>, verb: 'COMMIT' | 'ROLLBACK'): Promise<unknown> {
-    const auth = this.authorize(input);
+    const auth = await this.authorize(input);
     const id = requiredString(input, 'transactionId');
     const t = this.takeTransaction(id, auth);
     this.transactions.delete(id);

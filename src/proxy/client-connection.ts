@@ -1,11 +1,12 @@
 // One client of the front door, from its first byte to its last: startup
-// packet, optional TLS, SCRAM-SHA-256 against the stored verifier, a held
+// packet, optional TLS, SCRAM-SHA-256 against the role's verifier in the
+// cluster's pg_authid (or an IAM token for members of rds_iam), a held
 // wait for the writer, then a session on the writer.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramFailure, ScramServerExchange, mockVerifier, type ScramVerifier } from '../auth/scram.js';
+import { SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramFailure, ScramServerExchange, mockVerifier } from '../auth/scram.js';
 import { Frontend } from '../pgwire/codes.js';
 import { FrameReader, ProtocolViolation, type Frame } from '../pgwire/frame-reader.js';
 import {
@@ -24,18 +25,15 @@ import { parseStartupPacket, serializeCancelRequest, type StartupPacket } from '
 import type { Logger } from '../util/logger.js';
 import { verifyIamToken } from '../auth/sigv4.js';
 import type { AccessPolicy } from './access-policy.js';
-import type { AuthThrottle } from './auth-throttle.js';
+import type { LoginThrottle } from './auth-throttle.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import { toErrorFields, type ProxyFailure } from './errors.js';
 import { PooledSession, SYNCED_PARAMS, type SessionLimits } from './pooled-session.js';
 import { OpenError, type InstanceLocator } from './server-connection.js';
+import type { LoginMethod } from './role-directory.js';
 import { AcquireError, PoolLimitError, type ServerPool } from './server-pool.js';
 
 export type ClientState = 'startup' | 'tls-handshake' | 'authenticating' | 'connecting' | 'session' | 'closed';
-
-/** What the front door needs to know from the control plane. */
-/** How a user proves who they are. */
-export type UserAuth = { readonly method: 'scram'; readonly verifier: ScramVerifier } | { readonly method: 'iam' };
 
 /** Which endpoint a client came in on: its listener's, or the one its TLS server name names. */
 export interface EndpointRef {
@@ -44,10 +42,14 @@ export interface EndpointRef {
   readonly name: string;
 }
 
+/** What the front door needs to know from the control plane. */
 export interface ProxyDirectory extends InstanceLocator {
   route(endpoint: EndpointRef): { readonly instanceId: string } | null;
   endpointByServerName(serverName: string): EndpointRef | null;
-  userAuth(cluster: string, user: string): UserAuth | null;
+  /** The endpoint's advertised host name (`<cluster>.cluster.<domain>`, …), which IAM tokens may be signed for. */
+  serverNameOf(endpoint: EndpointRef): string;
+  /** How the user must authenticate, from the cluster's pg_authid as read after the login began (see role-directory.ts). */
+  login(cluster: string, user: string): Promise<LoginMethod>;
   /** Secret of a Borealis access key, for IAM token signatures. */
   accessKeySecret(accessKeyId: string): string | null;
   accessPolicy(cluster: string): AccessPolicy;
@@ -74,7 +76,7 @@ export interface ClientContext {
   readonly secureContext: tls.SecureContext;
   /** tls-server-end-point channel binding data: the SHA-256 of the certificate. */
   readonly certificateHash: Buffer;
-  readonly throttle: AuthThrottle;
+  readonly throttle: LoginThrottle;
   /** host:port names an IAM token may be signed for: this endpoint's. */
   readonly endpointHosts: ReadonlySet<string>;
   readonly cancels: CancelRegistry;
@@ -111,6 +113,10 @@ export class ClientConnection {
   private exchange: ScramServerExchange | null = null;
   /** Waiting for an IAM token in a PasswordMessage. */
   private iamPending = false;
+  /** The role's pg_authid row is being read: frames wait in the reader. */
+  private lookingUp = false;
+  /** rolcanlogin, checked once the password or token is proven (28000 after, as PostgreSQL does). */
+  private canLogin = false;
   /** SASLFinal and AuthenticationOk, held to go out with the welcome (or before a refusal). */
   private authReply: Buffer | null = null;
   private session: PooledSession | null = null;
@@ -173,7 +179,7 @@ export class ClientConnection {
       if (err instanceof ProtocolViolation) this.fail({ kind: 'protocol-violation', detail: err.message });
       else if (err instanceof ScramFailure) {
         if (err.kind === 'auth') {
-          this.ctx.throttle.recordFailure(this.source, Date.now());
+          this.ctx.throttle.recordFailure(this.source, this.params.get('user') ?? '', Date.now());
           this.fail({ kind: 'auth-failed', user: this.params.get('user') ?? '' });
         } else this.fail({ kind: 'protocol-violation', detail: err.message });
       } else throw err;
@@ -182,7 +188,7 @@ export class ClientConnection {
 
   /** TLS or the writer wait owns the stream now. */
   private handedOff(): boolean {
-    return this.stateValue === 'tls-handshake' || this.stateValue === 'connecting';
+    return this.stateValue === 'tls-handshake' || this.stateValue === 'connecting' || this.lookingUp;
   }
 
   private onStartupPacket(packet: StartupPacket): void {
@@ -208,32 +214,53 @@ export class ClientConnection {
         // client requiring TLS sees this refusal and not a TLS failure.
         if (!this.sourceAllowed) return this.fail({ kind: 'source-not-allowed', cluster, source: this.source });
         if (this.policy.requireTls && this.socket === this.raw) return this.fail({ kind: 'tls-required', cluster });
-        const retryAfterMs = this.ctx.throttle.retryAfterMs(this.source, Date.now());
-        if (retryAfterMs > 0) return this.fail({ kind: 'auth-throttled', source: this.source, retryAfterMs });
+        const throttled = this.ctx.throttle.check(this.source, packet.params.get('user')!, Date.now());
+        if (throttled) {
+          const user = throttled.scope === 'user' ? packet.params.get('user')! : null;
+          return this.fail({ kind: 'auth-throttled', source: this.source, user, retryAfterMs: throttled.retryAfterMs });
+        }
         if (packet.params.has('replication')) return this.fail({ kind: 'unsupported', what: 'a replication connection' });
         const params = new Map(packet.params);
         if (!params.get('database')) params.set('database', params.get('user')!);
         this.params = params;
         const user = params.get('user')!;
-        const tlsUp = this.socket !== this.raw;
-        const auth = this.ctx.directory.userAuth(this.endpoint.cluster, user);
         this.reader.setFraming('typed', this.ctx.limits.messageBytesMax);
-        if (auth?.method === 'iam') {
-          // As RDS does: the token travels as a cleartext password, so only over TLS.
-          if (!tlsUp) return this.fail({ kind: 'iam-requires-tls', user });
-          this.iamPending = true;
-          this.setState('authenticating');
-          this.socket.write(authenticationCleartextPassword());
-          return;
-        }
-        const verifier = auth?.method === 'scram' ? auth.verifier : mockVerifier(user, this.ctx.mockSecret);
-        // Over TLS, -PLUS (channel binding) is offered first.
-        this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
         this.setState('authenticating');
-        this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
+        this.lookingUp = true;
+        this.socket.pause();
+        void this.ctx.directory.login(cluster, user).then(
+          (method) => this.challenge(user, method),
+          (err: unknown) => {
+            this.ctx.log.error('could not look up the role', { cluster, error: (err as Error).message });
+            this.fail({ kind: 'instance-unreachable', cluster, instanceId: '' });
+          },
+        );
         return;
       }
     }
+  }
+
+  /** The role is known: ask for its IAM token, or begin SCRAM (against a mock verifier for a role that cannot use a password). */
+  private challenge(user: string, method: LoginMethod): void {
+    this.lookingUp = false;
+    if (this.stateValue !== 'authenticating') return;
+    const tlsUp = this.socket !== this.raw;
+    if (method.method === 'iam') {
+      // As RDS does: the token travels as a cleartext password, so only over TLS.
+      if (!tlsUp) return this.fail({ kind: 'iam-requires-tls', user });
+      this.canLogin = method.canLogin;
+      this.iamPending = true;
+      this.socket.write(authenticationCleartextPassword());
+    } else {
+      this.canLogin = method.method === 'scram' && method.canLogin;
+      const verifier = method.method === 'scram' ? method.verifier : mockVerifier(user, this.ctx.mockSecret);
+      // Over TLS, -PLUS (channel binding) is offered first.
+      this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
+      this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
+    }
+    this.socket.resume();
+    // Anything the client sent meanwhile is still buffered.
+    this.receive(Buffer.alloc(0));
   }
 
   /**
@@ -281,6 +308,7 @@ export class ClientConnection {
     }
     const serverFinal = exchange.clientFinal(frame.body.toString('utf8'));
     this.exchange = null;
+    if (!this.canLogin) return this.fail({ kind: 'login-not-permitted', user: this.params.get('user')! });
     this.authenticated(authenticationSaslFinal(Buffer.from(serverFinal, 'utf8')));
   }
 
@@ -290,18 +318,24 @@ export class ClientConnection {
     const end = body.indexOf(0);
     if (end !== body.length - 1) throw new ProtocolViolation('malformed password message');
     const user = this.params.get('user')!;
+    // Signed for the host:port the client connected by: a loopback name, or
+    // the endpoint's advertised name (the one its TLS server name chose, if
+    // any) with the port it reached.
+    const hosts = new Set(this.ctx.endpointHosts);
+    hosts.add(`${this.ctx.directory.serverNameOf(this.endpoint)}:${this.raw.localPort}`);
     const verdict = verifyIamToken(body.toString('utf8', 0, end), {
       user,
-      hosts: this.ctx.endpointHosts,
+      hosts,
       now: Date.now(),
       clockSkewMs: IAM_CLOCK_SKEW_MS,
       secretFor: (id) => this.ctx.directory.accessKeySecret(id),
     });
     if (!verdict.ok) {
-      this.ctx.throttle.recordFailure(this.source, Date.now());
+      this.ctx.throttle.recordFailure(this.source, user, Date.now());
       return this.fail({ kind: 'iam-auth-failed', user, reason: verdict.reason });
     }
     this.ctx.log.info('IAM authentication', { cluster: this.endpoint.cluster, user, accessKeyId: verdict.accessKeyId });
+    if (!this.canLogin) return this.fail({ kind: 'login-not-permitted', user });
     this.authenticated();
   }
 

@@ -21,6 +21,7 @@ export type ProxyFailure =
   | { readonly kind: 'protocol-violation'; readonly detail: string }
   | { readonly kind: 'unsupported'; readonly what: string }
   | { readonly kind: 'auth-failed'; readonly user: string }
+  | { readonly kind: 'login-not-permitted'; readonly user: string }
   | { readonly kind: 'auth-timeout' }
   | { readonly kind: 'unencrypted-after-ssl-request' }
   | { readonly kind: 'instance-not-ready'; readonly cluster: string; readonly instanceId: string; readonly waitedMs: number }
@@ -35,7 +36,8 @@ export type ProxyFailure =
   | { readonly kind: 'client-idle-timeout' }
   | { readonly kind: 'source-not-allowed'; readonly cluster: string; readonly source: string }
   | { readonly kind: 'tls-required'; readonly cluster: string }
-  | { readonly kind: 'auth-throttled'; readonly source: string; readonly retryAfterMs: number }
+  /** `user` when one user of the source is throttled; null when the whole source is. */
+  | { readonly kind: 'auth-throttled'; readonly source: string; readonly user: string | null; readonly retryAfterMs: number }
   | { readonly kind: 'iam-requires-tls'; readonly user: string }
   | { readonly kind: 'iam-auth-failed'; readonly user: string; readonly reason: IamTokenFailure }
   | { readonly kind: 'shutting-down' };
@@ -48,6 +50,9 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       return { severity: 'FATAL', code: '0A000', message: `${f.what} is not supported by the Borealis proxy` };
     case 'auth-failed':
       return { severity: 'FATAL', code: '28P01', message: `password authentication failed for user "${f.user}"` };
+    case 'login-not-permitted':
+      // PostgreSQL's words for a NOLOGIN role whose password was right.
+      return { severity: 'FATAL', code: '28000', message: `role "${f.user}" is not permitted to log in` };
     case 'auth-timeout':
       return { severity: 'FATAL', code: '08006', message: 'authentication timed out' };
     case 'unencrypted-after-ssl-request':
@@ -92,7 +97,11 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
     case 'tls-required':
       return { severity: 'FATAL', code: '28000', message: `cluster "${f.cluster}" requires TLS`, hint: 'Connect with sslmode=require (or stronger).' };
     case 'auth-throttled':
-      return { severity: 'FATAL', code: '28000', message: `too many failed authentication attempts from ${f.source}; try again in ${Math.ceil(f.retryAfterMs / 1000)} s` };
+      return {
+        severity: 'FATAL',
+        code: '28000',
+        message: `too many failed authentication attempts ${f.user === null ? '' : `for user "${f.user}" `}from ${f.source}; try again in ${Math.ceil(f.retryAfterMs / 1000)} s`,
+      };
     case 'iam-requires-tls':
       return { severity: 'FATAL', code: '28000', message: `user "${f.user}" uses IAM authentication, which requires TLS`, hint: 'Connect with sslmode=require.' };
     case 'iam-auth-failed':

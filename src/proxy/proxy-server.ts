@@ -7,7 +7,7 @@ import { LatencyHistogram } from '../metrics/histogram.js';
 import { errorResponse } from '../pgwire/messages.js';
 import { listenOn } from '../util/listen.js';
 import type { Logger } from '../util/logger.js';
-import { AuthThrottle } from './auth-throttle.js';
+import { LoginThrottle } from './auth-throttle.js';
 import { CancelRegistry } from './cancel-registry.js';
 import { ClientConnection, type ClientState, type EndpointRef, type PoolDirectory, type ProxyDirectory, type ProxyLimits } from './client-connection.js';
 import { toErrorFields } from './errors.js';
@@ -27,6 +27,7 @@ export interface ProxySettings extends ProxyLimits {
   readonly clientQueueMax: number;
   readonly clientQueueTimeoutMs: number;
   readonly serverIdleTimeoutMs: number;
+  readonly authFailuresPerUserSourceMax: number;
   readonly authFailuresPerSourceMax: number;
   readonly authFailureWindowMs: number;
   readonly poolsMax: number;
@@ -51,7 +52,7 @@ export class ProxyServer implements PoolDirectory {
   private readonly cancels = new CancelRegistry();
   private readonly secureContext: tls.SecureContext;
   private readonly certificateHash: Buffer;
-  private readonly throttle: AuthThrottle;
+  private readonly throttle: LoginThrottle;
   private readonly mockSecret = randomBytes(32);
   private readonly clientsByState: Record<ClientState, number> = { startup: 0, 'tls-handshake': 0, authenticating: 0, connecting: 0, session: 0, closed: 0 };
   private pinnedClients = 0;
@@ -67,7 +68,12 @@ export class ProxyServer implements PoolDirectory {
     this.secureContext = tls.createSecureContext({ key: tlsMaterial.key, cert: tlsMaterial.cert, minVersion: 'TLSv1.2' });
     // RFC 5929: the certificate's hash with its signature's hash (SHA-256 here).
     this.certificateHash = createHash('sha256').update(new X509Certificate(tlsMaterial.cert).raw).digest();
-    this.throttle = new AuthThrottle({ failuresMax: settings.authFailuresPerSourceMax, windowMs: settings.authFailureWindowMs, sourcesMax: 100_000 });
+    this.throttle = new LoginThrottle({
+      perUserSourceMax: settings.authFailuresPerUserSourceMax,
+      perSourceMax: settings.authFailuresPerSourceMax,
+      windowMs: settings.authFailureWindowMs,
+      keysMax: 100_000,
+    });
   }
 
   async listen(binding: EndpointBinding): Promise<void> {

@@ -1,5 +1,6 @@
 // Who may connect: SCRAM-SHA-256-PLUS channel binding over TLS, per-cluster
-// allow-lists and TLS requirement, and throttling of failed authentications.
+// allow-lists and TLS requirement, and throttling of failed authentications
+// per user and source address, and per source address over all users.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import net from 'node:net';
@@ -11,7 +12,7 @@ import { Borealis } from '../helpers/borealis.js';
 
 let b: Borealis;
 before(async () => {
-  b = await Borealis.start({ BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX: '3', BOREALIS_AUTH_FAILURE_WINDOW_MS: '3000' });
+  b = await Borealis.start({ BOREALIS_AUTH_FAILURES_PER_USER_SOURCE_MAX: '3', BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX: '6', BOREALIS_AUTH_FAILURE_WINDOW_MS: '3000' });
 });
 after(async () => {
   await b?.destroy();
@@ -93,10 +94,22 @@ test('a cluster that requires TLS refuses plaintext with 28000', async () => {
   assert.equal(await tryConnect(b.pgConfig({ tls: false })), null);
 });
 
-test('failed authentications are throttled per source, then forgiven', async () => {
+test('failed authentications are throttled per user and source: other users of the address still log in, until the address itself is over its limit; then forgiven', async () => {
+  const c = new pg.Client(b.pgConfig());
+  await c.connect();
+  await c.query("CREATE ROLE neighbour LOGIN PASSWORD 'neighbour-pass-1'");
+  await c.end();
+  const neighbour = b.pgConfig({ user: 'neighbour', password: 'neighbour-pass-1' });
   for (let i = 0; i < 3; i++) assert.equal((await tryConnect(b.pgConfig({ password: 'nope' })))?.code, '28P01');
   const throttled = await tryConnect(b.pgConfig());
   assert.equal(throttled?.code, '28000');
-  assert.match(throttled.message, /too many failed authentication attempts from 127\.0\.0\.1/);
+  assert.match(throttled.message, /too many failed authentication attempts for user "postgres" from 127\.0\.0\.1/);
+  assert.equal(await tryConnect(neighbour), null, 'another user from the same address is not locked out');
+  // Guessing over many user names counts against the address as a whole.
+  for (const user of ['guess1', 'guess2', 'guess3']) assert.equal((await tryConnect(b.pgConfig({ user, password: 'nope' })))?.code, '28P01');
+  const everyone = await tryConnect(neighbour);
+  assert.equal(everyone?.code, '28000');
+  assert.match(everyone.message, /too many failed authentication attempts from 127\.0\.0\.1/);
   await b.waitFor('the window to pass', async () => (await tryConnect(b.pgConfig())) === null, 10_000);
+  assert.equal(await tryConnect(neighbour), null);
 });

@@ -28,8 +28,8 @@ interface Outcome {
   readonly closed: boolean;
 }
 
-/** Sends `chunks`, then waits for the proxy to close the connection. */
-function exchange(chunks: Buffer[], opts: { endAfterWrite?: boolean; timeoutMs?: number } = {}): Promise<Outcome> {
+/** Sends `chunks` (then `afterReply`, once the proxy has answered), then waits for the proxy to close the connection. */
+function exchange(chunks: Buffer[], opts: { endAfterWrite?: boolean; timeoutMs?: number; afterReply?: Buffer[] } = {}): Promise<Outcome> {
   return new Promise((resolve) => {
     const s = net.connect(b.proxyPort, '127.0.0.1');
     const got: Buffer[] = [];
@@ -37,7 +37,14 @@ function exchange(chunks: Buffer[], opts: { endAfterWrite?: boolean; timeoutMs?:
       s.destroy();
       resolve({ received: Buffer.concat(got), closed: false });
     }, opts.timeoutMs ?? 10_000);
-    s.on('data', (d) => got.push(d));
+    let replied = false;
+    s.on('data', (d) => {
+      got.push(d);
+      if (replied || !opts.afterReply) return;
+      replied = true;
+      for (const c of opts.afterReply) s.write(c);
+      if (opts.endAfterWrite) s.end();
+    });
     s.on('error', () => undefined);
     s.on('close', () => {
       clearTimeout(timer);
@@ -45,7 +52,7 @@ function exchange(chunks: Buffer[], opts: { endAfterWrite?: boolean; timeoutMs?:
     });
     s.on('connect', () => {
       for (const c of chunks) s.write(c);
-      if (opts.endAfterWrite) s.end();
+      if (opts.endAfterWrite && !opts.afterReply) s.end();
     });
   });
 }
@@ -104,7 +111,8 @@ test('a truncated startup packet is dropped when the client goes away, and at th
 test('a truncated typed message mid-authentication is dropped', async () => {
   const startup = serializeStartupMessage(new Map([['user', 'postgres']]));
   const partial = Buffer.from([0x70, 0, 0, 0, 200, 1, 2, 3]);
-  const out = await exchange([startup, partial], { endAfterWrite: true });
+  // The proxy reads the role from pg_authid before it answers the startup packet.
+  const out = await exchange([startup], { afterReply: [partial], endAfterWrite: true });
   assert.equal(out.closed, true);
   assert.equal(out.received[0], 0x52, 'the proxy had asked for SASL');
   await bystanderStillWorks();

@@ -328,6 +328,21 @@ test('the statement timeout cancels a slow statement and holds up no other call;
   assert.equal((await exec('SELECT count(*) FROM late WHERE id = 1')).records![0]![0]!.longValue, 0);
 });
 
+test('a secret follows its role: made by SQL it works; after ALTER ROLE … PASSWORD or DROP ROLE by SQL it is refused', async () => {
+  await exec("CREATE ROLE api_user LOGIN PASSWORD 'api-pass-1'");
+  const made = await b.cli(['secret', 'create', '--cluster', 'default', '--username', 'api_user', '--password', 'api-pass-1']);
+  assert.equal(made.code, 0, made.stderr);
+  const apiSecret = made.stdout.trim();
+  const asApiUser = () => client.send(new ExecuteStatementCommand({ resourceArn, secretArn: apiSecret, database: 'postgres', sql: 'SELECT current_user AS u' }));
+  assert.deepEqual((await asApiUser()).records, [[{ stringValue: 'api_user' }]]);
+  await exec("ALTER ROLE api_user PASSWORD 'api-pass-2'");
+  await assert.rejects(asApiUser(), { name: 'AccessDeniedException' });
+  await exec("ALTER ROLE api_user PASSWORD 'api-pass-1'");
+  assert.deepEqual((await asApiUser()).records, [[{ stringValue: 'api_user' }]]);
+  await exec('DROP ROLE api_user');
+  await assert.rejects(asApiUser(), { name: 'AccessDeniedException' });
+});
+
 test('the Data API can be disabled per cluster (EnableHttpEndpoint)', async () => {
   await b.cli(['cluster', 'modify', 'default', '--no-data-api']);
   await assert.rejects(exec('SELECT 1'), { name: 'HttpEndpointNotEnabledException' });

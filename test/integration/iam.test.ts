@@ -9,7 +9,7 @@ import { Borealis } from '../helpers/borealis.js';
 let b: Borealis;
 let key: { accessKeyId: string; secretAccessKey: string };
 before(async () => {
-  b = await Borealis.start({ BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX: '0' });
+  b = await Borealis.start({ BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX: '0', BOREALIS_AUTH_FAILURES_PER_USER_SOURCE_MAX: '0' });
   const created = await b.cli(['access-key', 'create', '--description', 'iam test', '--json']);
   assert.equal(created.code, 0, created.stderr);
   key = JSON.parse(created.stdout) as typeof key;
@@ -20,9 +20,9 @@ after(async () => {
   await b?.destroy();
 });
 
-function token(opts: { username?: string; port?: number; secret?: string; accessKeyId?: string } = {}): Promise<string> {
+function token(opts: { username?: string; hostname?: string; port?: number; secret?: string; accessKeyId?: string } = {}): Promise<string> {
   return new Signer({
-    hostname: '127.0.0.1',
+    hostname: opts.hostname ?? '127.0.0.1',
     port: opts.port ?? b.proxyPort,
     username: opts.username ?? 'app_iam',
     region: 'us-east-1',
@@ -30,8 +30,14 @@ function token(opts: { username?: string; port?: number; secret?: string; access
   }).getAuthToken();
 }
 
-async function attempt(password: string, opts: { tls?: boolean; user?: string } = {}): Promise<pg.DatabaseError | string> {
-  const c = new pg.Client({ ...b.pgConfig({ user: opts.user ?? 'app_iam', password, tls: opts.tls ?? true }) });
+async function attempt(password: string, opts: { tls?: boolean; user?: string; port?: number; serverName?: string } = {}): Promise<pg.DatabaseError | string> {
+  const config = b.pgConfig({ user: opts.user ?? 'app_iam', password, tls: opts.tls ?? true });
+  const c = new pg.Client({
+    ...config,
+    ...(opts.port ? { port: opts.port } : {}),
+    // The name a client would connect by, sent as the TLS server name (the test resolves it to 127.0.0.1 itself).
+    ...(opts.serverName ? { ssl: { rejectUnauthorized: false, servername: opts.serverName } } : {}),
+  });
   c.on('error', () => undefined);
   try {
     await c.connect();
@@ -85,6 +91,46 @@ test('expired, wrong-user, wrong-host and badly signed tokens are refused with 2
 test('IAM users need TLS; password users are unaffected', async () => {
   refused(await attempt(await token(), { tls: false }), '28000', /requires TLS/);
   assert.equal(await attempt('correct-horse-battery', { user: 'postgres', tls: false }), 'postgres');
+});
+
+test('a role granted rds_iam by SQL logs in with IAM tokens only; revoking it brings its password back', async () => {
+  const c = new pg.Client(b.pgConfig());
+  await c.connect();
+  try {
+    await c.query("CREATE ROLE sql_iam LOGIN PASSWORD 'sql-iam-pass-1'; GRANT rds_iam TO sql_iam");
+    assert.equal(await attempt(await token({ username: 'sql_iam' }), { user: 'sql_iam' }), 'sql_iam');
+    refused(await attempt('sql-iam-pass-1', { user: 'sql_iam' }), '28P01', /IAM authentication failed for user "sql_iam"/);
+    refused(await attempt(await token({ username: 'sql_iam' }), { user: 'sql_iam', tls: false }), '28000', /requires TLS/);
+    await c.query('REVOKE rds_iam FROM sql_iam');
+    assert.equal(await attempt('sql-iam-pass-1', { user: 'sql_iam' }), 'sql_iam');
+    refused(await attempt(await token({ username: 'sql_iam' }), { user: 'sql_iam' }), '28P01', /password authentication failed for user "sql_iam"/);
+    // `user create --iam` made app_iam a member of rds_iam, without a password.
+    const r = await c.query<{ member: boolean; password: boolean }>(
+      "SELECT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE g.rolname = 'rds_iam' AND m.member = a.oid) AS member, a.rolpassword IS NOT NULL AS password FROM pg_authid a WHERE a.rolname = 'app_iam'",
+    );
+    assert.deepEqual(r.rows, [{ member: true, password: false }]);
+  } finally {
+    await c.end();
+  }
+});
+
+test('tokens signed for the advertised endpoint names and ports are accepted: writer, reader, instance and custom endpoints', async () => {
+  const created = await b.cli(['endpoint', 'create', 'analytics', '--cluster', 'default', '--type', 'ANY']);
+  assert.equal(created.code, 0, created.stderr);
+  const endpoints = (await b.status()).clusters.find((c) => c.name === 'default')!.endpoints;
+  assert.deepEqual(endpoints.map((e) => e.type).sort(), ['custom', 'instance', 'reader', 'writer']);
+  for (const e of endpoints) {
+    const t = await token({ hostname: e.serverName, port: e.port });
+    // By the endpoint's own port, with and without its name as the TLS server name.
+    assert.equal(await attempt(t, { port: e.port }), 'app_iam', `${e.serverName}:${e.port} without SNI`);
+    assert.equal(await attempt(t, { port: e.port, serverName: e.serverName }), 'app_iam', `${e.serverName}:${e.port} with SNI`);
+  }
+  const writer = endpoints.find((e) => e.type === 'writer')!;
+  const reader = endpoints.find((e) => e.type === 'reader')!;
+  // Another endpoint's name with this port, or this name with another port, is another host.
+  refused(await attempt(await token({ hostname: reader.serverName, port: writer.port }), { port: writer.port }), '28P01', /another host or port/);
+  refused(await attempt(await token({ hostname: writer.serverName, port: reader.port }), { port: writer.port }), '28P01', /another host or port/);
+  refused(await attempt(await token({ hostname: `elsewhere.cluster.borealis.localhost`, port: writer.port }), { port: writer.port }), '28P01', /another host or port/);
 });
 
 test('a deleted access key no longer signs valid tokens', async () => {

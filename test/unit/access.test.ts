@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { validateCidr } from '../../src/control/model.js';
 import { compileAccessPolicy } from '../../src/proxy/access-policy.js';
-import { AuthThrottle } from '../../src/proxy/auth-throttle.js';
+import { AuthThrottle, LoginThrottle } from '../../src/proxy/auth-throttle.js';
 
 test('allow-lists match IPv4, IPv4-mapped IPv6 and IPv6 sources', () => {
   const p = compileAccessPolicy({ allowedCidrs: ['10.0.0.0/8', '192.168.1.7/32', 'fd00::/8'], requireTls: false });
@@ -42,4 +42,20 @@ test('the throttle remembers a bounded number of sources', () => {
   assert.equal(t.sources, 3);
   assert.equal(t.retryAfterMs('a', 1), 0, 'the least recent was forgotten');
   assert.ok(t.retryAfterMs('d', 1) > 0);
+});
+
+test('logins are throttled per user and source, and per source over all users', () => {
+  const t = new LoginThrottle({ perUserSourceMax: 2, perSourceMax: 4, windowMs: 60_000, keysMax: 100 });
+  t.recordFailure('a', 'app', 0);
+  t.recordFailure('a', 'app', 1_000);
+  assert.deepEqual(t.check('a', 'app', 2_000), { scope: 'user', retryAfterMs: 58_000 });
+  assert.equal(t.check('a', 'other', 2_000), null, 'other users of the source are unaffected');
+  assert.equal(t.check('b', 'app', 2_000), null, 'the same user from another source is unaffected');
+  t.recordFailure('a', 'guess1', 3_000);
+  t.recordFailure('a', 'guess2', 4_000);
+  assert.deepEqual(t.check('a', 'other', 5_000), { scope: 'source', retryAfterMs: 55_000 });
+  assert.equal(t.check('a', 'other', 60_001), null, 'forgiven as failures leave the window');
+  const off = new LoginThrottle({ perUserSourceMax: 0, perSourceMax: 0, windowMs: 60_000, keysMax: 100 });
+  for (let i = 0; i < 10; i++) off.recordFailure('a', 'app', i);
+  assert.equal(off.check('a', 'app', 10), null);
 });

@@ -1,0 +1,172 @@
+// PostgreSQL's roles are the users: the proxy authenticates against the
+// cluster's own pg_authid, so CREATE/ALTER/DROP ROLE take effect on the next
+// connection, refusals carry PostgreSQL's own SQLSTATEs, a paused cluster
+// still checks passwords (without waking for a wrong one), and `borealis
+// user` is a convenience over the same roles.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { Borealis } from '../helpers/borealis.js';
+
+let b: Borealis;
+before(async () => {
+  b = await Borealis.start({ BOREALIS_AUTH_FAILURES_PER_SOURCE_MAX: '0', BOREALIS_AUTH_FAILURES_PER_USER_SOURCE_MAX: '0' });
+});
+after(async () => {
+  await b?.destroy();
+});
+
+/** Runs SQL as the master user through the proxy. */
+async function asMaster(sql: string, port?: number, password?: string): Promise<void> {
+  const c = new pg.Client({ ...b.pgConfig(password ? { password } : {}), ...(port ? { port } : {}) });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Logs in and returns current_user, or the refusal. */
+async function login(user: string, password: string, opts: { port?: number; tls?: boolean } = {}): Promise<string | pg.DatabaseError> {
+  const c = new pg.Client({ ...b.pgConfig({ user, password, tls: opts.tls ?? true }), ...(opts.port ? { port: opts.port } : {}) });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    const r = await c.query<{ u: string }>('SELECT current_user AS u');
+    await c.end();
+    return r.rows[0]!.u;
+  } catch (e) {
+    return e as pg.DatabaseError;
+  }
+}
+
+function refused(result: string | pg.DatabaseError, code: string, message: RegExp): void {
+  assert.notEqual(typeof result, 'string', `the login should have been refused, but it logged in as ${String(result)}`);
+  const e = result as pg.DatabaseError;
+  assert.equal(e.code, code, e.message);
+  assert.match(e.message, message);
+}
+
+test('a role made with CREATE ROLE … LOGIN PASSWORD logs in through the proxy (pg and psql)', async () => {
+  await asMaster("CREATE ROLE app LOGIN PASSWORD 'app-pass-1'");
+  assert.equal(await login('app', 'app-pass-1'), 'app');
+  assert.equal(await login('app', 'app-pass-1', { tls: false }), 'app');
+  refused(await login('app', 'wrong-pass'), '28P01', /password authentication failed for user "app"/);
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile('psql', [b.url({ user: 'app', password: 'app-pass-1' }), '-Atc', 'SELECT current_user'], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout))),
+  );
+  assert.equal(out.trim(), 'app');
+});
+
+test('ALTER ROLE … PASSWORD: the new password works and the old one is refused on the next connection', async () => {
+  assert.equal(await login('app', 'app-pass-1'), 'app');
+  await asMaster("ALTER ROLE app PASSWORD 'app-pass-2'");
+  assert.equal(await login('app', 'app-pass-2'), 'app');
+  refused(await login('app', 'app-pass-1'), '28P01', /password authentication failed for user "app"/);
+});
+
+test('NOLOGIN is refused with 28000; an expired VALID UNTIL, an md5 or no password with 28P01', async () => {
+  await asMaster('ALTER ROLE app NOLOGIN');
+  refused(await login('app', 'app-pass-2'), '28000', /role "app" is not permitted to log in/);
+  await asMaster('ALTER ROLE app LOGIN');
+  assert.equal(await login('app', 'app-pass-2'), 'app');
+  await asMaster("ALTER ROLE app VALID UNTIL '2001-01-01'");
+  refused(await login('app', 'app-pass-2'), '28P01', /password authentication failed for user "app"/);
+  await asMaster("ALTER ROLE app VALID UNTIL 'infinity'");
+  assert.equal(await login('app', 'app-pass-2'), 'app');
+  await asMaster("SET password_encryption = 'md5'; ALTER ROLE app PASSWORD 'app-pass-md5'");
+  refused(await login('app', 'app-pass-md5'), '28P01', /password authentication failed for user "app"/);
+  await asMaster('ALTER ROLE app PASSWORD NULL');
+  refused(await login('app', 'app-pass-md5'), '28P01', /password authentication failed for user "app"/);
+  await asMaster("ALTER ROLE app PASSWORD 'app-pass-3'");
+  assert.equal(await login('app', 'app-pass-3'), 'app');
+});
+
+test('DROP ROLE: the role can no longer log in, even with its pooled servers still idle', async () => {
+  assert.equal(await login('app', 'app-pass-3'), 'app');
+  // The pool of app's servers keeps one idle; dropping needs them gone.
+  await asMaster("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app'; DROP ROLE app");
+  refused(await login('app', 'app-pass-3'), '28P01', /password authentication failed for user "app"/);
+});
+
+test('a role changed just before its writer crashed is checked against pg_authid once the writer is back, not against a stale copy', async () => {
+  await asMaster("CREATE ROLE crashy LOGIN PASSWORD 'crashy-pass-1'");
+  assert.equal(await login('crashy', 'crashy-pass-1'), 'crashy');
+  // No login since this change: Borealis's last-known row still holds the old verifier.
+  await asMaster("ALTER ROLE crashy PASSWORD 'crashy-pass-2'");
+  const pid = await b.writerPid();
+  assert.ok(pid);
+  process.kill(pid, 'SIGKILL');
+  refused(await login('crashy', 'crashy-pass-1'), '28P01', /password authentication failed for user "crashy"/);
+  assert.equal(await login('crashy', 'crashy-pass-2'), 'crashy');
+});
+
+test('borealis user create/list/rotate/delete work on the cluster\'s roles', async () => {
+  const created = await b.cli(['user', 'create', 'reporter', '--cluster', 'default', '--password', 'reporter-pass-1']);
+  assert.equal(created.code, 0, created.stderr);
+  assert.equal(await login('reporter', 'reporter-pass-1'), 'reporter');
+  await asMaster("CREATE ROLE by_sql LOGIN PASSWORD 'by-sql-pass-1'");
+  const listed = await b.cli(['user', 'list', '--cluster', 'default', '--json']);
+  assert.equal(listed.code, 0, listed.stderr);
+  const users = JSON.parse(listed.stdout) as Array<{ name: string; auth: string; canLogin: boolean }>;
+  assert.deepEqual(users.find((u) => u.name === 'reporter'), { name: 'reporter', auth: 'password', canLogin: true });
+  assert.deepEqual(users.find((u) => u.name === 'by_sql'), { name: 'by_sql', auth: 'password', canLogin: true });
+  assert.ok(users.some((u) => u.name === 'postgres'));
+  assert.ok(!users.some((u) => u.name.startsWith('pg_')), 'built-in roles are not listed');
+  const rotated = await b.cli(['user', 'rotate', 'by_sql', '--cluster', 'default', '--password', 'by-sql-pass-2']);
+  assert.equal(rotated.code, 0, rotated.stderr);
+  assert.equal(await login('by_sql', 'by-sql-pass-2'), 'by_sql');
+  refused(await login('by_sql', 'by-sql-pass-1'), '28P01', /password authentication failed/);
+  const deleted = await b.cli(['user', 'delete', 'by_sql', '--cluster', 'default']);
+  assert.equal(deleted.code, 0, deleted.stderr);
+  refused(await login('by_sql', 'by-sql-pass-2'), '28P01', /password authentication failed/);
+  assert.match((await b.cli(['user', 'delete', 'by_sql', '--cluster', 'default'])).stderr, /does not exist/);
+  assert.match((await b.cli(['user', 'rotate', 'nobody', '--cluster', 'default', '--password', 'nobody-pass-1'])).stderr, /does not exist/);
+});
+
+test('a paused cluster checks passwords without waking for a wrong one, and resumes for a right one', async () => {
+  const created = await b.cli(['cluster', 'create', 'sleepy', '--master-password', 'sleepy-pass-1', '--min', '0', '--max', '1', '--auto-pause', '2']);
+  assert.equal(created.code, 0, created.stderr);
+  const port = (await b.status()).clusters.find((c) => c.name === 'sleepy')!.endpoints.find((e) => e.type === 'writer')!.port;
+  await asMaster("CREATE ROLE night_owl LOGIN PASSWORD 'owl-pass-1'", port, 'sleepy-pass-1');
+  const writerState = async (): Promise<string> => (await b.status()).clusters.find((c) => c.name === 'sleepy')!.instances.find((i) => i.role === 'writer')!.state;
+  await b.waitFor('auto-pause', async () => (await writerState()) === 'paused', 60_000);
+  refused(await login('night_owl', 'not-the-pass', { port }), '28P01', /password authentication failed for user "night_owl"/);
+  refused(await login('nobody_here', 'not-the-pass', { port }), '28P01', /password authentication failed for user "nobody_here"/);
+  assert.equal(await writerState(), 'paused', 'a refused login does not resume the cluster');
+  assert.equal(await login('night_owl', 'owl-pass-1', { port }), 'night_owl');
+});
+
+test('the master user is no superuser but a member of rds_superuser; what only a superuser may do is refused with 42501', async () => {
+  const c = new pg.Client(b.pgConfig());
+  await c.connect();
+  try {
+    const me = await c.query<{ rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean }>('SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user');
+    assert.deepEqual(me.rows, [{ rolsuper: false, rolcreaterole: true, rolcreatedb: true }]);
+    const granted = await c.query<{ role: string; member: boolean }>(
+      "SELECT r AS role, pg_has_role(current_user, r, 'USAGE') AS member FROM unnest(ARRAY['rds_superuser', 'pg_read_all_data', 'pg_write_all_data', 'pg_monitor', 'pg_signal_backend']) AS r",
+    );
+    assert.deepEqual(granted.rows.filter((r) => !r.member), [], 'the master user holds each of these');
+    const denied = async (sql: string, message: RegExp): Promise<void> =>
+      assert.rejects(c.query(sql), (e: pg.DatabaseError) => {
+        assert.equal(e.code, '42501', `${sql}: ${e.message}`);
+        assert.match(e.message, message);
+        return true;
+      });
+    await c.query('CREATE TABLE IF NOT EXISTS mine (n int)');
+    await denied("COPY mine TO PROGRAM 'cat > /dev/null'", /permission denied to COPY to or from an external program/);
+    await denied('GRANT pg_read_server_files TO CURRENT_USER', /permission denied to grant role "pg_read_server_files"/);
+    await denied('CREATE LANGUAGE plpython3u', /permission denied to create extension "plpython3u"/);
+    await denied('ALTER ROLE CURRENT_USER SUPERUSER', /permission denied to alter role/);
+    // What the master user is for still works: roles, databases, data.
+    await c.query("CREATE ROLE helper LOGIN PASSWORD 'helper-pass-1'; GRANT rds_iam TO helper; REVOKE rds_iam FROM helper; DROP ROLE helper");
+    await c.query('CREATE DATABASE master_made');
+  } finally {
+    await c.end();
+  }
+  // Borealis's own superuser is never reachable through the proxy.
+  refused(await login('borealis_admin', 'anything-at-all'), '28P01', /password authentication failed for user "borealis_admin"/);
+  assert.equal(await login('postgres', 'correct-horse-battery'), 'postgres');
+});
