@@ -81,7 +81,8 @@ export class InstanceProber {
     this.probing = true;
     const { timeoutMs, failuresMax } = this.deps;
     try {
-      await Promise.all(
+      // allSettled: the round runs unattended, and one instance's trouble must not end the supervisor.
+      await Promise.allSettled(
         [...this.deps.instances()].map(async (i) => {
           if (i.state !== 'available') return void this.states.delete(i.id);
           const pid = i.server.pid;

@@ -309,8 +309,13 @@ export class StorageFleet {
         }
       }),
     );
-    this.recordMarks(this.nodes.flatMap((n) => (n.last ? [n.last] : [])));
-    this.watchQuorum();
+    try {
+      this.recordMarks(this.nodes.flatMap((n) => (n.last ? [n.last] : [])));
+      this.watchQuorum();
+    } catch (err) {
+      // The loop runs unattended (a rejection here would end the supervisor): the next round tries again.
+      this.deps.log.warn('storage health bookkeeping failed', { error: (err as Error).message });
+    }
     if (this.backupDue()) void this.baseBackup().catch((err: Error) => this.deps.log.warn('base backup failed', { error: err.message }));
   }
 
