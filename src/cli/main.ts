@@ -241,8 +241,9 @@ secret
   .requiredOption('--cluster <cluster>', 'cluster')
   .requiredOption('--username <name>', 'database user the secret logs in as')
   .requiredOption('--password <password>', "the user's password")
-  .action(async (opts: { cluster: string; username: string; password: string }) => {
-    const r = await ApiClient.connect(home()).request<{ arn: string }>('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/secrets`, { username: opts.username, password: opts.password });
+  .option('--dbname <database>', 'database the Data API uses when a call names none (default: the user\'s name)')
+  .action(async (opts: { cluster: string; username: string; password: string; dbname?: string }) => {
+    const r = await ApiClient.connect(home()).request<{ arn: string }>('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/secrets`, { username: opts.username, password: opts.password, ...(opts.dbname ? { dbname: opts.dbname } : {}) });
     process.stdout.write(r.arn + '\n');
   });
 

@@ -206,7 +206,7 @@ export class ApiServer {
           const username = optionalString(input, 'username');
           const password = optionalString(input, 'password');
           if (!username || !password) throw new HttpError(400, 'InvalidParameterValue', 'username and password are required');
-          return [201, await supervisor.createSecret(decodeURIComponent(m[1]!), username, password)];
+          return [201, await supervisor.createSecret(decodeURIComponent(m[1]!), username, password, optionalString(input, 'dbname'))];
         },
       },
       {

@@ -242,7 +242,8 @@ export class Supervisor implements ProxyDirectory {
       secret: (arn) =>
         this.cached(`secret\0${arn}`, () => {
           const s = this.store.getSecret(arn);
-          return s && typeof s.value.password === 'string' ? { cluster: s.cluster, username: s.username, password: s.value.password } : null;
+          if (!s || typeof s.value.password !== 'string') return null;
+          return { cluster: s.cluster, username: s.username, password: s.value.password, ...(typeof s.value.dbname === 'string' && s.value.dbname !== '' ? { dbname: s.value.dbname } : {}) };
         }),
       // Read as for a proxy login: fresh when the writer answers, the last-known row while it is paused.
       passwordMatches: async (cluster, username, password) => this.passwordMatches(await this.roles.lookup(cluster, username), cluster, username, password),
@@ -272,14 +273,16 @@ export class Supervisor implements ProxyDirectory {
   }
 
   /** A Secrets Manager-style secret holding a database login, for the Data API's secretArn. */
-  async createSecret(cluster: string, username: string, password: string): Promise<{ arn: string }> {
+  /** `dbname`: the database the Data API uses when a call names none (as in an RDS secret). */
+  async createSecret(cluster: string, username: string, password: string, dbname?: string): Promise<{ arn: string }> {
     if (!this.store.getCluster(cluster)) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
     // Read now, so a role made or changed by SQL a moment ago counts.
     const row = await this.roles.lookup(cluster, username);
     if (loginMethod(row, Date.now()).method !== 'scram') throw new ControlError('invalid', `cluster "${cluster}" has no password user "${username}"`);
     if (!this.passwordMatches(row, cluster, username, password)) throw new ControlError('invalid', `the password does not match user "${username}"`);
     const arn = `${SECRET_ARN_PREFIX}/${cluster}/${username}-${randomBytes(3).toString('hex')}`;
-    this.store.insertSecret(arn, cluster, username, { username, password, engine: 'postgres', dbClusterIdentifier: cluster });
+    if (dbname !== undefined && !/^[^\0]{1,63}$/.test(dbname)) throw new ControlError('invalid', 'dbname must be 1 to 63 characters');
+    this.store.insertSecret(arn, cluster, username, { username, password, engine: 'postgres', dbClusterIdentifier: cluster, ...(dbname !== undefined ? { dbname } : {}) });
     this.event('cluster', cluster, 'secret-created', `secret for ${username} created`);
     return { arn };
   }

@@ -21,7 +21,8 @@ export interface DataApiDirectory {
   /** The cluster an ARN names (arn:aws:rds:<region>:<account>:cluster:<name>), or null. */
   clusterFromArn(arn: string): string | null;
   dataApiEnabled(cluster: string): boolean;
-  secret(arn: string): { cluster: string; username: string; password: string } | null;
+  /** `dbname`: the secret's database, used when a call names none (as AWS does). */
+  secret(arn: string): { cluster: string; username: string; password: string; dbname?: string } | null;
   /** Whether the password is the role's, as the cluster's pg_authid has it now (its last-known row while paused). */
   passwordMatches(cluster: string, username: string, password: string): Promise<boolean>;
   /** Resumes a paused writer; resolves its socket, or null at the deadline. */
@@ -189,7 +190,7 @@ export class DataApiServer {
   }
 
   /** resourceArn + secretArn → the cluster and a database login checked against its user. */
-  private async authorize(input: Record<string, unknown>): Promise<{ cluster: string; username: string; password: string; secretArn: string }> {
+  private async authorize(input: Record<string, unknown>): Promise<{ cluster: string; username: string; password: string; secretArn: string; dbname?: string }> {
     const resourceArn = requiredString(input, 'resourceArn');
     const secretArn = requiredString(input, 'secretArn');
     const cluster = this.directory.clusterFromArn(resourceArn);
@@ -200,7 +201,7 @@ export class DataApiServer {
     if (secret.cluster !== cluster || !(await this.directory.passwordMatches(cluster, secret.username, secret.password))) {
       throw new DataApiError('AccessDeniedException', 'The secret does not authenticate to this DB cluster.');
     }
-    return { cluster, username: secret.username, password: secret.password, secretArn };
+    return { cluster, username: secret.username, password: secret.password, secretArn, ...(secret.dbname !== undefined ? { dbname: secret.dbname } : {}) };
   }
 
   /** The connections for this cluster, user and database; resumes a paused writer first. */
@@ -306,7 +307,7 @@ export class DataApiServer {
 
   private async beginTransaction(input: Record<string, unknown>): Promise<unknown> {
     const auth = await this.authorize(input);
-    const database = optionalString(input, 'database') ?? auth.username;
+    const database = optionalString(input, 'database') ?? auth.dbname ?? auth.username;
     const set = await this.connectionSet(auth.cluster, auth.username, database);
     const connection = await this.acquire(set, 'lease');
     try {
@@ -353,7 +354,7 @@ export class DataApiServer {
 
   /** Runs one statement of a call: in its transaction, on a shared connection, or on one of its own. */
   private async statement<T>(
-    auth: { cluster: string; username: string; secretArn: string },
+    auth: { cluster: string; username: string; secretArn: string; dbname?: string },
     input: Record<string, unknown>,
     sql: string,
     text: string,
@@ -362,7 +363,7 @@ export class DataApiServer {
     const transactionId = optionalString(input, 'transactionId');
     if (transactionId) return this.inTransaction(transactionId, auth, sql, (c) => fn(c, true, null));
     if (input.continueAfterTimeout === true || !PLAIN_STATEMENT.test(sql) || pinReasons(sql).length > 0) return this.leased(auth, input, sql, (c) => fn(c, false, null));
-    const database = optionalString(input, 'database') ?? auth.username;
+    const database = optionalString(input, 'database') ?? auth.dbname ?? auth.username;
     const known = text.length <= STATEMENT_TEXT_TIMED_MAX ? this.statementTimes.get(text) : undefined;
     const quick = known !== undefined && known <= QUICK_STATEMENT_MS;
     const timed = (ms: number): void => {
@@ -398,8 +399,8 @@ export class DataApiServer {
    * still running after its call answered (continueAfterTimeout) keeps it
    * until it ends.
    */
-  private async leased<T>(auth: { cluster: string; username: string }, input: Record<string, unknown>, sql: string, fn: (c: SqlConnection) => Promise<T>): Promise<T> {
-    const database = optionalString(input, 'database') ?? auth.username;
+  private async leased<T>(auth: { cluster: string; username: string; dbname?: string }, input: Record<string, unknown>, sql: string, fn: (c: SqlConnection) => Promise<T>): Promise<T> {
+    const database = optionalString(input, 'database') ?? auth.dbname ?? auth.username;
     const reusable = input.continueAfterTimeout !== true && pinReasons(sql).length === 0;
     this.directory.activity(auth.cluster, 1);
     try {

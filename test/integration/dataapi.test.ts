@@ -250,6 +250,19 @@ test('the AWS CLI (botocore, a client no one here wrote) runs statements and kee
   assert.match(commit.stdout, /Transaction Committed/);
 });
 
+test("with no database in the call, the secret's dbname is used, as AWS does; without one, the user's name", async () => {
+  await exec('CREATE DATABASE app_db');
+  const made = await b.cli(['secret', 'create', '--cluster', 'default', '--username', 'postgres', '--password', 'correct-horse-battery', '--dbname', 'app_db']);
+  assert.equal(made.code, 0, made.stderr);
+  const withDb = made.stdout.trim();
+  const r = await client.send(new ExecuteStatementCommand({ resourceArn, secretArn: withDb, sql: 'SELECT current_database()' }));
+  assert.equal(r.records![0]![0]!.stringValue, 'app_db');
+  // The call's own database wins.
+  const named = await client.send(new ExecuteStatementCommand({ resourceArn, secretArn: withDb, sql: 'SELECT current_database()', database: 'postgres' }));
+  assert.equal(named.records![0]![0]!.stringValue, 'postgres');
+  assert.equal((await exec('SELECT current_database()')).records![0]![0]!.stringValue, 'postgres');
+});
+
 test('bad credentials, resources and payloads get the AWS errors the SDK expects; the server keeps serving', async () => {
   const wrongSecret = new RDSDataClient({ endpoint: `http://127.0.0.1:${b.dataApiPort}`, region: 'us-east-1', credentials: { ...key, secretAccessKey: 'wrong' }, maxAttempts: 1 });
   await assert.rejects(wrongSecret.send(new ExecuteStatementCommand({ resourceArn, secretArn, sql: 'SELECT 1' })), { name: 'InvalidSignatureException' });
