@@ -660,15 +660,18 @@ export class PooledSession implements ServerOwner {
       this.pool.commitLatency.observe((performance.now() - this.commitSentAt) / 1000);
       this.commitSentAt = null;
     }
+    // Reading the client again: replies caught up with a full pipeline, or arrived for a message that waits on them.
+    let resume = false;
     if (this.pipelineFull && server.queue.length < this.limits.pipelineRequestsMax / 2) {
       this.pipelineFull = false;
-      this.updateReading();
-      this.process();
-      return;
+      resume = true;
     }
     if (this.resumeWanted) {
       this.resumeWanted = false;
       this.waitingForReplies = false;
+      resume = true;
+    }
+    if (resume) {
       this.updateReading();
       this.process();
       return;
