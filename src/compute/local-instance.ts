@@ -149,6 +149,11 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
     // real capacity applies as soon as postgres answers.
     this.applyLimits(this.capacity, this.options.maxCapacityAcu());
     await this.server.start(startTimeoutMs);
+    if (stops !== this.stops) {
+      // A stop came while postgres was starting (it could not stop what had not spawned yet): it stays down.
+      await this.server.stop(this.options.stopTimeoutMs);
+      throw new Error(`${this.id} was stopped while it started`);
+    }
     this.applyLimits(this.capacity);
     this.readySince = Date.now();
     if (this.resumeBegan !== null) {
@@ -165,14 +170,22 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   }
 
   /**
-   * A standby becomes a writer: promoted (waiting for the end of recovery),
-   * then its configuration is rewritten from its hooks, which now see it as
-   * a writer, and reloaded.
+   * A standby becomes a writer. Its configuration is rewritten from its
+   * hooks, which see it as a writer by now, and reloaded *before* it is
+   * promoted: the storage quorum (synchronous_standby_names) and the term
+   * must hold from its first commit, not from whenever a reload after the
+   * promotion lands. They are harmless on a standby. Rewritten and reloaded
+   * again after, whether the promotion returned or timed out (PostgreSQL
+   * may still finish it).
    */
   async promote(timeoutMs: number): Promise<void> {
     if (this.stateValue !== 'available') throw new Error(`${this.id} is ${this.stateValue}, not available`);
-    await this.server.promote(timeoutMs);
     this.reconfigure();
+    try {
+      await this.server.promote(timeoutMs);
+    } finally {
+      this.reconfigure();
+    }
   }
 
   /** Rewrites the configuration from the hooks (a reader's writer moved) and reloads it. */

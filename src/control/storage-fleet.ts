@@ -667,18 +667,25 @@ export class StorageFleet {
     for (let seg = segmentOf(start); seg <= lastSeg; seg++) {
       const f = pick.get(seg);
       if (!f) throw new StorageError(`storage node ${source} lacks WAL segment ${seg}`);
+      // Every byte up to `end` must come from some node: a copy that stops
+      // short (a peer behind the source) would end recovery early without a
+      // word and lose what lies after it, so such a copy is never used.
+      const needed = seg === lastSeg ? Number(end - segmentStart(seg)) : WAL_SEGMENT_BYTES;
       let bytes: Buffer | null = null;
       for (const n of [primary, ...this.nodes.filter((x) => x !== primary)]) {
         try {
-          bytes = await n.client.walFile(f.name);
-          if (seg === lastSeg || bytes.length === WAL_SEGMENT_BYTES) break;
+          const got = await n.client.walFile(f.name);
+          if (got.length >= needed) {
+            bytes = got;
+            break;
+          }
         } catch {
-          bytes = null;
+          // try the next node
         }
       }
-      if (!bytes) throw new StorageError(`no storage node served WAL ${f.name}`);
+      if (!bytes) throw new StorageError(`no storage node served WAL ${f.name} up to ${needed} bytes`);
       const whole = Buffer.alloc(WAL_SEGMENT_BYTES);
-      const keep = seg === lastSeg ? Math.min(bytes.length, Number(end - segmentStart(seg))) : bytes.length;
+      const keep = needed;
       bytes.copy(whole, 0, 0, keep);
       // Through a temporary name: a standby's own segment is never left half written.
       const file = path.join(walDir, f.name);

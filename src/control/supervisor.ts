@@ -653,6 +653,8 @@ export class Supervisor implements ProxyDirectory {
     const started = Date.now();
     let swapped = false;
     let fenced = false;
+    /** The old writer was stopped (a failure before that leaves it running, untouched). */
+    let stopped = false;
     const fleet = this.fleets.get(clusterName);
     this.event('cluster', clusterName, 'failover-started', `failing over from ${oldRecord.id} to ${targetRecord.id}`);
     try {
@@ -661,6 +663,7 @@ export class Supervisor implements ProxyDirectory {
         if (!(await target.waitAvailable(this.settings.engineStartTimeoutMs))) throw new ControlError('unavailable', `${targetRecord.id} did not resume`);
       }
       await oldWriter.stop();
+      stopped = true;
       if (fleet) {
         const fence = await fleet.fence({ host: '127.0.0.1', port: targetRecord.enginePort });
         fenced = true;
@@ -703,7 +706,7 @@ export class Supervisor implements ProxyDirectory {
     } catch (err) {
       this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
       // (A shutdown stopped everything meanwhile: nothing is started again.)
-      if (!swapped && !this.shuttingDown) {
+      if (!swapped && stopped && !this.shuttingDown) {
         // Nothing changed hands: the old writer takes writes again, in a
         // term of its own (the fenced one names the target).
         void (async () => {

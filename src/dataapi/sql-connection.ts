@@ -9,7 +9,7 @@
 // and dropped as they arrive, and the statement fails once it is over.
 import type net from 'node:net';
 import { ProtocolViolation } from '../pgwire/frame-reader.js';
-import { parseDataRow, parseErrorFields, parseRowColumns, type RowColumn } from '../pgwire/messages.js';
+import { isSyncRepCancelled, parseDataRow, parseErrorFields, parseRowColumns, type RowColumn } from '../pgwire/messages.js';
 import { openServerSession } from '../proxy/server-connection.js';
 
 /** A column of a result, named as node-postgres names them. */
@@ -262,6 +262,9 @@ export class SqlConnection {
       case 0x6e: // NoData
       case 0x49: // EmptyQueryResponse
       case 0x4e: // NoticeResponse
+        // A commit that stopped waiting for the storage quorum is not acknowledged as one.
+        if (p && isSyncRepCancelled(body)) p.error = new DatabaseError('40003', 'ERROR', 'the outcome of this transaction is unknown: its commit stopped waiting for the storage quorum, so only the writer holds it');
+        return;
       case 0x53: // ParameterStatus
       case 0x41: // NotificationResponse
       case 0x64: // CopyData (COPY TO STDOUT: not returned)

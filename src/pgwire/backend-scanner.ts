@@ -2,7 +2,7 @@
 // message bodies: each chunk comes back as slices to forward or drop, so a
 // 100 MB row costs no more memory than a 100-byte one. Only the small
 // messages whose contents matter to the pooler (ReadyForQuery,
-// ParameterStatus) are gathered whole. Pure: no sockets.
+// ParameterStatus, NoticeResponse) are gathered whole. Pure: no sockets.
 import { Backend } from './codes.js';
 import { ProtocolViolation } from './frame-reader.js';
 
@@ -21,7 +21,7 @@ export interface ScannerHooks {
    * false to drop it. `emit` may be used to insert bytes before it.
    */
   onMessage(start: MessageStart, emit: (bytes: Buffer) => void): boolean;
-  /** Called with the whole body of each ReadyForQuery and ParameterStatus. */
+  /** Called with the whole body of each ReadyForQuery, ParameterStatus and (small) NoticeResponse. */
   onInspected(code: number, body: Buffer): void;
 }
 
@@ -82,6 +82,10 @@ export class BackendScanner {
         }
         if (code === Backend.ReadyForQuery || code === Backend.ParameterStatus) {
           if (this.bodyRemaining > INSPECTED_BODY_BYTES_MAX) throw new ProtocolViolation('oversized server status message');
+          this.inspectCode = code;
+          this.inspectParts = [];
+        } else if (code === Backend.NoticeResponse && this.bodyRemaining <= INSPECTED_BODY_BYTES_MAX) {
+          // Notices are gathered too (a large one, e.g. RAISE NOTICE of a long text, is not: none of interest is large).
           this.inspectCode = code;
           this.inspectParts = [];
         }

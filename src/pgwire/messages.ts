@@ -184,3 +184,17 @@ export function saslInitialResponse(mechanism: string, data: string): Buffer {
 export function passwordMessage(data: string, nulTerminated: boolean): Buffer {
   return typedMessage(Frontend.Password, Buffer.from(nulTerminated ? `${data}\0` : data, 'utf8'));
 }
+
+/**
+ * Whether a NoticeResponse body is the warning PostgreSQL sends when a
+ * commit stops waiting for synchronous replication (syncrep.c, on a cancel
+ * or a statement timeout): "canceling wait for synchronous replication due
+ * to user request", detail "The transaction has already committed locally,
+ * but might not have been replicated to the standby." The commit is then
+ * reported as done although only the writer holds it. Messages are in
+ * English: Borealis runs PostgreSQL with lc_messages = C.
+ */
+export function isSyncRepCancelled(body: Buffer): boolean {
+  if (body.indexOf('canceling wait for synchronous replication') < 0) return false;
+  return parseErrorFields(body).get('M')?.startsWith('canceling wait for synchronous replication') ?? false;
+}

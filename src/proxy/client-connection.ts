@@ -388,6 +388,8 @@ export class ClientConnection {
         switch (end.kind) {
           case 'client-left':
             return this.close();
+          case 'commit-not-durable':
+            return this.fail({ kind: 'commit-not-durable', cluster: this.endpoint.cluster });
           case 'server-lost':
             // One error for one death: the server's own FATAL if it sent one.
             if (end.fatalSent) return this.refuse(Buffer.alloc(0));

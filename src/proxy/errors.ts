@@ -28,6 +28,7 @@ export type ProxyFailure =
   | { readonly kind: 'instance-unreachable'; readonly cluster: string; readonly instanceId: string }
   | { readonly kind: 'no-route'; readonly cluster: string; readonly endpoint: string }
   | { readonly kind: 'server-lost'; readonly cluster: string }
+  | { readonly kind: 'commit-not-durable'; readonly cluster: string }
   | { readonly kind: 'queue-full'; readonly cluster: string }
   | { readonly kind: 'queue-timeout'; readonly cluster: string; readonly waitedMs: number }
   | { readonly kind: 'too-many-clients'; readonly limit: number }
@@ -70,6 +71,13 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       return { severity: 'FATAL', code: '08006', message: `endpoint ${f.endpoint} of cluster "${f.cluster}" has no member instance` };
     case 'server-lost':
       return { severity: 'FATAL', code: '08006', message: `the connection to the database server of cluster "${f.cluster}" was lost` };
+    case 'commit-not-durable':
+      return {
+        severity: 'FATAL',
+        code: '40003',
+        message: `the outcome of this transaction is unknown: its commit stopped waiting for the storage quorum of cluster "${f.cluster}" (cancelled or timed out), so it is on the writer only and may be lost if the writer fails`,
+        hint: 'Check whether the transaction took effect after reconnecting; a commit is acknowledged only once four storage nodes hold it.',
+      };
     case 'queue-full':
       return { severity: 'FATAL', code: '53300', message: `too many clients are waiting for a server connection to cluster "${f.cluster}"` };
     case 'queue-timeout':

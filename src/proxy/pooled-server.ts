@@ -2,6 +2,7 @@
 // private socket, lent to one client at a time.
 import type net from 'node:net';
 import { BackendScanner } from '../pgwire/backend-scanner.js';
+import { isSyncRepCancelled } from '../pgwire/messages.js';
 import type { BackendKey, CancelTarget } from './cancel-registry.js';
 import { ResponseQueue } from './response-queue.js';
 
@@ -27,6 +28,13 @@ export class PooledServer implements CancelTarget {
   readonly doomed: string[] = [];
   /** A token of the client session whose unnamed statement this server holds, if any. */
   unnamedOwner: object | null = null;
+  /**
+   * PostgreSQL stopped waiting for the storage quorum on a commit (a cancel,
+   * a statement timeout) and is about to report it as committed, although
+   * only the writer has it: the client must not take that as an
+   * acknowledgement.
+   */
+  commitNotDurable = false;
   /** Type byte of the last message header the server sent, and who owned the server then. */
   lastMessageCode = 0;
   lastMessageOwner: ServerOwner | null = null;
@@ -52,7 +60,8 @@ export class PooledServer implements CancelTarget {
     },
     onInspected: (code, body) => {
       if (code === 0x5a) this.txStatus = body[0] ?? 0x49; // 'Z'
-      else setParam(this.params, body); // 'S'
+      else if (code === 0x53) setParam(this.params, body); // 'S'
+      else if (isSyncRepCancelled(body)) this.commitNotDurable = true; // 'N'
     },
   });
   idleSince = Date.now();

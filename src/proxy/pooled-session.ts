@@ -37,6 +37,8 @@ export interface SessionLimits {
 
 export type SessionEnd =
   | { readonly kind: 'client-left' }
+  /** A commit stopped waiting for the storage quorum: its outcome is unknown to the client. */
+  | { readonly kind: 'commit-not-durable' }
   /** `fatalSent`: the server's own FATAL reached this client before it closed. */
   | { readonly kind: 'server-lost'; readonly fatalSent: boolean }
   | { readonly kind: 'acquire-failed'; readonly error: unknown }
@@ -653,6 +655,14 @@ export class PooledSession implements ServerOwner {
     const server = this.server;
     if (!server) return;
     server.scanner.scan(chunk, this.collectForClient);
+    if (server.commitNotDurable) {
+      // Never pass on a commit the storage quorum does not hold: what was
+      // about to go out is dropped and the client learns its commit's
+      // outcome is unknown (the writer has it, storage may not).
+      this.toClient.length = 0;
+      this.end({ kind: 'commit-not-durable' });
+      return;
+    }
     if (server.scanner.atBoundary) server.queue.flushSynthetic(this.collectForClient);
     // One write per server chunk: usually the chunk itself, untouched.
     this.flushToClient();
@@ -660,15 +670,18 @@ export class PooledSession implements ServerOwner {
       this.pool.commitLatency.observe((performance.now() - this.commitSentAt) / 1000);
       this.commitSentAt = null;
     }
+    // Reading the client again: replies caught up with a full pipeline, or arrived for a message that waits on them.
+    let resume = false;
     if (this.pipelineFull && server.queue.length < this.limits.pipelineRequestsMax / 2) {
       this.pipelineFull = false;
-      this.updateReading();
-      this.process();
-      return;
+      resume = true;
     }
     if (this.resumeWanted) {
       this.resumeWanted = false;
       this.waitingForReplies = false;
+      resume = true;
+    }
+    if (resume) {
       this.updateReading();
       this.process();
       return;
@@ -738,7 +751,7 @@ export class PooledSession implements ServerOwner {
       server.owner = null;
       server.socket.off('drain', this.onServerDrain);
       if (server.unnamedOwner === this.unnamedToken) server.unnamedOwner = null;
-      if (!server.queue.isEmpty || server.queue.skippingToSync || !server.scanner.atBoundary || this.exchangeOpen) this.pool.discard(server);
+      if (!server.queue.isEmpty || server.queue.skippingToSync || !server.scanner.atBoundary || this.exchangeOpen || server.commitNotDurable) this.pool.discard(server);
       else this.pool.resetAndRelease(server, server.txStatus !== 0x49, this.pinned);
     }
     this.hooks.onEnd(how);

@@ -115,6 +115,25 @@ export class Borealis {
     };
   }
 
+  /** One statement on a fresh connection (TLS unless `tls: false`; `port` picks an endpoint); its rows. */
+  async sql<T extends import('pg').QueryResultRow>(text: string, opts: { port?: number; tls?: boolean } = {}): Promise<T[]> {
+    const { default: pg } = await import('pg');
+    const c = new pg.Client({ ...this.pgConfig(opts.tls === false ? { tls: false } : {}), ...(opts.port ? { port: opts.port } : {}), connectionTimeoutMillis: 60_000 });
+    await c.connect();
+    try {
+      return (await c.query<T>(text)).rows;
+    } finally {
+      await c.end();
+    }
+  }
+
+  /** A CLI call that must succeed; its standard output. */
+  async cliOk(...args: string[]): Promise<string> {
+    const r = await this.cli(args);
+    if (r.code !== 0) throw new Error(`borealis ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+    return r.stdout;
+  }
+
   logTail(): string {
     try {
       return fs.readFileSync(path.join(this.home, 'logs', 'borealis.log'), 'utf8').trim().split('\n').slice(-20).join('\n');

@@ -22,21 +22,14 @@ after(async () => {
   await b?.destroy();
 });
 
+const query = <T extends pg.QueryResultRow>(port: number, sql: string): Promise<T[]> => b.sql<T>(sql, { port, tls: false });
+
 async function endpointPort(type: string, name = ''): Promise<number> {
   const e = (await b.status()).clusters[0]!.endpoints.find((x) => x.type === type && x.name === name);
   assert.ok(e, `no ${type} endpoint ${name}`);
   return e.port;
 }
 
-async function query<T extends pg.QueryResultRow>(port: number, sql: string): Promise<T[]> {
-  const c = new pg.Client({ ...b.pgConfig({ tls: false }), port, connectionTimeoutMillis: 60_000 });
-  await c.connect();
-  try {
-    return (await c.query<T>(sql)).rows;
-  } finally {
-    await c.end();
-  }
-}
 
 const durable = async (): Promise<bigint> => {
   const flushes = (await b.status()).clusters[0]!.storage.nodes.map((n) => parseLsn(n.flushLsn ?? '0/0')).sort((x, y) => (x > y ? -1 : x < y ? 1 : 0));

@@ -17,26 +17,16 @@ after(async () => {
   else await b?.destroy();
 });
 
+const query = <T extends pg.QueryResultRow>(port: number, sql: string): Promise<T[]> => b.sql<T>(sql, { port, tls: false });
+const cli = (...args: string[]): Promise<string> => b.cliOk(...args);
+
 async function endpointPort(type: string, name = ''): Promise<number> {
   const e = (await b.status()).clusters[0]!.endpoints.find((x) => x.type === type && x.name === name);
   assert.ok(e, `no ${type} endpoint ${name}`);
   return e.port;
 }
 
-async function query<T extends pg.QueryResultRow>(port: number, sql: string): Promise<T[]> {
-  const c = new pg.Client({ ...b.pgConfig({ tls: false }), port, connectionTimeoutMillis: 60_000 });
-  await c.connect();
-  try {
-    return (await c.query<T>(sql)).rows;
-  } finally {
-    await c.end();
-  }
-}
 
-async function cli(...args: string[]): Promise<void> {
-  const r = await b.cli(args);
-  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-}
 
 test('with three of six storage nodes down a failover is refused before anything is promoted', async () => {
   const writer = await endpointPort('writer');

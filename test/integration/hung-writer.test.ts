@@ -21,15 +21,8 @@ after(async () => {
   await b?.destroy();
 });
 
-async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
-  const c = new pg.Client({ ...b.pgConfig(), connectionTimeoutMillis: 60_000 });
-  await c.connect();
-  try {
-    return (await c.query<T>(sql)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const query = <T extends pg.QueryResultRow>(sql: string): Promise<T[]> => b.sql<T>(sql);
+
 
 test('a writer whose process group is stopped (SIGSTOP) is found by the probe, killed and restarted with its data', async () => {
   await query('CREATE TABLE kept (n int)');

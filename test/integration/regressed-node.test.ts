@@ -21,20 +21,10 @@ after(async () => {
   else await b.destroy();
 });
 
-async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
-  const c = new pg.Client({ ...b.pgConfig(), connectionTimeoutMillis: 60_000 });
-  await c.connect();
-  try {
-    return (await c.query<T>(sql)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const query = <T extends pg.QueryResultRow>(sql: string): Promise<T[]> => b.sql<T>(sql);
+const cli = (...args: string[]): Promise<string> => b.cliOk(...args);
 
-async function cli(...args: string[]): Promise<void> {
-  const r = await b.cli(args);
-  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-}
+
 
 const nodeDir = (name: string): string => path.join(b.home, 'storage', 'default', name);
 const flushOf = async (name: string): Promise<bigint> => parseLsn((await b.status()).clusters[0]!.storage.nodes.find((n) => n.name === name)?.flushLsn ?? '0/0');

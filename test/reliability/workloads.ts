@@ -4,6 +4,8 @@
 import pg from 'pg';
 import type { History, Op, Outcome, WriterTag } from './history.js';
 
+export { seededRandom } from '../helpers/random.js';
+
 export const LIST_KEYS = 8;
 export const REGISTER_KEYS = 8;
 export const BANK_ACCOUNTS = 5;
@@ -247,16 +249,4 @@ export function longestGap(history: History, kind: 'write' | 'read', fromMs: num
   }
   if (toMs - last > gap.gapMs) gap = { gapMs: toMs - last, endMs: toMs };
   return gap;
-}
-
-/** A small seeded generator (mulberry32): the same seed replays the same choices. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

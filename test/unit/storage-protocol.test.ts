@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { READ_QUORUM, STORAGE_NODES, acceptTerm, acceptWriter, divergence, durablePosition, isDurable, recoveryPoint, timelineOfPoint, type NodeReport, type NodeTerm } from '../../src/storage/protocol.js';
+import { seededRandom } from '../helpers/random.js';
 
 const W1 = { host: '127.0.0.1', port: 15432 };
 const W2 = { host: '127.0.0.1', port: 15433 };
@@ -72,16 +73,6 @@ test('durability needs four flushes; the recovery point needs three fenced nodes
 // ---------------------------------------------------------------------------
 // Seeded simulation. WAL is a list of record ids; a position is a length.
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface SimWriter {
   readonly term: number;
@@ -112,7 +103,7 @@ interface Acked {
 const bigHistory = (h: ReadonlyMap<number, number>): Map<number, bigint> => new Map([...h].map(([k, v]) => [k, BigInt(v)]));
 
 function simulate(seed: number, steps: number, readQuorum: number): { violation: string | null; acked: number; rebuilds: number } {
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const nodes: SimNode[] = Array.from({ length: STORAGE_NODES }, () => ({ term: { term: 1, writer: { host: 'w', port: 1 }, systemId: 'sys' }, durable: [], volatile: [], source: 1, up: true, cut: false }));
   const writers: SimWriter[] = [{ term: 1, log: [], history: new Map(), acks: new Map(), committed: 0, alive: true }];
