@@ -30,7 +30,6 @@ export interface ProxySettings extends ProxyLimits {
   readonly authFailuresPerUserSourceMax: number;
   readonly authFailuresPerSourceMax: number;
   readonly authFailureWindowMs: number;
-  readonly poolsMax: number;
 }
 
 export interface ProxyStats {
