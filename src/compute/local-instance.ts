@@ -36,6 +36,13 @@ export interface LocalInstanceOptions {
    * data exists elsewhere but cannot be restored yet.
    */
   readonly restoreData?: (dataDir: string) => Promise<boolean>;
+  /**
+   * True when the instance runs as a reader now. A reader's data directory
+   * must be a standby's: one without standby.signal was a writer's (the old
+   * writer after a failover) and may hold WAL the new writer never had, so
+   * it is dropped and cloned afresh rather than started, writable, as is.
+   */
+  readonly standbyOnly?: () => boolean;
   /** Runs as an auto-pause begins, while postgres still answers (it must not throw). */
   readonly beforePause?: () => Promise<void>;
   readonly log: Logger;
@@ -123,12 +130,17 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   async start(): Promise<void> {
     const { startTimeoutMs } = this.options;
     const stops = this.stops;
+    const dataDir = this.server.options.dataDir;
+    if (this.server.isInitialized() && this.options.standbyOnly?.() && !fs.existsSync(path.join(dataDir, 'standby.signal'))) {
+      this.setState('rebuilding', 'its data directory is not a standby\'s (it was a writer\'s); a reader never starts writable, so it is cloned afresh');
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
     if (!this.server.isInitialized()) {
       const restore = this.options.restoreData;
       if (restore && this.stateValue !== 'creating' && this.stateValue !== 'waiting-for-storage') this.setState('rebuilding', 'the data directory is gone; rebuilding it');
       let restored = false;
       try {
-        restored = restore ? await restore(this.server.options.dataDir) : false;
+        restored = restore ? await restore(dataDir) : false;
       } catch (err) {
         if (err instanceof RestoreDeferred && stops === this.stops) this.scheduleRestart('waiting-for-storage', err.message);
         throw err;

@@ -28,6 +28,11 @@ export async function cloneWriter(writer: WriterSocket, readerId: string, dataDi
   fs.mkdirSync(path.dirname(dataDir), { recursive: true, mode: 0o700 });
   chownTree(identity, path.dirname(dataDir));
   const tar = `${dataDir}.clone.tar`;
+  // Built aside and renamed into place whole: a clone cut short (a crash)
+  // leaves only the staging directory, never a data directory to start.
+  const staging = `${dataDir}.clone`;
+  fs.rmSync(staging, { recursive: true, force: true });
+  fs.rmSync(dataDir, { recursive: true, force: true });
   try {
     // A slot left by an earlier clone of this reader (or made for it by a
     // writer that just started) keeps WAL from another position: start afresh.
@@ -48,12 +53,14 @@ export async function cloneWriter(writer: WriterSocket, readerId: string, dataDi
         log.info('cloning', { reader: readerId, bytes: bytesSoFar });
       }
     });
-    await unpackBaseBackup(tar, dataDir);
-    fs.writeFileSync(path.join(dataDir, 'standby.signal'), '');
+    await unpackBaseBackup(tar, staging);
+    fs.writeFileSync(path.join(staging, 'standby.signal'), '');
     chownTree(identity, path.dirname(dataDir));
+    fs.renameSync(staging, dataDir);
     log.info('reader cloned', { reader: readerId, bytes });
   } finally {
     fs.rmSync(tar, { force: true });
+    fs.rmSync(staging, { recursive: true, force: true });
     client.close();
   }
 }

@@ -181,7 +181,8 @@ export class Identity {
   private async query(cluster: string, user: string | null): Promise<RoleRecord[]> {
     const writer = this.deps.writer(cluster);
     if (!writer) throw new Error(`cluster "${cluster}" has no writer`);
-    const result = await this.pool(cluster, writer).query<RoleRow>(ROLES_SQL, [user]);
+    // Named: parsed and planned once per pooled session, not at every login.
+    const result = await this.pool(cluster, writer).query<RoleRow>({ name: 'borealis_roles', text: ROLES_SQL, values: [user] });
     return result.rows.map(toRecord);
   }
 

@@ -21,6 +21,7 @@ import { QUORUM_START, nextQuorumState, type QuorumState } from './quorum-watch.
 import { rebuildSource, regressedNodes, type NodeSystemReport } from './rebuild-steps.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
+import { crashPoint } from './crash-points.js';
 import type { Store } from './store.js';
 
 export const REPLICATION_USER = 'borealis_storage';
@@ -208,7 +209,8 @@ export class StorageFleet {
     fs.mkdirSync(this.nodeDir(n.name), { recursive: true, mode: 0o700 });
     const logFd = fs.openSync(path.join(this.deps.dir, `${n.name}.log`), 'a', 0o600);
     const args = [...STORAGE_NODE_V8_FLAGS, BIN, 'storage-node', '--name', n.name, '--zone', n.zone, '--dir', this.nodeDir(n.name), '--port', String(n.port)];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd], env: { ...process.env, BOREALIS_STORAGE_TOKEN: this.deps.token, BOREALIS_STORAGE_BACKUP_BYTES_MAX: String(this.deps.settings.storageBackupBytesMax), BOREALIS_STORAGE_REQUEST_TIMEOUT_MS: String(this.deps.settings.storageRequestTimeoutMs) } });
+    // stdin is a pipe the node watches: it stops when this process dies, however.
+    const child = spawn(process.execPath, args, { stdio: ['pipe', logFd, logFd], env: { ...process.env, BOREALIS_STORAGE_PARENT_PIPE: '1', BOREALIS_STORAGE_TOKEN: this.deps.token, BOREALIS_STORAGE_BACKUP_BYTES_MAX: String(this.deps.settings.storageBackupBytesMax), BOREALIS_STORAGE_REQUEST_TIMEOUT_MS: String(this.deps.settings.storageRequestTimeoutMs) } });
     fs.closeSync(logFd);
     n.child = child;
     n.held = false;
@@ -534,9 +536,9 @@ export class StorageFleet {
     return [...byId.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
-  /** True when storage holds something to rebuild from. */
+  /** True when storage holds something to rebuild from: a base backup on any reachable node (restore verifies its copy, as it does for every rebuild). */
   async hasBackups(): Promise<boolean> {
-    return (await this.refreshBackups()).length > 0;
+    return (await this.reachableBackups()).length > 0;
   }
 
   /**
@@ -565,6 +567,7 @@ export class StorageFleet {
     const backups = held.filter((b) => b.systemId === decision.systemId);
     const term = await this.nextTerm();
     const accepted = await this.follow();
+    crashPoint('rebuild:fenced');
     const reports = this.quorumReports(accepted);
     const histories = await this.gatherHistories();
     const point = recoveryPoint(reports, term, this.historyLookup(histories));
@@ -574,18 +577,25 @@ export class StorageFleet {
     if (!backup) throw new StorageError(`no base backup ends before ${formatLsn(lsn)}`);
     log.info('rebuilding the writer from storage', { term, source, timeline, to: formatLsn(lsn), backup: backup.id, fenced: accepted.length });
     this.deps.event('rebuild', `rebuilding from base backup ${backup.id} and WAL to ${formatLsn(lsn)} on timeline ${timeline} (term ${term}, ${accepted.length} of ${this.nodes.length} nodes fenced, read quorum ${READ_QUORUM})`);
+    // Built aside and renamed into place only when whole: a copy that fails,
+    // or a supervisor killed mid-way, leaves no data directory that
+    // PostgreSQL would open read-write with part of the data.
+    const staging = `${dataDir}.restore`;
     try {
-      await this.extractBackup(backup, dataDir);
-      await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(dataDir, 'pg_wal'));
+      fs.rmSync(staging, { recursive: true, force: true });
+      // From the nodes that just answered first: one that is stopped or paused would hold each try to its timeout.
+      await this.extractBackup(backup, staging, new Set(accepted.map((a) => a.name)));
+      await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(staging, 'pg_wal'));
       // Every history any node knows: PostgreSQL then never reuses a timeline number.
-      for (const [t, text] of histories) fs.writeFileSync(path.join(dataDir, 'pg_wal', historyFileName(t)), text);
-    } catch (err) {
-      // The directory was gone before: a half-restored one must not look like damaged data that is never rebuilt over.
+      for (const [t, text] of histories) fs.writeFileSync(path.join(staging, 'pg_wal', historyFileName(t)), text);
+      fs.writeFileSync(path.join(staging, 'recovery.signal'), '');
+      chownTree(this.deps.identity, staging);
+      crashPoint('rebuild:staged');
       fs.rmSync(dataDir, { recursive: true, force: true });
-      throw err;
+      fs.renameSync(staging, dataDir);
+    } finally {
+      fs.rmSync(staging, { recursive: true, force: true });
     }
-    fs.writeFileSync(path.join(dataDir, 'recovery.signal'), '');
-    chownTree(this.deps.identity, dataDir);
     this.rebuilds++;
     this.recoveryTimeline = timeline;
     // A new timeline starts: its first base backup is taken once it runs.
@@ -626,11 +636,12 @@ export class StorageFleet {
   /** Set by restore(): the timeline the restored writer must recover along. */
   recoveryTimeline: number | null = null;
 
-  private async extractBackup(backup: BackupInfo, dataDir: string): Promise<void> {
+  private async extractBackup(backup: BackupInfo, dataDir: string, answering: ReadonlySet<string>): Promise<void> {
     const tar = path.join(this.deps.dir, `${backup.id}.restore.tar`);
     try {
       let got = false;
-      for (const n of this.nodes) {
+      const order = [...this.nodes.filter((n) => answering.has(n.name)), ...this.nodes.filter((n) => !answering.has(n.name))];
+      for (const n of order) {
         try {
           await n.client.getBackup(backup.id, tar);
           const sha = createHash('sha256').update(fs.readFileSync(tar)).digest('hex');

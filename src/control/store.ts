@@ -9,6 +9,15 @@ import fs from 'node:fs';
 import type { RoleRecord } from '../proxy/role-directory.js';
 import type { ClusterAccess, ClusterRecord, EndpointRecord, EndpointType, EventRecord, InstanceRecord } from './model.js';
 
+export interface OperationRecord {
+  readonly cluster: string;
+  readonly kind: 'failover';
+  readonly oldWriter: string;
+  readonly target: string;
+  readonly step: string;
+  readonly startedAt: string;
+}
+
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE clusters (
      name TEXT PRIMARY KEY,
@@ -118,6 +127,18 @@ const MIGRATIONS: readonly string[] = [
      valid_until_ms REAL,
      iam INTEGER NOT NULL,
      PRIMARY KEY (cluster, name)
+   );`,
+  // A failover in progress, one per cluster: its intent and the last step it
+  // finished, so that a supervisor restarted mid-way resumes or rolls it back
+  // (src/control/failover-steps.ts).
+  `CREATE TABLE operations (
+     cluster TEXT PRIMARY KEY REFERENCES clusters(name) ON DELETE CASCADE,
+     kind TEXT NOT NULL CHECK (kind IN ('failover')),
+     old_writer TEXT NOT NULL,
+     target TEXT NOT NULL,
+     step TEXT NOT NULL,
+     started_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL
    );`,
 ];
 
@@ -232,6 +253,26 @@ export class Store {
 
   setInstanceRole(id: string, role: 'writer' | 'reader'): void {
     this.prepare('UPDATE instances SET role = ? WHERE id = ?').run(role, id);
+  }
+
+  /** A failover's intent, recorded before its first step; fails if one is recorded already. */
+  beginOperation(op: Omit<OperationRecord, 'startedAt'>): void {
+    const now = new Date().toISOString();
+    this.prepare('INSERT INTO operations (cluster, kind, old_writer, target, step, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(op.cluster, op.kind, op.oldWriter, op.target, op.step, now, now);
+  }
+
+  /** The step just finished; run inside the transaction that made that step's own change, where it has one. */
+  advanceOperation(cluster: string, step: string): void {
+    const changed = this.prepare('UPDATE operations SET step = ?, updated_at = ? WHERE cluster = ?').run(step, new Date().toISOString(), cluster).changes;
+    if (changed !== 1) throw new Error(`no operation of cluster ${cluster} is recorded`);
+  }
+
+  getOperation(cluster: string): OperationRecord | null {
+    return (this.prepare('SELECT cluster, kind, old_writer AS oldWriter, target, step, started_at AS startedAt FROM operations WHERE cluster = ?').get(cluster) as OperationRecord | undefined) ?? null;
+  }
+
+  endOperation(cluster: string): void {
+    this.prepare('DELETE FROM operations WHERE cluster = ?').run(cluster);
   }
 
   deleteInstance(id: string): boolean {

@@ -28,7 +28,8 @@ import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './pa
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
 import { CatchUpError, catchUpFromStorage, waitReplayed, type CatchUpDeps } from './catch-up.js';
-import { fenceVerdict, promotionOrder } from './failover-steps.js';
+import { crashPoint } from './crash-points.js';
+import { failoverRecovery, fenceVerdict, promotionOrder, type FailoverStep } from './failover-steps.js';
 import { withInstanceSession } from './instance-session.js';
 import { InstanceProber } from './instance-probe.js';
 import { Identity, IdentityError, INTERNAL_SUPERUSER, RDS_IAM, RDS_SUPERUSER, type UserView } from './identity.js';
@@ -65,6 +66,9 @@ const PASSWORD_BYTES = 18;
 /** Aurora allows 15 readers per cluster. */
 const READERS_MAX = 15;
 const REPLICA_LAG_SAMPLE_MS = 1_000;
+
+/** How often a client waiting for a writer mid-failover looks again. */
+const WRITER_POLL_MS = 50;
 
 export class Supervisor implements ProxyDirectory {
   readonly paths: HomePaths;
@@ -222,10 +226,22 @@ export class Supervisor implements ProxyDirectory {
    */
   private readonly lookups = new Map<string, unknown>();
 
+  /** Bumped with every invalidation of the look-ups: a writer endpoint's sessions re-route when it changes. */
+  private lookupsVersion = 0;
+
+  private invalidateLookups(): void {
+    this.lookups.clear();
+    this.lookupsVersion++;
+  }
+
+  routesVersion(): number {
+    return this.lookupsVersion;
+  }
+
   private cached<T>(key: string, compute: () => T): T {
     if (this.lookups.has(key)) return this.lookups.get(key) as T;
     const value = compute();
-    if (this.lookups.size > 10_000) this.lookups.clear();
+    if (this.lookups.size > 10_000) this.lookups.clear(); // bounded, no change: the version stays
     this.lookups.set(key, value);
     return value;
   }
@@ -448,9 +464,14 @@ export class Supervisor implements ProxyDirectory {
       this.fleets.set(cluster.name, fleet);
       await fleet.start();
     }
+    await this.recoverFailover(cluster.name);
     // The writer first: readers clone it and stream from it.
     const records = this.store.listInstances(cluster.name).sort((x, y) => (x.role === y.role ? 0 : x.role === 'writer' ? -1 : 1));
-    for (const record of records) await this.startInstance(cluster, record);
+    for (const record of records) {
+      await this.startInstance(cluster, record);
+      // A failover rolled forward promotes the writer before any reader clones or follows it.
+      if (record.role === 'writer') await this.finishing.get(cluster.name);
+    }
   }
 
   /** An instance's role now: a failover swaps them, so hooks ask each time. */
@@ -480,6 +501,7 @@ export class Supervisor implements ProxyDirectory {
       stopTimeoutMs: this.settings.engineStopTimeoutMs,
       restartBackoffMsMax: this.settings.restartBackoffMsMax,
       extraSettings: () => (this.roleOf(record.id) === 'reader' ? reader.extraSettings() : (storage()?.writerSettings() ?? {})),
+      standbyOnly: () => this.roleOf(record.id) === 'reader',
       restoreData: async (dataDir: string) => {
         if (this.roleOf(record.id) === 'reader') return reader.restoreData(dataDir);
         const fleet = storage();
@@ -526,6 +548,13 @@ export class Supervisor implements ProxyDirectory {
 
   /** A writer became available: its readers' slots exist, and storage follows it. */
   private afterWriterAvailable(cluster: string): void {
+    const op = this.store.getOperation(cluster);
+    const writer = this.writerOf(cluster);
+    if (op && writer && op.target === writer.id && !this.failingOver.has(cluster)) {
+      // A failover finished only as far as the role swap: promoted first.
+      void this.finishFailover(this.store.getCluster(cluster)!, writer);
+      return;
+    }
     void this.ensureReaderSlots(cluster);
     void this.roles.prepare(cluster).catch((err: Error) => this.log.warn('could not prepare the cluster\'s roles', { cluster, error: err.message }));
     const fleet = this.fleets.get(cluster);
@@ -555,6 +584,7 @@ export class Supervisor implements ProxyDirectory {
           hot_standby_feedback: true,
           wal_retrieve_retry_interval: 1000,
           primary_slot_name: readerSlotName(record.id),
+          ...(this.pinnedTimelines.has(record.id) ? { recovery_target_timeline: String(this.pinnedTimelines.get(record.id)) } : {}),
           ...(w ? { primary_conninfo: `host=${w.socketDir} port=${w.port} user=${adminOf(cluster)} dbname=postgres application_name=${record.id}` } : {}),
         };
       },
@@ -649,13 +679,21 @@ export class Supervisor implements ProxyDirectory {
       throw new ControlError('invalid', targetId ? `${targetId} is not an available reader of cluster "${clusterName}"` : `cluster "${clusterName}" has no available reader to fail over to`);
     }
     const target = this.instances.get(targetRecord.id)!;
+    if (this.store.getOperation(clusterName)) throw new ControlError('conflict', `cluster "${clusterName}" is still finishing an earlier failover`);
     this.failingOver.add(clusterName);
     const started = Date.now();
     let swapped = false;
-    let fenced = false;
     /** The old writer was stopped (a failure before that leaves it running, untouched). */
     let stopped = false;
     const fleet = this.fleets.get(clusterName);
+    // Each step is recorded as it finishes: a supervisor killed between two
+    // of them resumes or rolls the failover back on its next start.
+    this.store.beginOperation({ cluster: clusterName, kind: 'failover', oldWriter: oldRecord.id, target: targetRecord.id, step: 'begun' });
+    const step = (name: FailoverStep): void => {
+      this.store.advanceOperation(clusterName, name);
+      crashPoint(`failover:${name}`);
+    };
+    crashPoint('failover:begun');
     this.event('cluster', clusterName, 'failover-started', `failing over from ${oldRecord.id} to ${targetRecord.id}`);
     try {
       if (target.state === 'paused') {
@@ -664,9 +702,9 @@ export class Supervisor implements ProxyDirectory {
       }
       await oldWriter.stop();
       stopped = true;
+      step('old-writer-stopped');
       if (fleet) {
         const fence = await fleet.fence({ host: '127.0.0.1', port: targetRecord.enginePort });
-        fenced = true;
         let verdict = fenceVerdict(fence.statuses.map((s) => s.term), fence.term);
         // A node that is slow to answer (or restarting) gets the same term again, until the deadline.
         const deadline = Date.now() + this.settings.storageFenceTimeoutMs;
@@ -675,44 +713,51 @@ export class Supervisor implements ProxyDirectory {
           verdict = fenceVerdict((await fleet.follow()).map((s) => s.term), fence.term);
         }
         if (!verdict.ok) throw new ControlError('unavailable', verdict.reason);
+        step('fenced');
         this.event('cluster', clusterName, 'fenced', `storage term ${fence.term} accepted by ${verdict.value} storage nodes for ${targetRecord.id}; ${oldRecord.id} can no longer commit`);
       }
-      const catchUp: CatchUpDeps = {
-        superuser: adminOf(cluster),
-        timeoutMs: this.settings.engineStartTimeoutMs,
-        event: (id, kind, message) => this.event('instance', id, kind, message),
-        shuttingDown: () => this.shuttingDown,
-      };
-      await waitReplayed(target, catchUp);
-      if (fleet) await catchUpFromStorage(target, fleet, catchUp);
+      await this.catchUp(cluster, target);
+      step('caught-up');
       this.store.transaction(() => {
         this.store.setInstanceRole(targetRecord.id, 'writer');
         this.store.setInstanceRole(oldRecord.id, 'reader');
+        this.store.advanceOperation(clusterName, 'swapped');
       });
       swapped = true;
+      crashPoint('failover:swapped');
       fleet?.endFence();
-      this.lookups.clear();
+      this.invalidateLookups();
       // The new writer runs with the fenced term once its configuration is rewritten.
       await target.promote(this.settings.engineStartTimeoutMs);
+      step('promoted');
+      this.store.endOperation(clusterName);
       this.afterWriterAvailable(clusterName);
       // Other readers stream from the new writer from now on.
       for (const r of records) if (r.role === 'reader' && r.id !== targetRecord.id) this.instances.get(r.id)?.reconfigure();
       const tookMs = Date.now() - started;
       this.failovers.set(clusterName, (this.failovers.get(clusterName) ?? 0) + 1);
       this.event('cluster', clusterName, 'failover', `${targetRecord.id} is the writer (failover took ${tookMs} ms); ${oldRecord.id} comes back as a reader`);
-      // The old writer's data may hold WAL the new writer never had: it is cloned afresh.
+      // The old writer's data may hold WAL the new writer never had: it is
+      // cloned afresh (and would be on any start: a reader's directory must be a standby's).
       oldWriter.rebuild().catch((err: Error) => this.event('instance', oldRecord.id, 'failed', `could not come back as a reader: ${err.message}`));
       return { writer: targetRecord.id, previous: oldRecord.id, tookMs };
     } catch (err) {
       this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
-      // (A shutdown stopped everything meanwhile: nothing is started again.)
-      if (!swapped && stopped && !this.shuttingDown) {
+      if (err instanceof CatchUpError && err.offTimeline && !swapped && !this.shuttingDown) {
+        // Off the chain for good: it is cloned afresh from the writer once the writer runs again.
+        this.event('instance', targetRecord.id, 'off-timeline', `${targetRecord.id} is on a branch storage did not keep; cloning it afresh from the writer`);
+        void target.rebuild().catch((e: Error) => this.event('instance', targetRecord.id, 'failed', `could not be cloned afresh: ${e.message}`));
+      }
+      if (swapped) {
+        // The target is the writer of record: the failover is finished on the supervisor's next start, or by the target's restart loop.
+        target.restartLater(`promotion failed: ${(err as Error).message}`);
+      } else if (!stopped) {
+        // Nothing was touched.
+        this.store.endOperation(clusterName);
+      } else if (!this.shuttingDown) {
         // Nothing changed hands: the old writer takes writes again, in a
-        // term of its own (the fenced one names the target).
-        void (async () => {
-          if (fleet && fenced) await fleet.raiseTerm();
-          await oldWriter.start();
-        })().catch((e: Error) => {
+        // term of its own (the fence, if it got anywhere, names the target).
+        void this.rollBackFailover(clusterName, oldWriter).catch((e: Error) => {
           if (!this.shuttingDown) oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`);
         });
       }
@@ -720,6 +765,88 @@ export class Supervisor implements ProxyDirectory {
     } finally {
       this.failingOver.delete(clusterName);
     }
+  }
+
+  /** Per reader, the recovery target timeline of its next start while a failover catches it up (catch-up.ts). */
+  private readonly pinnedTimelines = new Map<string, number>();
+
+  /** The target has replayed all it received and all the storage quorum holds (catch-up.ts). */
+  private async catchUp(cluster: ClusterRecord, target: LocalInstance): Promise<void> {
+    const fleet = this.fleets.get(cluster.name);
+    const deps: CatchUpDeps = {
+      superuser: adminOf(cluster),
+      timeoutMs: this.settings.engineStartTimeoutMs,
+      event: (id, kind, message) => this.event('instance', id, kind, message),
+      shuttingDown: () => this.shuttingDown,
+      pinTimeline: (id, timeline) => (timeline === null ? this.pinnedTimelines.delete(id) : this.pinnedTimelines.set(id, timeline)),
+    };
+    await waitReplayed(target, deps);
+    if (fleet) await catchUpFromStorage(target, fleet, deps);
+  }
+
+  /** A failover that did not swap roles is undone: a new term for the old writer, which starts again. */
+  private async rollBackFailover(cluster: string, oldWriter: LocalInstance): Promise<void> {
+    const fleet = this.fleets.get(cluster);
+    if (fleet) await fleet.raiseTerm();
+    this.store.endOperation(cluster);
+    await oldWriter.start();
+  }
+
+  /**
+   * A failover the last supervisor left unfinished (killed between two
+   * steps), found before the cluster's instances start (failover-steps.ts).
+   * Rolled back when roles were not swapped: the old writer gets a new term
+   * before it starts. Rolled forward when they were: the target, now the
+   * writer of record, is promoted once it runs (finishFailover).
+   */
+  private async recoverFailover(cluster: string): Promise<void> {
+    const op = this.store.getOperation(cluster);
+    if (!op) return;
+    const writer = this.store.listInstances(cluster).find((r) => r.role === 'writer')?.id ?? null;
+    const plan = failoverRecovery(op.step, writer, op.target);
+    this.event('cluster', cluster, plan.kind === 'roll-back' ? 'failover-rolled-back' : 'failover-resumed', `an unfinished failover from ${op.oldWriter} to ${op.target} was found: ${plan.reason}`);
+    if (plan.kind === 'roll-back') {
+      await this.fleets.get(cluster)?.raiseTerm();
+      this.store.endOperation(cluster);
+    }
+  }
+
+  /**
+   * The writer of record is running and a recorded failover names it as the
+   * target: the failover got as far as the role swap. It catches up from
+   * storage (again: harmless if it had) and is promoted if it is still a
+   * standby; then the failover is over.
+   */
+  private finishFailover(cluster: ClusterRecord, writer: LocalInstance): Promise<void> {
+    const running = this.finishing.get(cluster.name);
+    if (running) return running;
+    const p = this.finishPromotion(cluster, writer).finally(() => this.finishing.delete(cluster.name));
+    this.finishing.set(cluster.name, p);
+    return p;
+  }
+
+  private readonly finishing = new Map<string, Promise<void>>();
+
+  private async finishPromotion(cluster: ClusterRecord, writer: LocalInstance): Promise<void> {
+    if (this.failingOver.has(cluster.name)) return;
+    this.failingOver.add(cluster.name);
+    try {
+      const inRecovery = await withInstanceSession(writer, adminOf(cluster), async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
+      if (inRecovery) {
+        await this.catchUp(cluster, writer);
+        await writer.promote(this.settings.engineStartTimeoutMs);
+      }
+      this.store.advanceOperation(cluster.name, 'promoted');
+      this.store.endOperation(cluster.name);
+      this.event('cluster', cluster.name, 'failover', `${writer.id} is the writer (the failover was finished after a supervisor restart)`);
+    } catch (err) {
+      this.event('cluster', cluster.name, 'failover-failed', `finishing the failover to ${writer.id} failed (retried when it restarts): ${(err as Error).message}`);
+      if (!this.shuttingDown) writer.restartLater(`finishing its promotion failed: ${(err as Error).message}`);
+      return;
+    } finally {
+      this.failingOver.delete(cluster.name);
+    }
+    this.afterWriterAvailable(cluster.name);
   }
 
   /**
@@ -770,6 +897,7 @@ export class Supervisor implements ProxyDirectory {
   /** Per reader: how far its replay is behind its writer, sampled every second from the writer. */
   private readonly replicaLag = new Map<string, { seconds: number; bytes: number }>();
   private replicaLagTimer: NodeJS.Timeout | null = null;
+  private readonly aheadReported = new Set<string>();
 
   private async sampleReplicaLag(): Promise<void> {
     for (const cluster of this.store.listClusters()) {
@@ -790,7 +918,14 @@ export class Supervisor implements ProxyDirectory {
           if (!row) continue;
           const bytes = Number(row.bytes ?? 0);
           // replay_lag is NULL once the reader has replayed everything and nothing new came.
-          this.replicaLag.set(r.id, { seconds: bytes <= 0 ? 0 : (row.seconds ?? 0), bytes: Math.max(0, bytes) });
+          // Negative: the reader has replayed past the writer's end of WAL,
+          // which a reader of this writer cannot (it is on a branch the
+          // writer does not have). Shown as it is, and recorded once.
+          this.replicaLag.set(r.id, { seconds: bytes <= 0 ? 0 : (row.seconds ?? 0), bytes });
+          if (bytes < 0 && !this.aheadReported.has(r.id)) {
+            this.aheadReported.add(r.id);
+            this.event('instance', r.id, 'replica-ahead', `${r.id} has replayed ${-bytes} bytes past its writer's end of WAL: it is on a timeline branch its writer does not have`);
+          } else if (bytes >= 0) this.aheadReported.delete(r.id);
         }
       } catch (err) {
         this.log.debug('could not sample replica lag', { cluster: cluster.name, error: (err as Error).message });
@@ -907,7 +1042,7 @@ export class Supervisor implements ProxyDirectory {
     if (!instance || !record) throw new ControlError('not-found', `instance "${id}" does not exist`);
     if (record.role === 'reader') return instance.rebuild();
     const fleet = this.fleetOf(record.cluster);
-    if (!(await fleet.hasBackups())) throw new ControlError('unavailable', 'storage holds no base backup yet');
+    if (!(await fleet.hasBackups())) throw new ControlError('unavailable', 'no reachable storage node holds a base backup (none taken yet, or the nodes that hold one do not answer)');
     this.rebuildRequested.add(id);
     try {
       await instance.rebuild();
@@ -928,7 +1063,7 @@ export class Supervisor implements ProxyDirectory {
       if (have.some((e) => e.type === w.type && e.name === w.name)) continue;
       const port = await this.allocatePort(this.settings.proxyPort);
       this.store.insertEndpoint({ cluster, ...w, port, customType: null, staticMembers: [], excludedMembers: [] });
-      this.lookups.clear();
+      this.invalidateLookups();
     }
   }
 
@@ -1058,7 +1193,7 @@ export class Supervisor implements ProxyDirectory {
     const accessKeyId = 'BKIA' + base32(randomBytes(10));
     const secretAccessKey = randomBytes(30).toString('base64');
     this.store.insertAccessKey(accessKeyId, secretAccessKey, description);
-    this.lookups.clear();
+    this.invalidateLookups();
     this.log.info('access key created', { accessKeyId });
     return { accessKeyId, secretAccessKey };
   }
@@ -1069,7 +1204,7 @@ export class Supervisor implements ProxyDirectory {
 
   deleteAccessKey(id: string): void {
     if (!this.store.deleteAccessKey(id)) throw new ControlError('not-found', `access key ${id} does not exist`);
-    this.lookups.clear();
+    this.invalidateLookups();
   }
 
   /**
@@ -1140,11 +1275,25 @@ export class Supervisor implements ProxyDirectory {
     return e ? { cluster: e.cluster, type: e.type, name: e.name } : null;
   }
 
-  async awaitInstance(instanceId: string, timeoutMs: number): Promise<{ socketPath: string } | null> {
+  async awaitInstance(instanceId: string, timeoutMs: number, asWriter = false): Promise<{ socketPath: string } | 'moved' | null> {
     const instance = this.instances.get(instanceId);
     if (!instance || this.shuttingDown) return null;
-    const available = await instance.waitAvailable(timeoutMs);
-    return available ? { socketPath: instance.server.socketPath } : null;
+    if (!asWriter) return (await instance.waitAvailable(timeoutMs)) ? { socketPath: instance.server.socketPath } : null;
+    // A writer endpoint's server: never from an instance mid-failover (the
+    // old writer stopping, the target not yet promoted), never from one that
+    // is a reader now.
+    const cluster = instance.options.record.cluster;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.shuttingDown) return null;
+      if (this.writerOf(cluster) !== instance) return 'moved';
+      const settled = !this.failingOver.has(cluster) && !this.store.getOperation(cluster);
+      if (settled && instance.state === 'available') return { socketPath: instance.server.socketPath };
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      if (settled) await instance.waitAvailable(Math.min(left, WRITER_POLL_MS));
+      else await new Promise((r) => setTimeout(r, Math.min(left, WRITER_POLL_MS)));
+    }
   }
 
   private writerOf(cluster: string): LocalInstance | null {
@@ -1342,7 +1491,7 @@ export class Supervisor implements ProxyDirectory {
 
   private event(sourceType: 'cluster' | 'instance', sourceId: string, kind: string, message: string): void {
     // Every control-plane change records an event: cached look-ups go stale with it.
-    if (sourceType === 'cluster') this.lookups.clear();
+    if (sourceType === 'cluster') this.invalidateLookups();
     const e = this.store.addEvent({ sourceType, sourceId, kind, message });
     this.log.info(message, { event: e.id, sourceType, sourceId, kind });
   }

@@ -33,7 +33,7 @@ export const PG_SETTINGS: readonly PgSettingSpec[] = [
   { name: 'wal_keep_size', context: 'reload', unit: 'MB', doc: 'WAL a writer keeps regardless of slots: a writer just rebuilt from storage has no slots yet, and its nodes must still find the WAL around its switch point.' },
   { name: 'max_slot_wal_keep_size', context: 'reload', unit: 'MB', doc: 'WAL kept for a storage node that is down; beyond it the node catches up from its peers.' },
   { name: 'restore_command', context: 'reload', unit: '', doc: 'During a rebuild: none needed (storage put the WAL in pg_wal), so it always fails.' },
-  { name: 'recovery_target_timeline', context: 'restart', unit: '', doc: 'During a rebuild: the timeline the storage quorum chose.' },
+  { name: 'recovery_target_timeline', context: 'restart', unit: '', doc: "During a rebuild, and while a failover catches its target up from storage: the timeline the storage quorum holds (a target whose flushed WAL lies off that timeline's history then refuses to start, and is never promoted)." },
   { name: 'primary_conninfo', context: 'reload', unit: '', doc: "A reader: its writer's private socket, as the cluster's superuser (the socket trusts)." },
   { name: 'primary_slot_name', context: 'reload', unit: '', doc: 'A reader: the physical slot on the writer that keeps the WAL it still needs.' },
   { name: 'hot_standby', context: 'restart', unit: '', doc: 'A reader answers read-only queries while it replays.' },

@@ -28,7 +28,7 @@ import type { AccessPolicy } from './access-policy.js';
 import type { LoginThrottle } from './auth-throttle.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import { toErrorFields, type ProxyFailure } from './errors.js';
-import { PooledSession, SYNCED_PARAMS, type SessionLimits } from './pooled-session.js';
+import { PooledSession, SYNCED_PARAMS, WRITER_MOVES_MAX, type SessionLimits } from './pooled-session.js';
 import { OpenError, type InstanceLocator } from './server-connection.js';
 import type { LoginMethod } from './role-directory.js';
 import { AcquireError, PoolLimitError, type ServerPool } from './server-pool.js';
@@ -45,6 +45,8 @@ export interface EndpointRef {
 /** What the front door needs to know from the control plane. */
 export interface ProxyDirectory extends InstanceLocator {
   route(endpoint: EndpointRef): { readonly instanceId: string } | null;
+  /** Changes whenever an endpoint may route elsewhere (roles swapped, members changed). */
+  routesVersion(): number;
   endpointByServerName(serverName: string): EndpointRef | null;
   /** The endpoint's advertised host name (`<cluster>.cluster.<domain>`, …), which IAM tokens may be signed for. */
   serverNameOf(endpoint: EndpointRef): string;
@@ -66,7 +68,7 @@ export interface ProxyLimits extends SessionLimits {
 }
 
 export interface PoolDirectory {
-  poolFor(cluster: string, instanceId: string, startupParams: ReadonlyMap<string, string>): ServerPool;
+  poolFor(cluster: string, instanceId: string, startupParams: ReadonlyMap<string, string>, asWriter?: boolean): ServerPool;
 }
 
 export interface ClientContext {
@@ -353,21 +355,37 @@ export class ClientConnection {
    * starting writer), a cancel key, ReadyForQuery; then the pooled session.
    */
   private async startSession(): Promise<void> {
-    const route = this.ctx.directory.route(this.endpoint);
-    if (!route) return this.fail({ kind: 'no-route', cluster: this.endpoint.cluster, endpoint: this.endpoint.name || this.endpoint.type });
-    let pool: ServerPool;
-    try {
-      pool = this.ctx.pools.poolFor(this.endpoint.cluster, route.instanceId, this.params);
-    } catch (err) {
-      if (err instanceof PoolLimitError) return this.fail({ kind: 'too-many-pools', limit: this.ctx.limits.poolsMax });
-      throw err;
-    }
-    if (!pool.welcomeParams) {
+    // A writer endpoint's servers are the writer of record's only; when a
+    // failover moves the writer, the session follows it between transactions.
+    const asWriter = this.endpoint.type === 'writer';
+    let pool: ServerPool | null = null;
+    let routedAt = this.ctx.directory.routesVersion();
+    const poolNow = (): ServerPool | null => {
+      const route = this.ctx.directory.route(this.endpoint);
+      if (!route) {
+        this.fail({ kind: 'no-route', cluster: this.endpoint.cluster, endpoint: this.endpoint.name || this.endpoint.type });
+        return null;
+      }
+      try {
+        return this.ctx.pools.poolFor(this.endpoint.cluster, route.instanceId, this.params, asWriter);
+      } catch (err) {
+        if (err instanceof PoolLimitError) this.fail({ kind: 'too-many-pools', limit: this.ctx.limits.poolsMax });
+        else throw err;
+        return null;
+      }
+    };
+    for (let moves = 0; ; moves++) {
+      routedAt = this.ctx.directory.routesVersion();
+      pool = poolNow();
+      if (!pool) return;
+      if (pool.welcomeParams) break;
       try {
         const first = await pool.acquire();
         pool.release(first);
+        break;
       } catch (err) {
-        return this.failAcquire(err, route.instanceId);
+        if (moves < WRITER_MOVES_MAX && err instanceof OpenError && err.failure.kind === 'writer-moved') continue;
+        return this.failAcquire(err, pool.instanceId);
       }
     }
     if (this.stateValue !== 'connecting') return;
@@ -383,6 +401,16 @@ export class ClientConnection {
     this.setState('session');
     this.session = new PooledSession(this.socket, this.reader, pool, this.params, key, this.ctx.cancels, this.ctx.limits, {
       onPinned: () => this.ctx.onPinChange(+1),
+      ...(asWriter
+        ? {
+            repool: (moved: boolean) => {
+              const version = this.ctx.directory.routesVersion();
+              if (version === routedAt && !moved) return null;
+              routedAt = version;
+              return poolNow();
+            },
+          }
+        : {}),
       onEnd: (end) => {
         if (this.session?.pinned) this.ctx.onPinChange(-1);
         switch (end.kind) {
@@ -395,7 +423,7 @@ export class ClientConnection {
             if (end.fatalSent) return this.refuse(Buffer.alloc(0));
             return this.fail({ kind: 'server-lost', cluster: this.endpoint.cluster });
           case 'acquire-failed':
-            return this.failAcquire(end.error, route.instanceId);
+            return this.failAcquire(end.error, end.instanceId);
           case 'protocol-violation':
             return this.fail({ kind: 'protocol-violation', detail: end.detail });
           case 'message-too-large':
@@ -418,6 +446,7 @@ export class ClientConnection {
     if (err instanceof OpenError) {
       const f = err.failure;
       if (f.kind === 'backend-refused') return this.refuse(f.errorFrame);
+      if (f.kind === 'writer-moved') return this.fail({ kind: 'writer-moved', cluster });
       return this.fail(f.kind === 'instance-not-ready' ? { kind: 'instance-not-ready', cluster, instanceId, waitedMs: f.waitedMs } : { kind: 'instance-unreachable', cluster, instanceId });
     }
     if (err instanceof AcquireError) {

@@ -28,6 +28,7 @@ export type ProxyFailure =
   | { readonly kind: 'instance-unreachable'; readonly cluster: string; readonly instanceId: string }
   | { readonly kind: 'no-route'; readonly cluster: string; readonly endpoint: string }
   | { readonly kind: 'server-lost'; readonly cluster: string }
+  | { readonly kind: 'writer-moved'; readonly cluster: string }
   | { readonly kind: 'commit-not-durable'; readonly cluster: string }
   | { readonly kind: 'queue-full'; readonly cluster: string }
   | { readonly kind: 'queue-timeout'; readonly cluster: string; readonly waitedMs: number }
@@ -71,6 +72,8 @@ export function toErrorFields(f: ProxyFailure): ErrorFields {
       return { severity: 'FATAL', code: '08006', message: `endpoint ${f.endpoint} of cluster "${f.cluster}" has no member instance` };
     case 'server-lost':
       return { severity: 'FATAL', code: '08006', message: `the connection to the database server of cluster "${f.cluster}" was lost` };
+    case 'writer-moved':
+      return { severity: 'FATAL', code: '08006', message: `the writer of cluster "${f.cluster}" moved to another instance (a failover) while this session waited for it`, hint: 'Reconnect: the writer endpoint reaches the new writer.' };
     case 'commit-not-durable':
       return {
         severity: 'FATAL',

@@ -12,7 +12,11 @@ import { errorResponse, type ErrorFields } from '../pgwire/messages.js';
 import { pinReasons, type PinReason } from '../pgwire/session-state.js';
 import type { CancelRegistry, ClientKey } from './cancel-registry.js';
 import type { PooledServer, ServerOwner } from './pooled-server.js';
+import { OpenError } from './server-connection.js';
 import type { ServerPool } from './server-pool.js';
+
+/** Times a writer endpoint's session follows a moving writer before one acquire gives up. */
+export const WRITER_MOVES_MAX = 3;
 
 /** Startup parameters a server reports (GUC_REPORT) and the pooler aligns with SET. */
 export const SYNCED_PARAMS: ReadonlySet<string> = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'standard_conforming_strings']);
@@ -41,7 +45,7 @@ export type SessionEnd =
   | { readonly kind: 'commit-not-durable' }
   /** `fatalSent`: the server's own FATAL reached this client before it closed. */
   | { readonly kind: 'server-lost'; readonly fatalSent: boolean }
-  | { readonly kind: 'acquire-failed'; readonly error: unknown }
+  | { readonly kind: 'acquire-failed'; readonly error: unknown; readonly instanceId: string }
   | { readonly kind: 'protocol-violation'; readonly detail: string }
   /** `unreadBytes`: how much of the oversized message the client has yet to send. */
   | { readonly kind: 'message-too-large'; readonly detail: string; readonly unreadBytes: number };
@@ -49,6 +53,12 @@ export type SessionEnd =
 export interface SessionHooks {
   onPinned(reasons: readonly PinReason[]): void;
   onEnd(end: SessionEnd): void;
+  /**
+   * Asked before a server is taken (at a transaction's start): the pool the
+   * session's endpoint routes to now if that may have changed, else null.
+   * `moved`: the pool's instance is known to be the writer no more.
+   */
+  repool?(moved: boolean): ServerPool | null;
 }
 
 const FRONTEND_PARSE = 0x50; // 'P'
@@ -147,7 +157,7 @@ export class PooledSession implements ServerOwner {
   constructor(
     private readonly socket: net.Socket,
     private readonly reader: FrameReader,
-    private readonly pool: ServerPool,
+    private pool: ServerPool,
     private readonly startupParams: ReadonlyMap<string, string>,
     private readonly cancelKey: ClientKey,
     private readonly cancels: CancelRegistry,
@@ -206,6 +216,7 @@ export class PooledSession implements ServerOwner {
         }
         let server = this.server;
         if (!server) {
+          this.repool(false);
           server = this.pool.tryAcquire();
           if (server) this.attach(server);
           else {
@@ -260,23 +271,38 @@ export class PooledSession implements ServerOwner {
     }
   }
 
-  private acquire(): void {
+  private acquire(moves = 0): void {
     if (this.acquiring) return;
     this.acquiring = true;
     this.updateReading();
-    this.pool.acquire().then(
+    const pool = this.pool;
+    pool.acquire().then(
       (server) => {
         this.acquiring = false;
-        if (this.ended) return this.pool.release(server);
+        if (this.ended) return pool.release(server);
         this.attach(server);
         this.updateReading();
         this.process();
       },
       (error: unknown) => {
         this.acquiring = false;
-        this.end({ kind: 'acquire-failed', error });
+        if (this.ended) return;
+        // The writer moved while this transaction waited for it: it waits for the new one instead.
+        if (error instanceof OpenError && error.failure.kind === 'writer-moved' && moves < WRITER_MOVES_MAX && this.repool(true)) return this.acquire(moves + 1);
+        this.end({ kind: 'acquire-failed', error, instanceId: pool.instanceId });
       },
     );
+  }
+
+  /** Moves an idle session (no server held or awaited) to the pool its endpoint routes to now; true if it moved. */
+  private repool(moved: boolean): boolean {
+    if (this.server || this.acquiring) return false;
+    const next = this.hooks.repool?.(moved);
+    if (!next || next === this.pool) return false;
+    this.pool.sessions--;
+    next.sessions++;
+    this.pool = next;
+    return true;
   }
 
   private attach(server: PooledServer): void {

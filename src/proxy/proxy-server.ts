@@ -107,13 +107,14 @@ export class ProxyServer implements PoolDirectory {
     if ('instanceId' in of) this.poolSizes.delete(of.instanceId);
   }
 
-  poolFor(cluster: string, instanceId: string, startupParams: ReadonlyMap<string, string>): ServerPool {
+  /** `asWriter`: the pool of a writer endpoint, whose servers are opened only on the writer of record (see openInstanceSession). */
+  poolFor(cluster: string, instanceId: string, startupParams: ReadonlyMap<string, string>, asWriter = false): ServerPool {
     const user = startupParams.get('user')!;
     const database = startupParams.get('database') ?? user;
     // Parameters a server does not report cannot be re-aligned later, so
     // they are part of the pool's identity and of its servers' startup.
     const fixed = [...startupParams].filter(([name]) => !CLIENT_ONLY_PARAMS.has(name)).sort(([a], [b]) => (a < b ? -1 : 1));
-    const key = JSON.stringify([instanceId, user, database, fixed]);
+    const key = JSON.stringify([instanceId, asWriter, user, database, fixed]);
     const existing = this.pools.get(key);
     if (existing) return existing.pool;
     if (this.pools.size >= this.settings.poolsMax) {
@@ -128,8 +129,9 @@ export class ProxyServer implements PoolDirectory {
     const serverParams = new Map([['user', user], ['database', database], ...fixed]);
     const pool = new ServerPool(
       key,
+      instanceId,
       async () => {
-        const s = await openInstanceSession(this.directory, instanceId, serverParams, Date.now() + this.settings.clientWaitForWriterMs);
+        const s = await openInstanceSession(this.directory, instanceId, serverParams, Date.now() + this.settings.clientWaitForWriterMs, asWriter);
         const server = new PooledServer(s.socket, { socketPath: s.socketPath, processId: s.processId, secretKey: s.secretKey });
         for (const frame of s.parameterFrames) setParam(server.params, frame.subarray(5));
         if (s.leftover.length > 0) server.close();

@@ -103,13 +103,19 @@ export function openServerSession(socketPath: string, params: ReadonlyMap<string
 const WRITER_RETRY_MS = 100;
 
 export interface InstanceLocator {
-  /** Resolves with the instance's socket when it is available, or null at the deadline. */
-  awaitInstance(instanceId: string, timeoutMs: number): Promise<{ readonly socketPath: string } | null>;
+  /**
+   * Resolves with the instance's socket when it is available, or null at the
+   * deadline. `asWriter`: only while it is the writer of record and no
+   * failover is under way; 'moved' once it is no longer the writer.
+   */
+  awaitInstance(instanceId: string, timeoutMs: number, asWriter?: boolean): Promise<{ readonly socketPath: string } | 'moved' | null>;
 }
 
 export type OpenFailure =
   | { readonly kind: 'instance-not-ready'; readonly waitedMs: number }
   | { readonly kind: 'instance-unreachable' }
+  /** A writer's server was asked for, and the instance is no longer the writer (a failover moved it). */
+  | { readonly kind: 'writer-moved' }
   /** The backend refused the session itself (unknown database, bad option): relay its frame. */
   | { readonly kind: 'backend-refused'; readonly errorFrame: Buffer };
 
@@ -124,13 +130,14 @@ export class OpenError extends Error {
  * Opens a session on an instance, waiting (until `deadline`) while it
  * starts, restarts or resumes. Throws OpenError.
  */
-export async function openInstanceSession(locator: InstanceLocator, instanceId: string, params: ReadonlyMap<string, string>, deadline: number): Promise<ServerSession & { socketPath: string }> {
+export async function openInstanceSession(locator: InstanceLocator, instanceId: string, params: ReadonlyMap<string, string>, deadline: number, asWriter = false): Promise<ServerSession & { socketPath: string }> {
   const started = Date.now();
   let reached = false;
   for (;;) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) break;
-    const target = await locator.awaitInstance(instanceId, remaining);
+    const target = await locator.awaitInstance(instanceId, remaining, asWriter);
+    if (target === 'moved') throw new OpenError({ kind: 'writer-moved' });
     if (!target) break;
     reached = true;
     try {

@@ -75,6 +75,8 @@ export class ServerPool {
 
   constructor(
     readonly key: string,
+    /** The instance whose servers it holds. */
+    readonly instanceId: string,
     private readonly open: () => Promise<PooledServer>,
     readonly limits: PoolLimits,
   ) {

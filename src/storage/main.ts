@@ -34,6 +34,14 @@ export async function runStorageNode(opts: { name: string; zone: string; dir: st
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
+    // Started by a supervisor, the node's stdin is a pipe from it: when the
+    // supervisor dies (even by SIGKILL) the pipe closes and the node stops,
+    // so that no node outlives it and holds its port against the next `up`.
+    if (process.env.BOREALIS_STORAGE_PARENT_PIPE === '1') {
+      process.stdin.on('data', () => undefined);
+      process.stdin.once('close', resolve);
+      process.stdin.once('end', resolve);
+    }
   });
   await node.stop();
   log.info('storage node stopped');

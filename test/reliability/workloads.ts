@@ -21,6 +21,8 @@ export interface WorkloadOptions {
   readonly random: () => number;
   /** Longest one operation may take before it counts as unknown (and its connection is dropped). */
   readonly opTimeoutMs: number;
+  /** Asked before each operation: true ends the client early. */
+  readonly stop?: () => boolean;
 }
 
 /** SQLSTATEs after which a write certainly did not happen. */
@@ -83,7 +85,7 @@ function outcomeOf(err: unknown, isWrite: boolean): { outcome: Outcome; error: s
 async function runClient(process: number, opts: WorkloadOptions, rec: Recorder): Promise<void> {
   const readsOnly = process % 2 === 1;
   let client: pg.Client | null = null;
-  for (let n = 0; n < opts.opsPerClientMax && Date.now() < opts.deadline; n++) {
+  for (let n = 0; n < opts.opsPerClientMax && Date.now() < opts.deadline && !opts.stop?.(); n++) {
     if (!client) {
       const c = new pg.Client({ ...opts.connection, connectionTimeoutMillis: opts.opTimeoutMs, query_timeout: opts.opTimeoutMs });
       c.on('error', () => undefined);
