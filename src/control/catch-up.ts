@@ -104,16 +104,15 @@ export async function catchUpFromStorage(target: LocalInstance, fleet: StorageFl
   }
   if (place.kind !== 'on-chain') throw new CatchUpError(`${target.id} cannot be promoted: ${place.reason}; promoting it would risk losing acknowledged commits`, { offTimeline: true });
   if (replayed >= point.lsn) return;
-  const from = replayed;
   deps.event(target.id, 'catching-up', `replayed to ${formatLsn(replayed)}; copying WAL up to ${formatLsn(point.lsn)} from storage node ${point.source} before promotion`);
   await target.stop();
   let goal = point.lsn;
   try {
-    const wal = await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, from);
+    const wal = await fleet.copyWalTo(path.join(target.server.options.dataDir, 'pg_wal'), point, replayed);
     // Storage's durable end may lie inside a record (a crash during a bulk
     // write): replay stops at the last whole record before it, found by
     // walking the record chain from where the target stood.
-    const walk = lastRecordEnd(wal, from, point.lsn);
+    const walk = lastRecordEnd(wal, replayed, point.lsn);
     if (walk.stop === 'limit' && walk.end < point.lsn) {
       goal = walk.end;
       deps.event(target.id, 'catching-up', `storage's durable end ${formatLsn(point.lsn)} lies inside a record; the last whole record before it ends at ${formatLsn(goal)} (${walk.records} records checked)`);

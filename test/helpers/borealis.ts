@@ -127,6 +127,28 @@ export class Borealis {
     }
   }
 
+  /**
+   * Waits until `text` commits through the writer endpoint. Each try has
+   * 10 s: a commit that hangs (storage refusing the writer's term, say)
+   * counts as not committed.
+   */
+  async waitForCommit(what: string, text: string, timeoutMs = 120_000): Promise<void> {
+    const { default: pg } = await import('pg');
+    await this.waitFor(what, async () => {
+      const c = new pg.Client({ ...this.pgConfig({ tls: false }), connectionTimeoutMillis: 10_000, query_timeout: 10_000 });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        await c.query(text);
+        return true;
+      } catch {
+        return false;
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }, timeoutMs);
+  }
+
   /** A CLI call that must succeed; its standard output. */
   async cliOk(...args: string[]): Promise<string> {
     const r = await this.cli(args);

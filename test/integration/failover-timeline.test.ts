@@ -79,14 +79,7 @@ test('a reader left on a branch storage did not keep is never promoted; acknowle
     if (!healed) await heal();
   }
   // Commits acknowledged on the rebuilt writer, on its new timeline.
-  await b.waitFor('the rebuilt writer to commit', async () => {
-    try {
-      await b.sql('INSERT INTO acked SELECT generate_series(11, 20)', { tls: false });
-      return true;
-    } catch {
-      return false;
-    }
-  }, 180_000);
+  await b.waitForCommit('the rebuilt writer to commit', 'INSERT INTO acked SELECT generate_series(11, 20)', 180_000);
   const [tl] = await b.sql<{ tl: string }>('SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS tl', { tls: false });
   assert.notEqual(tl!.tl, '00000001', 'the rebuilt writer runs on a new timeline');
   assert.equal(await count((await b.status()).clusters[0]!.endpoints.find((e) => e.type === 'writer')!.port, 'unacked'), 0, 'the rebuilt writer has none of the unacknowledged insert');
@@ -110,14 +103,7 @@ test('a reader left on a branch storage did not keep is never promoted; acknowle
     }, 180_000);
   }
   const writerPort = (await b.status()).clusters[0]!.endpoints.find((e) => e.type === 'writer')!.port;
-  await b.waitFor('the writer endpoint to take writes', async () => {
-    try {
-      await b.sql('INSERT INTO acked VALUES (21)', { tls: false });
-      return true;
-    } catch {
-      return false;
-    }
-  }, 120_000);
+  await b.waitForCommit('the writer endpoint to take writes', 'INSERT INTO acked VALUES (21)');
   assert.deepEqual(await b.sql('SELECT min(n) AS lo, max(n) AS hi, count(*)::int AS n FROM acked', { port: writerPort, tls: false }), [{ lo: 1, hi: 21, n: 21 }], 'every acknowledged row is on the writer');
   assert.equal(await count(writerPort, 'unacked'), 0, 'nothing of the abandoned branch is on the writer');
   const outOfRecovery: string[] = [];
