@@ -1,9 +1,11 @@
 // The `borealis` command line.
 import { spawn, spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { loadSettings, SettingsError, type SettingKey } from '../config/settings.js';
+import { homePaths } from '../control/paths.js';
 import type { ClusterStatus, StatusDocument } from '../control/status.js';
 import { ApiClient, ApiError, isAlive, NotRunning, readSupervisorInfo } from './api-client.js';
 import { upDetached, upForeground } from './up.js';
@@ -269,7 +271,9 @@ program
     const creds = await api.request<{ username: string; password: string }>('GET', `/v1/clusters/${encodeURIComponent(clusterName)}/credentials`);
     const e = c.endpoints.find((x) => x.type === 'writer');
     if (!e) throw new Error(`cluster ${clusterName} has no writer endpoint`);
-    const url = `postgres://${encodeURIComponent(creds.username)}:${encodeURIComponent(creds.password)}@${e.host}:${e.port}/postgres?sslmode=require`;
+    // Verified against the home's own CA: the server is who it says it is.
+    const ca = path.join(homePaths(home()).tlsDir, 'ca.crt');
+    const url = `postgres://${encodeURIComponent(creds.username)}:${encodeURIComponent(creds.password)}@${e.host}:${e.port}/postgres?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca)}`;
     const hasPsql = spawnSync('psql', ['--version']).status === 0;
     if (opts.print || !hasPsql) {
       process.stdout.write(url + '\n');

@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiServer } from '../control/api-server.js';
@@ -121,7 +122,13 @@ async function printSummary(home: string, headline: string): Promise<void> {
     }
     for (const i of cluster.instances) lines.push(`  instance ${i.id}: ${i.role}, ${i.state}, ${i.capacityAcu} ACU${i.pid ? `, pid ${i.pid}` : ''}`);
   }
-  lines.push('', `control API  ${status.services.api.url}`, `home         ${status.home}`, '');
+  lines.push(
+    '',
+    `TLS CA       ${path.join(homePaths(home).tlsDir, 'ca.crt')} (verify the server: sslmode=verify-full sslrootcert=<this file>)`,
+    `control API  ${status.services.api.url}`,
+    `home         ${status.home}`,
+    '',
+  );
   process.stdout.write(lines.join('\n') + '\n');
 }
 

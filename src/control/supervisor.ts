@@ -14,7 +14,7 @@ import { LocalInstance, RestoreDeferred, type LocalInstanceOptions } from '../co
 import { cloneWriter, readerSlotName } from '../compute/reader-clone.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
-import { canAccess, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
+import { canAccess, clusterServiceUserName, ensureOwned, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
 import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
 import type { EndpointRef, ProxyDirectory } from '../proxy/client-connection.js';
 import { loginMethod, type LoginMethod, type RoleRecord } from '../proxy/role-directory.js';
@@ -76,7 +76,9 @@ export class Supervisor implements ProxyDirectory {
   /** The clusters' roles: lookups for the proxy, `borealis user` (src/control/identity.ts). */
   private roles!: Identity;
   private binaries!: EngineBinaries;
+  /** The base service user (null when Borealis does not run as root); each cluster runs as one of its own, see identityOf. */
   private identity: ProcessIdentity | null = null;
+  private readonly identities = new Map<string, ProcessIdentity | null>();
   private proxy!: ProxyServer;
   private readonly instances = new Map<string, LocalInstance>();
   private readonly fleets = new Map<string, StorageFleet>();
@@ -111,6 +113,7 @@ export class Supervisor implements ProxyDirectory {
     fs.mkdirSync(p.instancesDir, { recursive: true, mode: 0o711 });
     onProgress('checking the PostgreSQL engine');
     this.identity = ensureServiceUser(this.settings.serviceUser);
+    if (!this.identity) this.log.warn('Borealis does not run as root: every cluster\'s PostgreSQL runs as this user, so clusters are not isolated from each other by the operating system (docs/security.md)');
     this.binaries = this.prepareBinaries(resolveBinaries(this.settings.engineBinDir));
     if (!canAccess(this.identity, '-x', p.instancesDir)) {
       throw new ControlError('invalid', `the user that runs PostgreSQL (${this.identity?.name ?? 'current user'}) cannot reach ${p.instancesDir}; choose a --home it can traverse, such as /var/lib/borealis`);
@@ -150,7 +153,10 @@ export class Supervisor implements ProxyDirectory {
     } else this.log.info('capacity enforced with cgroups', { cgroups: this.cgroups.kind });
     onProgress('preparing TLS');
     const d = this.settings.endpointDomain;
-    const tlsMaterial = await ensureTlsMaterial(p.tlsDir, ['localhost', `*.cluster.${d}`, `*.cluster-ro.${d}`, `*.instance.${d}`, `*.cluster-custom.${d}`]);
+    // The address clients are told to connect to (status, `connect --print`) is verifiable too.
+    const listen = this.settings.listenHost;
+    const addresses = ['127.0.0.1', ...(net.isIP(listen) && !['127.0.0.1', '0.0.0.0', '::'].includes(listen) ? [listen] : [])];
+    const tlsMaterial = await ensureTlsMaterial(p.tlsDir, ['localhost', `*.cluster.${d}`, `*.cluster-ro.${d}`, `*.instance.${d}`, `*.cluster-custom.${d}`], addresses);
     this.proxy = new ProxyServer(tlsMaterial, this, this.settings, this.log.child('proxy'));
     this.autoscaler = new Autoscaler(
       {
@@ -456,7 +462,7 @@ export class Supervisor implements ProxyDirectory {
         token: this.storageToken(),
         // Whichever instance is the writer now (a failover moves it).
         writer: () => ({ host: '127.0.0.1', port: this.cached(`writer-port\0${cluster.name}`, () => this.store.listInstances(cluster.name).find((r) => r.role === 'writer')?.enginePort ?? 0) }),
-        identity: this.identity,
+        identity: this.identityOf(cluster.name),
         log: this.log.child(`storage:${cluster.name}`),
         event: (kind, message) => this.event('cluster', cluster.name, kind, message),
         writerRunning: () => this.writerOf(cluster.name)?.state === 'available' && !this.failingOver.has(cluster.name),
@@ -474,6 +480,22 @@ export class Supervisor implements ProxyDirectory {
     }
   }
 
+  /**
+   * The system user a cluster's PostgreSQL runs as, its own (created when
+   * first needed), so that one cluster's server cannot read another's files
+   * (COPY … PROGRAM in one cluster runs as that cluster's user). Null when
+   * Borealis does not run as root: everything then runs as we do.
+   */
+  private identityOf(cluster: string): ProcessIdentity | null {
+    if (!this.identity) return null;
+    let who = this.identities.get(cluster);
+    if (who === undefined) {
+      who = ensureServiceUser(clusterServiceUserName(this.settings.serviceUser, cluster));
+      this.identities.set(cluster, who);
+    }
+    return who;
+  }
+
   /** An instance's role now: a failover swaps them, so hooks ask each time. */
   private roleOf(id: string): 'writer' | 'reader' | null {
     return this.store.listInstances().find((r) => r.id === id)?.role ?? null;
@@ -485,13 +507,16 @@ export class Supervisor implements ProxyDirectory {
    * a reader of the writer.
    */
   private async startInstance(cluster: ClusterRecord, record: InstanceRecord): Promise<void> {
+    // Homes made before clusters had users of their own: the data goes to the cluster's user.
+    const who = this.identityOf(cluster.name);
+    if (ensureOwned(who, this.paths.instanceDir(record.id))) this.log.info('gave the instance directory to its cluster\'s system user', { instance: record.id, user: who!.name });
     const storage = (): StorageFleet | null => this.fleets.get(cluster.name) ?? null;
     const reader = this.readerHooks(cluster, record);
     const instance = new LocalInstance({
       record,
       dir: this.paths.instanceDir(record.id),
       binaries: this.binaries,
-      identity: this.identity,
+      identity: this.identityOf(cluster.name),
       superuser: adminOf(cluster),
       acuMemoryMiB: this.settings.acuMemoryMiB,
       acuCpuCores: this.settings.acuCpuCores,
@@ -574,7 +599,7 @@ export class Supervisor implements ProxyDirectory {
         const writer = this.writerOf(cluster.name);
         if (!writer || !(await writer.waitAvailable(this.settings.clientWaitForWriterMs))) throw new Error(`the writer of cluster "${cluster.name}" is not available to clone`);
         const socket = { socketDir: writer.server.options.socketDir, port: writer.options.record.enginePort, superuser: adminOf(cluster) };
-        await cloneWriter(socket, record.id, dataDir, this.identity, this.log.child(`instance:${record.id}`), this.settings.engineStartTimeoutMs);
+        await cloneWriter(socket, record.id, dataDir, this.identityOf(cluster.name), this.log.child(`instance:${record.id}`), this.settings.engineStartTimeoutMs);
         return true;
       },
       extraSettings: () => {

@@ -1,7 +1,9 @@
 // PostgreSQL refuses to run as root. When Borealis runs as root it runs
-// postgres as an unprivileged system user, creating it if needed, and makes
-// sure that user can reach the binaries and the data.
+// each cluster's postgres as an unprivileged system user of its own,
+// creating it if needed, and makes sure that user can reach the binaries
+// and its data (and no other cluster's).
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -32,6 +34,21 @@ export function ensureServiceUser(name: string): ProcessIdentity | null {
   return { ...ids, name };
 }
 
+/** Linux's limit on user names (useradd refuses longer ones). */
+const USER_NAME_LENGTH_MAX = 32;
+
+/**
+ * The system user a cluster's PostgreSQL runs as: `<base>-<cluster>`, or,
+ * when that is too long for a user name, a prefix of it and a hash of the
+ * whole cluster name (still one user per cluster).
+ */
+export function clusterServiceUserName(base: string, cluster: string): string {
+  const whole = `${base}-${cluster}`;
+  if (whole.length <= USER_NAME_LENGTH_MAX) return whole;
+  const hash = createHash('sha256').update(cluster).digest('hex').slice(0, 8);
+  return `${whole.slice(0, USER_NAME_LENGTH_MAX - hash.length - 1)}-${hash}`;
+}
+
 function lookup(name: string): { uid: number; gid: number } | null {
   const r = spawnSync('id', [name], { encoding: 'utf8' });
   if (r.status !== 0) return null;
@@ -52,6 +69,13 @@ export function canAccess(who: ProcessIdentity | null, flag: '-x' | '-w' | '-r',
     }
   }
   return spawnSync('test', [flag, target], { uid: who.uid, gid: who.gid }).status === 0;
+}
+
+/** Gives a directory (and everything in it) to `who`, unless it owns it already. */
+export function ensureOwned(who: ProcessIdentity | null, dir: string): boolean {
+  if (!who || !fs.existsSync(dir) || fs.statSync(dir).uid === who.uid) return false;
+  chownTree(who, dir);
+  return true;
 }
 
 /** Gives a directory (and everything in it) to the service user. */

@@ -29,6 +29,22 @@ export class ServerStartupError extends Error {
   }
 }
 
+/**
+ * The startup parameters a session is opened with: the client's, plus
+ * `synchronous_commit = on` unless the client chose a value itself.
+ * PostgreSQL ranks startup-packet settings above ALTER DATABASE/ROLE … SET,
+ * so a setting stored for a database or role (which the master user may
+ * make) cannot lower every later session below the storage quorum; a
+ * session may still lower it for itself (docs/security.md, "Durability").
+ */
+export function durableStartup(params: ReadonlyMap<string, string>): ReadonlyMap<string, string> {
+  for (const [name, value] of params) {
+    if (name.toLowerCase() === 'synchronous_commit') return params;
+    if (name === 'options' && /synchronous_commit/i.test(value)) return params;
+  }
+  return new Map([...params, ['synchronous_commit', 'on']]);
+}
+
 /** Backend frames during startup are small; anything bigger is not postgres. */
 const SERVER_STARTUP_FRAME_BYTES_MAX = 1024 * 1024;
 
@@ -47,7 +63,7 @@ export function openServerSession(socketPath: string, params: ReadonlyMap<string
       socket.destroy();
       reject(err);
     };
-    socket.once('connect', () => socket.write(serializeStartupMessage(params)));
+    socket.once('connect', () => socket.write(serializeStartupMessage(durableStartup(params))));
     socket.on('error', (err) => fail(new ServerStartupError(null, err.message, null)));
     socket.on('close', () => fail(new ServerStartupError(null, 'backend closed the connection during startup', null)));
     socket.on('data', (chunk: Buffer) => {

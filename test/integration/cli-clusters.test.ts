@@ -1,5 +1,6 @@
 // Cluster management through the CLI: create, list, describe, connect, delete.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -52,14 +53,27 @@ test('invalid names and duplicates are refused', async () => {
   assert.match(short.stderr, /8 to 128 characters/);
 });
 
-test('connect --print gives a URL that works', async () => {
+test('connect --print gives a verify-full URL that node-postgres and psql accept with the home\'s CA, and refuse without it', async () => {
   const r = await b.cli(['connect', 'orders', '--print']);
   const url = r.stdout.trim();
-  assert.match(url, /^postgres:\/\/app:orders-secret-1@127\.0\.0\.1:\d+\/postgres\?sslmode=require$/);
-  const u = new URL(url);
-  const client = new pg.Client({ host: u.hostname, port: Number(u.port), user: u.username, password: decodeURIComponent(u.password), database: 'postgres', ssl: { rejectUnauthorized: false } });
+  const ca = path.join(b.home, 'tls', 'ca.crt');
+  assert.equal(url, `postgres://app:orders-secret-1@127.0.0.1:${new URL(url).port}/postgres?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca)}`);
+  // node-postgres reads sslmode and sslrootcert from the URL and checks the chain and the name.
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
+  assert.deepEqual((await client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
   await client.end();
+  const psql = (conn: string): Promise<{ code: number; out: string }> =>
+    new Promise((resolve) => execFile('psql', [conn, '-Atc', 'SELECT 1'], { env: { ...process.env, HOME: b.home } }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr })));
+  assert.deepEqual(await psql(url), { code: 0, out: '1\n' });
+  // Another CA (here: the server certificate itself as the root) does not verify it.
+  const other = await psql(url.replace(encodeURIComponent(ca), encodeURIComponent(path.join(b.home, 'tls', 'server.crt'))));
+  assert.equal(other.code, 1, other.out);
+  assert.match(other.out, /certificate verify failed/);
+  // Nor does a name the certificate does not carry.
+  const wrongName = await psql(url.replace('127.0.0.1', `localhost.${'x'.repeat(3)}.invalid`).replace('?', `?hostaddr=127.0.0.1&`));
+  assert.equal(wrongName.code, 1, wrongName.out);
+  assert.match(wrongName.out, /does not match host name|server certificate for/);
 });
 
 test('cluster delete needs --yes, then stops the instance and removes its data', async () => {

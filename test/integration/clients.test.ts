@@ -30,9 +30,9 @@ test('pg connects with SCRAM over TLS and runs queries', async () => {
   }
 });
 
-test('the proxy certificate is the one in the Borealis home', async () => {
+test('the proxy certificate is signed by the CA in the Borealis home', async () => {
   const fs = await import('node:fs');
-  const ca = fs.readFileSync(`${b.home}/tls/server.crt`, 'utf8');
+  const ca = fs.readFileSync(`${b.home}/tls/ca.crt`, 'utf8');
   const client = new pg.Client({ ...b.pgConfig(), host: 'localhost', ssl: { ca } });
   await client.connect();
   await client.end();

@@ -2,8 +2,6 @@
 // with real SigV4 signing, against a real cluster.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import http from 'node:http';
-import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import {
   BatchExecuteStatementCommand,
@@ -15,6 +13,7 @@ import {
   type SqlParameter,
 } from '@aws-sdk/client-rds-data';
 import { Borealis } from '../helpers/borealis.js';
+import { rawDataApiClient } from '../helpers/data-api-raw.js';
 
 let b: Borealis;
 let client: RDSDataClient;
@@ -152,57 +151,8 @@ test('bad SQL → DatabaseErrorException with PostgreSQL\'s message, position an
   await assert.rejects(exec('SELECT 1/0'), (e: Error) => e.name === 'DatabaseErrorException' && /^ERROR: division by zero; SQLState: 22012$/.test(e.message));
 });
 
-/**
- * A client that signs with AWS's own SDK but sends a body of the test's
- * choosing (JavaScript numbers cannot hold 2^63 − 1) and keeps the raw
- * response text (the SDK's JSON.parse would round it).
- */
-function rawClient(): { send(body: string): Promise<{ status: number; type: string | undefined; text: string }>; destroy(): void } {
-  let replacement = '';
-  let last = { status: 0, type: undefined as string | undefined, text: '' };
-  const c = new RDSDataClient({
-    endpoint: `http://127.0.0.1:${b.dataApiPort}`,
-    region: 'us-east-1',
-    credentials: key,
-    maxAttempts: 1,
-    requestHandler: {
-      handle: (request: { method: string; hostname: string; port?: number; path: string; headers: Record<string, string>; body?: string }) =>
-        new Promise((resolve, reject) => {
-          const req = http.request({ host: request.hostname, port: request.port, method: request.method, path: request.path, headers: request.headers }, (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (d: Buffer) => chunks.push(d));
-            res.on('end', () => {
-              const body = Buffer.concat(chunks);
-              last = { status: res.statusCode ?? 0, type: res.headers['x-amzn-errortype'] as string | undefined, text: body.toString('utf8') };
-              resolve({ response: { statusCode: res.statusCode, headers: res.headers, body: Readable.from([body]) } });
-            });
-          });
-          req.on('error', reject);
-          req.end(request.body);
-        }),
-    } as never,
-  });
-  c.middlewareStack.add(
-    (next) => async (args) => {
-      const req = args.request as { body?: string; headers: Record<string, string> };
-      req.body = replacement;
-      req.headers['content-length'] = String(Buffer.byteLength(replacement));
-      return next(args);
-    },
-    { step: 'build', priority: 'low' },
-  );
-  return {
-    async send(body: string) {
-      replacement = body;
-      await c.send(new ExecuteStatementCommand({ resourceArn, secretArn, sql: 'replaced' })).catch(() => undefined);
-      return last;
-    },
-    destroy: () => c.destroy(),
-  };
-}
-
 test('64-bit integers cross the Data API exactly, both ways (raw JSON, signed by the SDK)', async () => {
-  const raw = rawClient();
+  const raw = rawDataApiClient(b.dataApiPort, key);
   try {
     const r = await raw.send(
       `{"resourceArn":${JSON.stringify(resourceArn)},"secretArn":${JSON.stringify(secretArn)},"sql":"SELECT 9007199254740993::int8 AS a, :p::int8 AS p, :p::int8 - 1 AS q, ARRAY[-9223372036854775808]::int8[] AS arr","parameters":[{"name":"p","value":{"longValue":9223372036854775807}}]}`,

@@ -170,3 +170,42 @@ test('the master user is no superuser but a member of rds_superuser; what only a
   refused(await login('borealis_admin', 'anything-at-all'), '28P01', /password authentication failed for user "borealis_admin"/);
   assert.equal(await login('postgres', 'correct-horse-battery'), 'postgres');
 });
+
+test('the master user cannot lower synchronous_commit for the cluster (ALTER DATABASE/ROLE SET); a session still may for itself', async () => {
+  // Each check is the first session of its user and database, so its server is a new backend.
+  const show = async (opts: { user?: string; password?: string; database?: string; options?: string } = {}): Promise<string> => {
+    const c = new pg.Client({ ...b.pgConfig({ tls: false, ...(opts.user ? { user: opts.user, password: opts.password } : {}), ...(opts.database ? { database: opts.database } : {}) }), ...(opts.options ? { options: opts.options } : {}) });
+    await c.connect();
+    try {
+      return (await c.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]!.synchronous_commit;
+    } finally {
+      await c.end();
+    }
+  };
+  await asMaster("CREATE ROLE lax LOGIN PASSWORD 'lax-pass-1'");
+  await asMaster('CREATE DATABASE laxdb');
+  try {
+    // Each is in the master user's reach in PostgreSQL, and would make every later session skip the storage quorum.
+    await asMaster('ALTER DATABASE laxdb SET synchronous_commit = off');
+    await asMaster('ALTER ROLE lax SET synchronous_commit = local');
+    assert.equal(await show({ database: 'laxdb' }), 'on', 'a new session in a database with its own setting');
+    assert.equal(await show({ user: 'lax', password: 'lax-pass-1' }), 'on', 'a new session of a role with its own setting');
+    // The Data API's sessions too.
+    const { RDSDataClient, ExecuteStatementCommand } = await import('@aws-sdk/client-rds-data');
+    const key = JSON.parse(await b.cliOk('access-key', 'create', '--json')) as { accessKeyId: string; secretAccessKey: string };
+    const resourceArn = (JSON.parse(await b.cliOk('cluster', 'describe', 'default', '--json')) as { dataApi: { resourceArn: string } }).dataApi.resourceArn;
+    const secretArn = (await b.cliOk('secret', 'create', '--cluster', 'default', '--username', 'lax', '--password', 'lax-pass-1')).trim();
+    const data = new RDSDataClient({ endpoint: `http://127.0.0.1:${b.dataApiPort}`, region: 'us-east-1', credentials: key, maxAttempts: 1 });
+    try {
+      const r = await data.send(new ExecuteStatementCommand({ resourceArn, secretArn, database: 'postgres', sql: 'SHOW synchronous_commit' }));
+      assert.deepEqual(r.records, [[{ stringValue: 'on' }]]);
+    } finally {
+      data.destroy();
+    }
+    // A session's own choice stands (docs/security.md says what it costs).
+    assert.equal(await show({ options: '-c synchronous_commit=local' }), 'local');
+  } finally {
+    await asMaster('DROP ROLE lax');
+    await asMaster('DROP DATABASE laxdb WITH (FORCE)').catch(() => undefined);
+  }
+});
