@@ -64,7 +64,7 @@ export class RestoreDeferred extends Error {
 }
 
 /** A restart counts as a fresh start again after this long up. */
-const STABLE_AFTER_MS = 60_000;
+const STABLE_AFTER_MS = 10_000;
 const RESTART_BACKOFF_MS_MIN = 200;
 
 export class LocalInstance extends EventEmitter<{ transition: [InstanceTransition] }> {

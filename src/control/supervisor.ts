@@ -1208,6 +1208,11 @@ export class Supervisor implements ProxyDirectory {
     return loginMethod(await this.roles.lookup(cluster, user), Date.now());
   }
 
+  lastKnownPassword(cluster: string, user: string): boolean {
+    const role = this.store.getRole(cluster, user);
+    return role !== null && !role.iam && role.password?.startsWith('SCRAM-SHA-256$') === true;
+  }
+
   accessKeySecret(accessKeyId: string): string | null {
     return this.store.getAccessKeySecret(accessKeyId);
   }

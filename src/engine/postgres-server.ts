@@ -10,6 +10,7 @@ import pg from 'pg';
 import type { Logger } from '../util/logger.js';
 import type { EngineBinaries } from './binaries.js';
 import { renderPgHbaConf, renderPostgresqlConf, type PgValue } from './pg-settings.js';
+import { signalTree } from '../util/process-tree.js';
 import { chownTree, type ProcessIdentity } from './service-user.js';
 
 export type PostgresState = 'stopped' | 'starting' | 'ready' | 'stopping';
@@ -113,18 +114,17 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
   }
 
   /**
-   * SIGKILL to the postmaster's whole process group (it runs in its own):
-   * for a postgres that is stopped or hung and would ignore a shutdown. Its
-   * exit is then reported as an unexpected one.
+   * SIGKILL to the postmaster and every process it started: for a postgres
+   * that is stopped or hung and would ignore a shutdown. Its children are
+   * not in its process group (PostgreSQL gives each its own), and a stopped
+   * one would keep the shared memory attached and refuse every restart, so
+   * they are found by parent pid before the postmaster dies. Its exit is
+   * then reported as an unexpected one.
    */
   killGroup(): void {
     const pid = this.child?.pid;
     if (!pid) return;
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
+    signalTree(pid, 'SIGKILL');
   }
 
   /** SIGHUP: postgres re-reads its configuration (reload-time settings only). */
@@ -202,7 +202,9 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
       ['SIGKILL', 5_000],
     ];
     for (const [signal, waitMs] of steps) {
-      child.kill(signal);
+      // The last resort reaches the children too (see killGroup).
+      if (signal === 'SIGKILL') this.killGroup();
+      else child.kill(signal);
       const done = await Promise.race([this.exited.then(() => true), sleep(waitMs).then(() => false)]);
       if (done) return;
       this.options.log.warn('postgres did not stop in time; escalating', { signal, waitMs });

@@ -52,6 +52,8 @@ export interface ProxyDirectory extends InstanceLocator {
   serverNameOf(endpoint: EndpointRef): string;
   /** How the user must authenticate, from the cluster's pg_authid as read after the login began (see role-directory.ts). */
   login(cluster: string, user: string): Promise<LoginMethod>;
+  /** Whether the role logged in with a SCRAM password when last read (a guess: login() decides). */
+  lastKnownPassword(cluster: string, user: string): boolean;
   /** Secret of a Borealis access key, for IAM token signatures. */
   accessKeySecret(accessKeyId: string): string | null;
   accessPolicy(cluster: string): AccessPolicy;
@@ -230,8 +232,15 @@ export class ClientConnection {
         this.setState('authenticating');
         this.lookingUp = true;
         this.socket.pause();
+        // A password login's first challenge names only the SASL mechanisms,
+        // so for a role last known to use a password it goes out at once,
+        // while the role is read; the client's answer waits in the buffer
+        // until the read is back. Any other role (unknown yet, an IAM user,
+        // no password) waits for the read first.
+        const saslSent = this.ctx.directory.lastKnownPassword(cluster, user);
+        if (saslSent) this.socket.write(authenticationSasl(this.socket !== this.raw ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
         void this.ctx.directory.login(cluster, user).then(
-          (method) => this.challenge(user, method),
+          (method) => this.challenge(user, method, saslSent),
           (err: unknown) => {
             this.ctx.log.error('could not look up the role', { cluster, error: (err as Error).message });
             this.fail({ kind: 'instance-unreachable', cluster, instanceId: '' });
@@ -242,11 +251,18 @@ export class ClientConnection {
     }
   }
 
-  /** The role is known: ask for its IAM token, or begin SCRAM (against a mock verifier for a role that cannot use a password). */
-  private challenge(user: string, method: LoginMethod): void {
+  /**
+   * The role is known: ask for its IAM token, or begin SCRAM (against a
+   * mock verifier for a role that cannot use a password). `saslSent`: the
+   * SASL challenge went out before the read; a role made an IAM user since
+   * it was last read then fails like a wrong password, once (its next
+   * login is asked for a token).
+   */
+  private challenge(user: string, method: LoginMethod, saslSent: boolean): void {
     this.lookingUp = false;
     if (this.stateValue !== 'authenticating') return;
     const tlsUp = this.socket !== this.raw;
+    if (method.method === 'iam' && saslSent) return this.fail({ kind: 'auth-failed', user });
     if (method.method === 'iam') {
       // As RDS does: the token travels as a cleartext password, so only over TLS.
       if (!tlsUp) return this.fail({ kind: 'iam-requires-tls', user });
@@ -258,7 +274,7 @@ export class ClientConnection {
       const verifier = method.method === 'scram' ? method.verifier : mockVerifier(user, this.ctx.mockSecret);
       // Over TLS, -PLUS (channel binding) is offered first.
       this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
-      this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
+      if (!saslSent) this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
     }
     this.socket.resume();
     // Anything the client sent meanwhile is still buffered.

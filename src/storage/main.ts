@@ -1,5 +1,6 @@
 // Entry point of a storage node process (`borealis storage-node`).
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '../util/logger.js';
 import { StorageNode } from './storage-node.js';
 
@@ -13,6 +14,9 @@ import { StorageNode } from './storage-node.js';
  * commit p99 about half (docs/benchmarks.md).
  */
 export const STORAGE_NODE_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+
+/** Longest a stopping node waits for its stream and flushes to end. */
+const STOP_MS_MAX = 5_000;
 
 /** A base backup beyond this is refused; the supervisor passes its setting. */
 const BACKUP_BYTES_MAX_DEFAULT = 64 * 1024 * 1024 * 1024;
@@ -43,7 +47,11 @@ export async function runStorageNode(opts: { name: string; zone: string; dir: st
       process.stdin.once('end', resolve);
     }
   });
-  await node.stop();
-  log.info('storage node stopped');
+  // Bounded: a node whose WAL stream or flush hangs must still give up its
+  // port to the next supervisor's node. What it had not flushed it had not
+  // acknowledged either.
+  const stopped = await Promise.race([node.stop().then(() => true), sleep(STOP_MS_MAX).then(() => false)]);
+  if (stopped) log.info('storage node stopped');
+  else log.warn('storage node did not stop in time; exiting anyway', { waitedMs: STOP_MS_MAX });
   process.exit(0);
 }

@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { ExecuteStatementCommand, RDSDataClient } from '@aws-sdk/client-rds-data';
 import { Signer } from '@aws-sdk/rds-signer';
 import pg from 'pg';
+import { processTree } from '../../src/util/process-tree.js';
 import { Borealis, PASSWORD } from '../helpers/borealis.js';
 
 let b: Borealis;
@@ -43,28 +44,6 @@ async function attempt(user: string, password: string, tls = true): Promise<stri
 function uidOf(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
-}
-
-/** pid and its descendants, from /proc. */
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (pid: number): void => {
-    out.push(pid);
-    for (const c of children.get(pid) ?? []) walk(c);
-  };
-  walk(root);
-  return out;
 }
 
 test('no password, verifier, token, key or signature appears in any log; key and data files are private; PostgreSQL never runs as root', async () => {

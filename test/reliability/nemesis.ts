@@ -2,43 +2,8 @@
 // processes it started and their children), never by name.
 import fs from 'node:fs';
 import path from 'node:path';
+import { signalTree } from '../../src/util/process-tree.js';
 import type { Borealis } from '../helpers/borealis.js';
-
-/** pids of `pid` and all its descendants, from /proc. */
-export function processTree(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid …: comm may hold spaces and parentheses.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(entry));
-      children.set(ppid, list);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number): void => {
-    out.push(p);
-    for (const c of children.get(p) ?? []) walk(c);
-  };
-  walk(pid);
-  return out;
-}
-
-function signalTree(pid: number, signal: NodeJS.Signals): void {
-  // Parents first for SIGSTOP (no child is reaped meanwhile), children first for SIGCONT does not matter.
-  for (const p of processTree(pid)) {
-    try {
-      process.kill(p, signal);
-    } catch {
-      // gone already
-    }
-  }
-}
 
 async function writerPidOf(b: Borealis, cluster: string): Promise<number> {
   const pid = await b.waitFor('a running writer', () => b.writerPid(cluster), 120_000);
