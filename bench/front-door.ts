@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { clusterServiceUserName } from '../src/engine/service-user.js';
 import { Borealis, freePort, PASSWORD, rssKiB } from '../test/helpers/borealis.js';
 import { cpuSeconds } from './proc-stat.js';
 
@@ -69,7 +70,8 @@ async function startPgBouncer(socketDir: string, enginePort: number, verifier: s
       '',
     ].join('\n'),
   );
-  const ids = spawnSync('id', ['borealis'], { encoding: 'utf8' }).stdout;
+  // As the cluster's own system user: only it may reach the instance's private socket.
+  const ids = spawnSync('id', [clusterServiceUserName('borealis', 'default')], { encoding: 'utf8' }).stdout;
   const uid = Number(/uid=(\d+)/.exec(ids)?.[1]);
   const gid = Number(/gid=(\d+)/.exec(ids)?.[1]);
   for (const f of ['', 'userlist.txt', 'pgbouncer.ini']) fs.chownSync(path.join(dir, f), uid, gid);

@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { StatusDocument } from '../src/control/status.js';
 import { embeddedBinDir } from '../src/engine/binaries.js';
+import { clusterServiceUserName } from '../src/engine/service-user.js';
 import { Borealis, PASSWORD } from '../test/helpers/borealis.js';
 
 const { values } = parseArgs({ options: { tries: { type: 'string', default: '20' }, 'load-seconds': { type: 'string', default: '20' } } });
@@ -89,7 +90,8 @@ try {
   const conf = fs.readFileSync(path.join(dataDir, 'postgresql.conf'), 'utf8');
   const enginePort = Number(/^port = (\d+)$/m.exec(conf)![1]);
   const binDir = embeddedBinDir();
-  const ids = spawnSync('id', ['borealis'], { encoding: 'utf8' }).stdout;
+  // The cluster's own system user owns its data directory.
+  const ids = spawnSync('id', [clusterServiceUserName('borealis', 'sleepy')], { encoding: 'utf8' }).stdout;
   const uid = Number(/uid=(\d+)/.exec(ids)?.[1]);
   const gid = Number(/gid=(\d+)/.exec(ids)?.[1]);
   const floorMs: number[] = [];
