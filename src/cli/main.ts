@@ -273,7 +273,9 @@ program
     if (!e) throw new Error(`cluster ${clusterName} has no writer endpoint`);
     // Verified against the home's own CA: the server is who it says it is.
     const ca = path.join(homePaths(home()).tlsDir, 'ca.crt');
-    const url = `postgres://${encodeURIComponent(creds.username)}:${encodeURIComponent(creds.password)}@${e.host}:${e.port}/postgres?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca)}`;
+    // A wildcard listen address is reached (and verified) as loopback.
+    const host = e.host === '0.0.0.0' || e.host === '::' ? '127.0.0.1' : e.host;
+    const url = `postgres://${encodeURIComponent(creds.username)}:${encodeURIComponent(creds.password)}@${host}:${e.port}/postgres?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca)}`;
     const hasPsql = spawnSync('psql', ['--version']).status === 0;
     if (opts.print || !hasPsql) {
       process.stdout.write(url + '\n');

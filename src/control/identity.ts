@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { deriveVerifier, formatVerifier, SCRAM_ITERATIONS_DEFAULT } from '../auth/scram.js';
+import { INTERNAL_SESSION_OPTIONS } from '../engine/postgres-server.js';
 import { FreshReads, type RoleRecord } from '../proxy/role-directory.js';
 import type { Logger } from '../util/logger.js';
 import type { Store } from './store.js';
@@ -195,6 +196,7 @@ export class Identity {
         user: this.deps.superuser(cluster),
         database: 'postgres',
         application_name: 'borealis-identity',
+        options: INTERNAL_SESSION_OPTIONS,
         max: 2,
         idleTimeoutMillis: 30_000,
         connectionTimeoutMillis: this.deps.lookupTimeoutMs,

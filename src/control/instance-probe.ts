@@ -5,9 +5,11 @@
 // out of time it is killed (its whole process group) and from there handled
 // like one that died: restarted in place, and failed over if that fails.
 import pg from 'pg';
+import { INTERNAL_SESSION_OPTIONS } from '../engine/postgres-server.js';
 import type { LocalInstance } from '../compute/local-instance.js';
 
-export type ProbeResult = 'ok' | 'timeout' | 'error';
+/** 'stalled': the deadline fired late, so the supervisor's own event loop was held up; the probe says nothing about the instance. */
+export type ProbeResult = 'ok' | 'timeout' | 'error' | 'stalled';
 
 export interface ProbeState {
   readonly timeouts: number;
@@ -21,16 +23,19 @@ export const PROBE_START: ProbeState = { timeouts: 0 };
  * answer means it is alive.
  */
 export function nextProbeState(prev: ProbeState, result: ProbeResult, failuresMax: number): { state: ProbeState; hung: boolean } {
+  if (result === 'stalled') return { state: prev, hung: false };
   const timeouts = result === 'timeout' ? prev.timeouts + 1 : 0;
   return { state: { timeouts }, hung: timeouts >= failuresMax };
 }
 
 /** One probe: connect and `SELECT 1` on the instance's socket within `timeoutMs`. */
 export async function probeOnce(target: { socketDir: string; port: number; user: string }, timeoutMs: number): Promise<ProbeResult> {
-  const client = new pg.Client({ host: target.socketDir, port: target.port, user: target.user, database: 'postgres', application_name: 'borealis-probe' });
+  const client = new pg.Client({ host: target.socketDir, port: target.port, user: target.user, database: 'postgres', application_name: 'borealis-probe', options: INTERNAL_SESSION_OPTIONS });
   client.on('error', () => undefined);
   let timer: NodeJS.Timeout | null = null;
-  const deadline = new Promise<ProbeResult>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+  const started = Date.now();
+  // A deadline that fires well after its time means the supervisor itself was stalled (a long synchronous step): not the instance's fault.
+  const deadline = new Promise<ProbeResult>((resolve) => (timer = setTimeout(() => resolve(Date.now() - started > timeoutMs * 1.5 ? 'stalled' : 'timeout'), timeoutMs)));
   const attempt = (async (): Promise<ProbeResult> => {
     try {
       await client.connect();
@@ -43,7 +48,7 @@ export async function probeOnce(target: { socketDir: string; port: number; user:
   const result = await Promise.race([attempt, deadline]);
   if (timer) clearTimeout(timer);
   // A hung server never answers the goodbye either: the socket is dropped, not awaited.
-  if (result === 'timeout') (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  if (result === 'timeout' || result === 'stalled') (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   else void client.end().catch(() => undefined);
   return result;
 }

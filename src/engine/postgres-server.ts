@@ -34,6 +34,17 @@ export interface PostgresServerOptions {
 /** Reload-time settings that follow capacity live in this file, included last. */
 export const CAPACITY_CONF = 'borealis-capacity.conf';
 
+/**
+ * Startup options of every session Borealis opens as the cluster's
+ * superuser. The master user owns the postgres database and may store
+ * settings for it (ALTER DATABASE … SET); startup options outrank those, so
+ * it cannot put a schema of its own before pg_catalog (where a view named
+ * pg_authid would run its code as the superuser) nor make these sessions'
+ * commits skip the storage quorum. pg_temp comes last: no temporary table
+ * shadows a catalog either.
+ */
+export const INTERNAL_SESSION_OPTIONS = '-c search_path=pg_catalog,pg_temp -c synchronous_commit=on';
+
 export class EngineError extends Error {
   override readonly name = 'EngineError';
 }
@@ -99,7 +110,7 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
    * recovery). Resolves false if it was not a standby.
    */
   async promote(timeoutMs: number): Promise<boolean> {
-    const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres' });
+    const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres', options: INTERNAL_SESSION_OPTIONS });
     await client.connect();
     try {
       const inRecovery = (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
@@ -231,7 +242,7 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     }
     if (!untilPromoted) return status === 'ready' || status === 'standby';
     if (status !== 'ready' && status !== 'standby') return false;
-    const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres' });
+    const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres', options: INTERNAL_SESSION_OPTIONS });
     try {
       await client.connect();
       return !(await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;

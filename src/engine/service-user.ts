@@ -39,14 +39,15 @@ const USER_NAME_LENGTH_MAX = 32;
 
 /**
  * The system user a cluster's PostgreSQL runs as: `<base>-<cluster>`, or,
- * when that is too long for a user name, a prefix of it and a hash of the
- * whole cluster name (still one user per cluster).
+ * when that is too long for a user name, a prefix of it, `--` and a hash of
+ * the whole cluster name. Cluster names never hold `--`, so no cluster's
+ * plain name can be another's hashed one: one user per cluster.
  */
 export function clusterServiceUserName(base: string, cluster: string): string {
   const whole = `${base}-${cluster}`;
   if (whole.length <= USER_NAME_LENGTH_MAX) return whole;
   const hash = createHash('sha256').update(cluster).digest('hex').slice(0, 8);
-  return `${whole.slice(0, USER_NAME_LENGTH_MAX - hash.length - 1)}-${hash}`;
+  return `${whole.slice(0, USER_NAME_LENGTH_MAX - hash.length - 2).replace(/-+$/, '')}--${hash}`;
 }
 
 function lookup(name: string): { uid: number; gid: number } | null {
@@ -73,7 +74,10 @@ export function canAccess(who: ProcessIdentity | null, flag: '-x' | '-w' | '-r',
 
 /** Gives a directory (and everything in it) to `who`, unless it owns it already. */
 export function ensureOwned(who: ProcessIdentity | null, dir: string): boolean {
-  if (!who || !fs.existsSync(dir) || fs.statSync(dir).uid === who.uid) return false;
+  if (!who || !fs.existsSync(dir)) return false;
+  // The top first and pg_control too: a migration cut short (the top is chowned first) is finished next time.
+  const control = path.join(dir, 'data', 'global', 'pg_control');
+  if (fs.statSync(dir).uid === who.uid && (!fs.existsSync(control) || fs.statSync(control).uid === who.uid)) return false;
   chownTree(who, dir);
   return true;
 }

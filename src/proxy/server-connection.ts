@@ -30,19 +30,18 @@ export class ServerStartupError extends Error {
 }
 
 /**
- * The startup parameters a session is opened with: the client's, plus
- * `synchronous_commit = on` unless the client chose a value itself.
- * PostgreSQL ranks startup-packet settings above ALTER DATABASE/ROLE … SET,
- * so a setting stored for a database or role (which the master user may
- * make) cannot lower every later session below the storage quorum; a
- * session may still lower it for itself (docs/security.md, "Durability").
+ * The startup parameters a session is opened with: the client's, with
+ * `-c synchronous_commit=on` put first in `options`. PostgreSQL ranks
+ * startup-packet settings above ALTER DATABASE/ROLE … SET, so a setting
+ * stored for a database or role (which the master user may make) cannot
+ * lower every later session below the storage quorum; a value the client
+ * chose itself (later in its `options`, or its own startup key, applied
+ * after `options`) still wins, for that session only (docs/security.md,
+ * "Durability settings").
  */
 export function durableStartup(params: ReadonlyMap<string, string>): ReadonlyMap<string, string> {
-  for (const [name, value] of params) {
-    if (name.toLowerCase() === 'synchronous_commit') return params;
-    if (name === 'options' && /synchronous_commit/i.test(value)) return params;
-  }
-  return new Map([...params, ['synchronous_commit', 'on']]);
+  const own = params.get('options');
+  return new Map([...params, ['options', own ? `-c synchronous_commit=on ${own}` : '-c synchronous_commit=on']]);
 }
 
 /** Backend frames during startup are small; anything bigger is not postgres. */

@@ -4,7 +4,7 @@
 // address the proxy listens on). Clients
 // verify the server with the CA file (`sslmode=verify-full
 // sslrootcert=<home>/tls/ca.crt`); the CA's key never leaves the home.
-import { webcrypto, X509Certificate } from 'node:crypto';
+import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -30,7 +30,7 @@ export async function ensureTlsMaterial(dir: string, hostNames: readonly string[
   fs.chmodSync(dir, 0o711);
   if (Object.values(files).every((f) => fs.existsSync(f))) {
     const cert = fs.readFileSync(files.cert, 'utf8');
-    if (stillGood(cert, fs.readFileSync(files.caCert, 'utf8'), hostNames, addresses)) return { key: fs.readFileSync(files.key, 'utf8'), cert, certFile: files.cert, caFile: files.caCert };
+    if (stillGood(cert, fs.readFileSync(files.key, 'utf8'), fs.readFileSync(files.caCert, 'utf8'), hostNames, addresses)) return { key: fs.readFileSync(files.key, 'utf8'), cert, certFile: files.cert, caFile: files.caCert };
   }
   // Loaded only when material is made: the X.509 library needs the
   // reflect-metadata polyfill, and nothing else in Borealis does.
@@ -66,12 +66,13 @@ export async function ensureTlsMaterial(dir: string, hostNames: readonly string[
   return { key, cert: pem, certFile: files.cert, caFile: files.caCert };
 }
 
-/** Signed by this CA, for every name asked for, and not near its end. */
-function stillGood(certPem: string, caPem: string, hostNames: readonly string[], addresses: readonly string[]): boolean {
+/** Signed by this CA, matching its key, for every name asked for, and not near its end. */
+function stillGood(certPem: string, keyPem: string, caPem: string, hostNames: readonly string[], addresses: readonly string[]): boolean {
   try {
     const cert = new X509Certificate(certPem);
     const ca = new X509Certificate(caPem);
-    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return false;
+    // A crash between writing the key and the certificate leaves a pair that does not match.
+    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey) || !cert.checkPrivateKey(createPrivateKey(keyPem))) return false;
     if (new Date(cert.validTo).getTime() - Date.now() < RENEW_BEFORE_DAYS * DAY_MS) return false;
     const names = (cert.subjectAltName ?? '').split(', ');
     return hostNames.every((h) => names.includes(`DNS:${h}`)) && addresses.every((a) => names.includes(`IP Address:${a}`));

@@ -209,3 +209,23 @@ test('the master user cannot lower synchronous_commit for the cluster (ALTER DAT
     await asMaster('DROP DATABASE laxdb WITH (FORCE)').catch(() => undefined);
   }
 });
+
+test('the master user cannot shadow the catalogs Borealis reads as superuser (ALTER DATABASE postgres SET search_path)', async () => {
+  // A view named pg_authid that records each use, put before pg_catalog for every new session of the postgres database.
+  await asMaster(`CREATE TABLE public.shadow_calls (at timestamptz DEFAULT now());
+    CREATE FUNCTION public.shadow() RETURNS SETOF pg_catalog.pg_authid LANGUAGE sql AS $$ INSERT INTO public.shadow_calls DEFAULT VALUES; SELECT * FROM pg_catalog.pg_authid $$;
+    CREATE VIEW public.pg_authid AS SELECT * FROM public.shadow();
+    ALTER DATABASE postgres SET search_path = public, pg_catalog`);
+  try {
+    // Borealis's own sessions are new after a restart.
+    await b.down();
+    await b.up();
+    await asMaster("CREATE ROLE shadowed LOGIN PASSWORD 'shadowed-pass-1'");
+    assert.equal(await login('shadowed', 'shadowed-pass-1'), 'shadowed');
+    refused(await login('shadowed', 'not-the-password'), '28P01', /password authentication failed/);
+    const [calls] = await b.sql<{ n: number }>('SELECT count(*)::int AS n FROM public.shadow_calls');
+    assert.equal(calls!.n, 0, 'the role reads went to pg_catalog.pg_authid, never through the view');
+  } finally {
+    await asMaster('ALTER DATABASE postgres RESET search_path; DROP VIEW public.pg_authid; DROP FUNCTION public.shadow(); DROP TABLE public.shadow_calls; DROP ROLE IF EXISTS shadowed');
+  }
+});

@@ -21,3 +21,8 @@ test('refused connections and error answers are not a hang (postgres is gone, or
   assert.deepEqual(run(['error', 'error', 'error', 'error']), [false, false, false, false]);
   assert.deepEqual(run(['timeout', 'timeout', 'error', 'timeout']), [false, false, false, false]);
 });
+
+test('a probe whose deadline fired late (the supervisor itself stalled) neither counts nor resets', () => {
+  assert.deepEqual(run(['stalled', 'stalled', 'stalled', 'stalled']), [false, false, false, false]);
+  assert.deepEqual(run(['timeout', 'stalled', 'timeout', 'stalled', 'timeout']), [false, false, false, false, true]);
+});
