@@ -238,7 +238,7 @@ export class ClientConnection {
         // until the read is back. Any other role (unknown yet, an IAM user,
         // no password) waits for the read first.
         const saslSent = this.ctx.directory.lastKnownPassword(cluster, user);
-        if (saslSent) this.socket.write(authenticationSasl(this.socket !== this.raw ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
+        if (saslSent) this.offerSasl();
         void this.ctx.directory.login(cluster, user).then(
           (method) => this.challenge(user, method, saslSent),
           (err: unknown) => {
@@ -249,6 +249,11 @@ export class ClientConnection {
         return;
       }
     }
+  }
+
+  /** AuthenticationSASL: over TLS, -PLUS (channel binding) is offered first. */
+  private offerSasl(): void {
+    this.socket.write(authenticationSasl(this.socket !== this.raw ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
   }
 
   /**
@@ -272,9 +277,8 @@ export class ClientConnection {
     } else {
       this.canLogin = method.method === 'scram' && method.canLogin;
       const verifier = method.method === 'scram' ? method.verifier : mockVerifier(user, this.ctx.mockSecret);
-      // Over TLS, -PLUS (channel binding) is offered first.
       this.exchange = new ScramServerExchange(verifier, randomBytes(18).toString('base64'), tlsUp ? this.ctx.certificateHash : null);
-      if (!saslSent) this.socket.write(authenticationSasl(tlsUp ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256]));
+      if (!saslSent) this.offerSasl();
     }
     this.socket.resume();
     // Anything the client sent meanwhile is still buffered.

@@ -128,6 +128,29 @@ export class Borealis {
   }
 
   /**
+   * Logs in on a fresh connection (TLS unless `tls: false`; `port` picks an
+   * endpoint, `serverName` the TLS server name sent) and returns
+   * current_user, or the error the login ended with.
+   */
+  async login(user: string, password: string, opts: { port?: number; tls?: boolean; serverName?: string } = {}): Promise<string | import('pg').DatabaseError> {
+    const { default: pg } = await import('pg');
+    const c = new pg.Client({
+      ...this.pgConfig({ user, password, tls: opts.tls ?? true }),
+      ...(opts.port ? { port: opts.port } : {}),
+      ...(opts.serverName ? { ssl: { rejectUnauthorized: false, servername: opts.serverName } } : {}),
+    });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      const r = await c.query<{ u: string }>('SELECT current_user AS u');
+      await c.end();
+      return r.rows[0]!.u;
+    } catch (e) {
+      return e as import('pg').DatabaseError;
+    }
+  }
+
+  /**
    * Waits until `text` commits through the writer endpoint. Each try has
    * 10 s: a commit that hangs (storage refusing the writer's term, say)
    * counts as not committed.

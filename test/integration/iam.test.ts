@@ -30,23 +30,10 @@ function token(opts: { username?: string; hostname?: string; port?: number; secr
   }).getAuthToken();
 }
 
-async function attempt(password: string, opts: { tls?: boolean; user?: string; port?: number; serverName?: string } = {}): Promise<pg.DatabaseError | string> {
-  const config = b.pgConfig({ user: opts.user ?? 'app_iam', password, tls: opts.tls ?? true });
-  const c = new pg.Client({
-    ...config,
-    ...(opts.port ? { port: opts.port } : {}),
-    // The name a client would connect by, sent as the TLS server name (the test resolves it to 127.0.0.1 itself).
-    ...(opts.serverName ? { ssl: { rejectUnauthorized: false, servername: opts.serverName } } : {}),
-  });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    const r = await c.query<{ u: string }>('SELECT current_user AS u');
-    await c.end();
-    return r.rows[0]!.u;
-  } catch (e) {
-    return e as pg.DatabaseError;
-  }
+/** Logs in as the IAM user (unless told) and returns current_user, or the refusal. */
+function attempt(password: string, opts: { tls?: boolean; user?: string; port?: number; serverName?: string } = {}): Promise<pg.DatabaseError | string> {
+  // The name a client would connect by is sent as the TLS server name (the test resolves it to 127.0.0.1 itself).
+  return b.login(opts.user ?? 'app_iam', password, opts);
 }
 
 function refused(result: pg.DatabaseError | string, code: string, message: RegExp): void {

@@ -29,18 +29,7 @@ async function asMaster(sql: string, port?: number, password?: string): Promise<
 }
 
 /** Logs in and returns current_user, or the refusal. */
-async function login(user: string, password: string, opts: { port?: number; tls?: boolean } = {}): Promise<string | pg.DatabaseError> {
-  const c = new pg.Client({ ...b.pgConfig({ user, password, tls: opts.tls ?? true }), ...(opts.port ? { port: opts.port } : {}) });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    const r = await c.query<{ u: string }>('SELECT current_user AS u');
-    await c.end();
-    return r.rows[0]!.u;
-  } catch (e) {
-    return e as pg.DatabaseError;
-  }
-}
+const login = (user: string, password: string, opts: { port?: number; tls?: boolean } = {}): Promise<string | pg.DatabaseError> => b.login(user, password, opts);
 
 function refused(result: string | pg.DatabaseError, code: string, message: RegExp): void {
   assert.notEqual(typeof result, 'string', `the login should have been refused, but it logged in as ${String(result)}`);

@@ -28,17 +28,10 @@ function filesUnder(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
 }
 
+/** current_user of a login, or `refused: <why>`. */
 async function attempt(user: string, password: string, tls = true): Promise<string> {
-  const c = new pg.Client(b.pgConfig({ user, password, tls }));
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    const r = await c.query<{ u: string }>('SELECT current_user AS u');
-    await c.end();
-    return r.rows[0]!.u;
-  } catch (e) {
-    return `refused: ${(e as Error).message}`;
-  }
+  const r = await b.login(user, password, { tls });
+  return typeof r === 'string' ? r : `refused: ${r.message}`;
 }
 
 function uidOf(pid: number): number {
