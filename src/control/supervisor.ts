@@ -516,7 +516,7 @@ export class Supervisor implements ProxyDirectory {
       record,
       dir: this.paths.instanceDir(record.id),
       binaries: this.binaries,
-      identity: this.identityOf(cluster.name),
+      identity: who,
       superuser: adminOf(cluster),
       acuMemoryMiB: this.settings.acuMemoryMiB,
       acuCpuCores: this.settings.acuCpuCores,
