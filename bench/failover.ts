@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { embeddedBinDir } from '../src/engine/binaries.js';
 import { processTree, signalTree } from '../src/util/process-tree.js';
-import { Borealis, freePort } from '../test/helpers/borealis.js';
+import { Borealis, freePort, portBase } from '../test/helpers/borealis.js';
 
 const { values } = parseArgs({
   options: {
@@ -168,7 +168,7 @@ async function fault(b: Borealis, kind: Kind, load: { acks: Ack[] }): Promise<Ro
 
 async function borealisRounds(): Promise<{ rounds: Round[]; lost: number; acked: number }> {
   const b = await Borealis.start({
-    BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)),
+    BOREALIS_STORAGE_PORT_BASE: String(portBase()),
     // Ready for load at once, and a reader that stays up between faults.
     BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '1',
   });

@@ -219,7 +219,8 @@ export class StorageFleet {
       n.child = null;
       n.last = null;
       if (this.stopping || n.held) return;
-      this.deps.event('storage-node-down', `storage node ${n.name} (zone ${n.zone}) exited (${signal ?? `code ${code}`}); restarting`);
+      const said = signal ? '' : lastLine(path.join(this.deps.dir, `${n.name}.log`));
+      this.deps.event('storage-node-down', `storage node ${n.name} (zone ${n.zone}) exited (${signal ?? `code ${code}`})${said ? `, its log ending "${said}"` : ''}; restarting`);
       n.restartTimer = setTimeout(() => {
         n.restartTimer = null;
         if (!this.stopping && !n.held && !n.child) this.spawnNode(n);
@@ -708,3 +709,21 @@ export class StorageFleet {
   }
 }
 
+/** The last non-empty line of a log file (its last 4 KiB read), cut to 300 characters; '' when there is none. */
+function lastLine(file: string): string {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const length = Math.min(size, 4096);
+      const buf = Buffer.alloc(length);
+      fs.readSync(fd, buf, 0, length, size - length);
+      const lines = buf.toString('utf8').split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+      return (lines.at(-1) ?? '').slice(0, 300);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
+}

@@ -23,6 +23,23 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The first of a run of ports a test's Borealis listens on (storage nodes,
+ * engines), picked at random below the kernel's ephemeral range: a port in
+ * that range can be taken at any moment as the local end of some outgoing
+ * connection, and a storage node whose recorded port is taken cannot start.
+ */
+export function portBase(span = 200): number {
+  let low = 32768;
+  try {
+    low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // Not Linux: keep the usual low end.
+  }
+  const from = 10_000;
+  return from + Math.floor(Math.random() * Math.max(1, low - from - span));
+}
+
 export interface CliResult {
   readonly code: number;
   readonly stdout: string;
@@ -40,7 +57,7 @@ export class Borealis {
 
   static async start(extraEnv: Record<string, string> = {}): Promise<Borealis> {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-test-'));
-    const b = new Borealis(home, await freePort(), await freePort(), 20000 + Math.floor(Math.random() * 30000), {
+    const b = new Borealis(home, await freePort(), await freePort(), portBase(), {
       ...process.env,
       BOREALIS_PASSWORD: PASSWORD,
       BOREALIS_DATA_API_PORT: String(await freePort()),

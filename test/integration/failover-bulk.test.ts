@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { Borealis } from '../helpers/borealis.js';
+import { Borealis, portBase } from '../helpers/borealis.js';
 import { parseLsn } from '../../src/pgwire/replication.js';
 
 let b: Borealis;
@@ -13,7 +13,7 @@ let b: Borealis;
 before(async () => {
   b = await Borealis.start({
     // Storage ports of their own: other Borealis homes on this machine take the default range at the same time.
-    BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)),
+    BOREALIS_STORAGE_PORT_BASE: String(portBase()),
     // The catch-up gives up after this long (the default, 120 s, only makes a failure slower to see).
     BOREALIS_ENGINE_START_TIMEOUT_MS: '30000',
   });

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { FAILOVER_STEPS } from '../../src/control/failover-steps.js';
-import { Borealis } from '../helpers/borealis.js';
+import { Borealis, portBase } from '../helpers/borealis.js';
 import { checkHistory, describeAnomalies } from '../reliability/checker.js';
 import { BANK_ACCOUNTS, BANK_INITIAL, finalReads, Recorder, runWorkload, seededRandom, setUpSchema } from '../reliability/workloads.js';
 
@@ -21,7 +21,7 @@ let stopWorkload = false;
 let workload: Promise<void> = Promise.resolve();
 
 before(async () => {
-  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)), BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5' });
+  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(portBase()), BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5' });
   await b.cliOk('instance', 'add', 'default', '--promotion-tier', '0');
   const connection = b.pgConfig({ tls: false });
   await setUpSchema(connection);

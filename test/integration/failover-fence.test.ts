@@ -4,13 +4,13 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { Borealis } from '../helpers/borealis.js';
+import { Borealis, portBase } from '../helpers/borealis.js';
 
 let b: Borealis;
 
 before(async () => {
   // Storage ports of their own: other Borealis homes on this machine take the default range at the same time.
-  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)) });
+  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(portBase()) });
 });
 after(async () => {
   if (process.env.BOREALIS_TEST_KEEP) await b?.down();

@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { Borealis } from '../helpers/borealis.js';
+import { Borealis, portBase } from '../helpers/borealis.js';
 
 let b: Borealis;
 
 before(async () => {
-  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)), BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5' });
+  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(portBase()), BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5' });
   await b.cliOk('instance', 'add', 'default', '--promotion-tier', '0');
   await b.sql('CREATE TABLE routed (who text, n int)', { tls: false });
 });

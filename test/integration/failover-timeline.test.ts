@@ -9,13 +9,13 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { INTERNAL_SUPERUSER } from '../../src/control/identity.js';
-import { Borealis } from '../helpers/borealis.js';
+import { Borealis, portBase } from '../helpers/borealis.js';
 import { nemeses } from '../reliability/nemesis.js';
 
 let b: Borealis;
 
 before(async () => {
-  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)), BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5' });
+  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(portBase()), BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5' });
   await b.cliOk('instance', 'add', 'default', '--promotion-tier', '0');
 });
 after(async () => {

@@ -7,12 +7,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
-import { BIN, freePort, PASSWORD, processesMentioning } from '../helpers/borealis.js';
+import { BIN, freePort, PASSWORD, portBase, processesMentioning } from '../helpers/borealis.js';
 
 test('foreground up prints a working URL and Ctrl-C leaves no process behind', async () => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-fg-'));
   const proxyPort = await freePort();
-  const child = spawn(process.execPath, [BIN, '--home', home, 'up', '--proxy-port', String(proxyPort), '--api-port', String(await freePort()), '--engine-port-base', String(20000 + Math.floor(Math.random() * 30000))], {
+  const child = spawn(process.execPath, [BIN, '--home', home, 'up', '--proxy-port', String(proxyPort), '--api-port', String(await freePort()), '--engine-port-base', String(portBase())], {
     env: { ...process.env, BOREALIS_PASSWORD: PASSWORD },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

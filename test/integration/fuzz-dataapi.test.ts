@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ExecuteStatementCommand, RDSDataClient } from '@aws-sdk/client-rds-data';
 import fc from 'fast-check';
-import { Borealis, rssKiB } from '../helpers/borealis.js';
+import { Borealis, rssKiB, portBase } from '../helpers/borealis.js';
 import { rawDataApiClient, type RawAnswer, type RawDataApiClient, type RawOperation } from '../helpers/data-api-raw.js';
 
 const RUNS = Number(process.env.FUZZ_DATAAPI_RUNS ?? 200);
@@ -28,7 +28,7 @@ let raw: RawDataApiClient;
 
 before(async () => {
   b = await Borealis.start({
-    BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)),
+    BOREALIS_STORAGE_PORT_BASE: String(portBase()),
     BOREALIS_DATA_API_STATEMENT_TIMEOUT_MS: '2000',
     BOREALIS_DATA_API_REQUEST_BYTES_MAX: '200000',
   });

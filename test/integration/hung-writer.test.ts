@@ -8,14 +8,14 @@ import fs from 'node:fs';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { processTree, signalTree } from '../../src/util/process-tree.js';
-import { Borealis } from '../helpers/borealis.js';
+import { Borealis, portBase } from '../helpers/borealis.js';
 
 let b: Borealis;
 
 before(async () => {
   b = await Borealis.start({
     // Storage ports of their own: other Borealis homes on this machine take the default range at the same time.
-    BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)),
+    BOREALIS_STORAGE_PORT_BASE: String(portBase()),
     BOREALIS_INSTANCE_PROBE_INTERVAL_MS: '500',
     BOREALIS_INSTANCE_PROBE_TIMEOUT_MS: '2000',
     BOREALIS_INSTANCE_PROBE_FAILURES_MAX: '2',

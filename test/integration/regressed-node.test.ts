@@ -8,13 +8,13 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { parseLsn } from '../../src/pgwire/replication.js';
-import { Borealis } from '../helpers/borealis.js';
+import { Borealis, portBase } from '../helpers/borealis.js';
 
 let b: Borealis;
 
 before(async () => {
   // Storage ports of their own: other Borealis homes on this machine take the default range at the same time.
-  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)), BOREALIS_RESTART_BACKOFF_MS_MAX: '1000' });
+  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(portBase()), BOREALIS_RESTART_BACKOFF_MS_MAX: '1000' });
 });
 after(async () => {
   if (process.env.BOREALIS_TEST_KEEP) await b.down();

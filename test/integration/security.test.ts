@@ -12,11 +12,11 @@ import { ExecuteStatementCommand, RDSDataClient } from '@aws-sdk/client-rds-data
 import { Signer } from '@aws-sdk/rds-signer';
 import pg from 'pg';
 import { processTree } from '../../src/util/process-tree.js';
-import { Borealis, PASSWORD } from '../helpers/borealis.js';
+import { Borealis, PASSWORD, portBase } from '../helpers/borealis.js';
 
 let b: Borealis;
 before(async () => {
-  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(50_000 + Math.floor(Math.random() * 10_000)) });
+  b = await Borealis.start({ BOREALIS_STORAGE_PORT_BASE: String(portBase()) });
 });
 after(async () => {
   await b?.destroy();
