@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import type { Settings } from '../config/settings.js';
 import type { PgValue } from '../engine/pg-settings.js';
 import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
-import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineHistory, segmentOf, segmentStart } from '../pgwire/replication.js';
-import type { WalBytes } from '../pgwire/wal-records.js';
+import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineHistory, segmentOf, segmentStart, timelineOfSegment } from '../pgwire/replication.js';
+import { lastRecordEnd, type WalBytes } from '../pgwire/wal-records.js';
 import type { BackupInfo } from '../storage/backup-store.js';
 import { STORAGE_NODE_V8_FLAGS } from '../storage/main.js';
 import { StorageNodeClient, type NodeStatus } from '../storage/node-client.js';
@@ -181,7 +181,9 @@ export class StorageFleet {
   /** Settings the writer runs with: the ANY 4 quorum and its term. */
   writerSettings(): Record<string, PgValue> {
     const names = this.deps.store.listStorageNodes(this.deps.cluster).map((n) => n.name);
-    const recovery: Record<string, PgValue> = this.recoveryTimeline !== null ? { restore_command: '/bin/false', recovery_target_timeline: String(this.recoveryTimeline) } : {};
+    const r = this.recovery;
+    const target: Record<string, PgValue> = r?.targetLsn != null ? { recovery_target_lsn: formatLsn(r.targetLsn), recovery_target_inclusive: 'on', recovery_target_action: 'promote' } : {};
+    const recovery: Record<string, PgValue> = r ? { restore_command: '/bin/false', recovery_target_timeline: String(r.timeline), ...target } : {};
     return { synchronous_standby_names: `ANY ${WRITE_QUORUM} (${names.join(', ')})`, 'borealis.term': String(this.term), max_slot_wal_keep_size: 1024, wal_keep_size: 256, ...recovery };
   }
 
@@ -463,7 +465,7 @@ export class StorageFleet {
    */
   async fence(writer: WriterRef): Promise<{ term: number; statuses: NodeStatus[] }> {
     const term = await this.nextTerm();
-    this.recoveryTimeline = null;
+    this.recovery = null;
     this.fencedFor = writer;
     return { term, statuses: await this.follow() };
   }
@@ -480,7 +482,7 @@ export class StorageFleet {
   async raiseTerm(): Promise<number> {
     this.fencedFor = null;
     const term = await this.nextTerm();
-    this.recoveryTimeline = null;
+    this.recovery = null;
     return term;
   }
 
@@ -518,7 +520,7 @@ export class StorageFleet {
    * is on.
    */
   async copyWalTo(walDir: string, point: DurablePoint, from: bigint): Promise<WalBytes> {
-    const files = await this.copyWal(point.source, point.timeline, point.lsn, from, walDir);
+    const files = await this.copyWal(point.source, point.timeline, point.histories, point.lsn, from, walDir);
     for (const [t, text] of point.histories) fs.writeFileSync(path.join(walDir, historyFileName(t)), text);
     chownTree(this.deps.identity, walDir);
     return walBytesOf(files);
@@ -582,11 +584,13 @@ export class StorageFleet {
     // or a supervisor killed mid-way, leaves no data directory that
     // PostgreSQL would open read-write with part of the data.
     const staging = `${dataDir}.restore`;
+    let targetLsn: bigint | null = null;
     try {
       fs.rmSync(staging, { recursive: true, force: true });
       // From the nodes that just answered first: one that is stopped or paused would hold each try to its timeout.
       await this.extractBackup(backup, staging, new Set(accepted.map((a) => a.name)));
-      await this.copyWal(source, timeline, lsn, parseLsn(backup.startLsn), path.join(staging, 'pg_wal'));
+      const wal = await this.copyWal(source, timeline, histories, lsn, parseLsn(backup.startLsn), path.join(staging, 'pg_wal'));
+      targetLsn = this.recoveryTarget(wal, backup, lsn);
       // Every history any node knows: PostgreSQL then never reuses a timeline number.
       for (const [t, text] of histories) fs.writeFileSync(path.join(staging, 'pg_wal', historyFileName(t)), text);
       fs.writeFileSync(path.join(staging, 'recovery.signal'), '');
@@ -598,7 +602,7 @@ export class StorageFleet {
       fs.rmSync(staging, { recursive: true, force: true });
     }
     this.rebuilds++;
-    this.recoveryTimeline = timeline;
+    this.recovery = { timeline, targetLsn };
     // A new timeline starts: its first base backup is taken once it runs.
     this.lastBackupCheck = 1;
     this.knownBackupsCache = [];
@@ -634,8 +638,29 @@ export class StorageFleet {
   /** Writer rebuilds from storage since the supervisor started. */
   rebuilds = 0;
 
-  /** Set by restore(): the timeline the restored writer must recover along. */
-  recoveryTimeline: number | null = null;
+  /**
+   * Set by restore(): the timeline the restored writer must recover along,
+   * and the last record it must replay before it may open (null when the
+   * WAL could not be walked to vouch for one).
+   */
+  recovery: { readonly timeline: number; readonly targetLsn: bigint | null } | null = null;
+
+  /**
+   * The start of the last whole record in the WAL copied for a rebuild: the
+   * rebuilt writer's recovery must reach it (recovery_target_lsn) or
+   * PostgreSQL refuses to open, so a copy that replays short is never
+   * served. Walked from the backup's start; null (no target, recovery runs
+   * to the end of WAL as before) when the walk cannot vouch for the records.
+   */
+  private recoveryTarget(wal: ReadonlyMap<number, string>, backup: BackupInfo, lsn: bigint): bigint | null {
+    const walk = lastRecordEnd(walBytesOf(wal), parseLsn(backup.startLsn), lsn);
+    if (walk.stop === 'invalid' || walk.lastStart === null || walk.end < parseLsn(backup.endLsn)) {
+      this.deps.log.warn('the rebuild\'s WAL could not be walked to its last record; recovery runs to its end unverified', { from: backup.startLsn, to: formatLsn(lsn), reachedLsn: formatLsn(walk.end), records: walk.records });
+      return null;
+    }
+    this.deps.log.info('the rebuilt writer must replay to the last whole record storage holds', { recordLsn: formatLsn(walk.lastStart), endLsn: formatLsn(walk.end), records: walk.records });
+    return walk.lastStart;
+  }
 
   private async extractBackup(backup: BackupInfo, dataDir: string, answering: ReadonlySet<string>): Promise<void> {
     const tar = path.join(this.deps.dir, `${backup.id}.restore.tar`);
@@ -663,16 +688,21 @@ export class StorageFleet {
   }
 
   /** Copies the WAL from `start` to `end` into walDir; resolves with the file written for each segment. */
-  private async copyWal(source: string, timeline: number, end: bigint, start: bigint, walDir: string): Promise<Map<number, string>> {
+  private async copyWal(source: string, timeline: number, histories: ReadonlyMap<number, string>, end: bigint, start: bigint, walDir: string): Promise<Map<number, string>> {
     const written = new Map<number, string>();
     const primary = this.node(source);
     const { files } = await primary.client.listWal();
     // An end exactly at a segment boundary needs nothing of the next segment (the node may not have it yet).
     const lastSeg = end > start ? segmentOf(end - 1n) : segmentOf(end);
-    // For each segment, the file of the newest timeline on the chosen chain.
+    // For each segment, the file of the timeline that holds it on the chosen
+    // chain (by its history): another timeline's file there is a dead branch's.
+    const text = histories.get(timeline);
+    const history = timeline === 1 ? [] : text === undefined ? null : parseTimelineHistory(text);
+    if (history === null) throw new StorageError(`no storage node holds the history of timeline ${timeline}`);
     const pick = new Map<number, (typeof files)[number]>();
     for (const f of files) {
       if (f.timeline > timeline || f.segment < segmentOf(start) || f.segment > lastSeg || f.validBytes === 0) continue;
+      if (f.timeline !== timelineOfSegment(f.segment, timeline, history)) continue;
       const have = pick.get(f.segment);
       if (!have || f.timeline > have.timeline) pick.set(f.segment, f);
     }

@@ -115,6 +115,18 @@ export function parseTimelineHistory(text: string): TimelineSwitch[] {
   return out;
 }
 
+/**
+ * Which timeline's file holds `segment` on the chain that ends in
+ * `timeline` (its history given as parsed from its history file): a
+ * timeline's files hold its segments from the one its parent switched in
+ * (a copy of the parent's bytes up to the switch point, then its own) on.
+ * A file of any other timeline for that segment is a dead branch's.
+ */
+export function timelineOfSegment(segment: number, timeline: number, history: readonly TimelineSwitch[]): number {
+  for (const s of history) if (segment < segmentOf(s.switchLsn)) return s.timeline;
+  return timeline;
+}
+
 /** Page magic numbers of the WAL formats Borealis understands (15, 16, 17). */
 export const WAL_PAGE_MAGIC: ReadonlyMap<number, string> = new Map([
   [0xd110, '15'],

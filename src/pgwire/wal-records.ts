@@ -69,6 +69,8 @@ function readRecordBytes(wal: WalBytes, p: bigint, n: number): Buffer | null {
 export interface RecordWalk {
   /** End of the last whole record at or before the limit. */
   readonly end: bigint;
+  /** Where that record starts (null when the walk passed no record). */
+  readonly lastStart: bigint | null;
   /** Records walked past `from`. */
   readonly records: number;
   /**
@@ -89,18 +91,18 @@ export function lastRecordEnd(wal: WalBytes, from: bigint, limit: bigint): Recor
   let prevStart: bigint | null = null;
   let records = 0;
   for (;;) {
-    if (end >= limit) return { end, records, stop: 'limit' };
+    if (end >= limit) return { end, lastStart: prevStart, records, stop: 'limit' };
     const start = nextRecordStart(end);
-    if (advance(start, RECORD_HEADER_BYTES) > limit) return { end, records, stop: 'limit' };
+    if (advance(start, RECORD_HEADER_BYTES) > limit) return { end, lastStart: prevStart, records, stop: 'limit' };
     const header = readRecordBytes(wal, start, RECORD_HEADER_BYTES);
-    if (!header) return { end, records, stop: 'invalid' };
+    if (!header) return { end, lastStart: prevStart, records, stop: 'invalid' };
     const totLen = header.readUInt32LE(0);
     const prev = header.readBigUInt64LE(8);
-    if (totLen < RECORD_HEADER_BYTES || totLen > RECORD_BYTES_MAX) return { end, records, stop: 'invalid' };
+    if (totLen < RECORD_HEADER_BYTES || totLen > RECORD_BYTES_MAX) return { end, lastStart: prevStart, records, stop: 'invalid' };
     // The first record's predecessor is not known here; every later one must link back.
-    if (prevStart !== null && prev !== prevStart) return { end, records, stop: 'invalid' };
+    if (prevStart !== null && prev !== prevStart) return { end, lastStart: prevStart, records, stop: 'invalid' };
     let recordEnd = advance(start, totLen);
-    if (recordEnd > limit) return { end, records, stop: 'limit' };
+    if (recordEnd > limit) return { end, lastStart: prevStart, records, stop: 'limit' };
     if (header[17] === RM_XLOG_ID && (header[16]! & 0xf0) === XLOG_SWITCH) recordEnd = ((recordEnd + SEGMENT - 1n) / SEGMENT) * SEGMENT;
     prevStart = start;
     end = recordEnd;

@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { WAL_PAGE_BYTES, WAL_SEGMENT_BYTES, historyFileName, parseWalFileName, segmentOf, segmentStart, walFileName } from '../pgwire/replication.js';
+import { WAL_PAGE_BYTES, WAL_SEGMENT_BYTES, historyFileName, parseTimelineHistory, parseWalFileName, segmentOf, segmentStart, timelineOfSegment, walFileName } from '../pgwire/replication.js';
 
 const PAGES_PER_SEGMENT = WAL_SEGMENT_BYTES / WAL_PAGE_BYTES;
 const ENTRY_BYTES = 12;
@@ -89,36 +89,61 @@ export class SegmentStore {
   /** Finds the held WAL after a start or crash; every page is verified. */
   open(): StorePosition | null {
     const held = this.scan();
-    if (held.length === 0) return (this.position = null);
     for (const h of held) this.seq = Math.max(this.seq, h.maxSeq + 1);
-    const timeline = Math.max(...held.map((h) => h.timeline));
+    this.current = null;
+    const timeline = held.length > 0 ? Math.max(...held.map((h) => h.timeline)) : 0;
     const chain = this.chainSegments(held, timeline);
-    const last = chain[chain.length - 1]!;
+    if (chain.length === 0) {
+      this.writeLsnValue = 0n;
+      return (this.position = null);
+    }
+    // The chain ends at its first segment that stops short with no damage:
+    // a segment after it is a dead branch's left by a crash mid-switch, or
+    // was written by a flush that never completed (nothing in it was
+    // acknowledged). A damaged segment does not end it: a repair replaces it.
+    const shortAt = chain.findIndex((h) => h.validBytes < WAL_SEGMENT_BYTES && h.corruptPage === null);
+    const endAt = shortAt < 0 ? chain.length - 1 : shortAt;
+    const last = chain[endAt]!;
     let startSeg = last.segment;
-    for (let i = chain.length - 2; i >= 0 && chain[i]!.segment === startSeg - 1 && chain[i]!.validBytes === WAL_SEGMENT_BYTES; i--) startSeg = chain[i]!.segment;
+    for (let i = endAt - 1; i >= 0 && chain[i]!.segment === startSeg - 1 && chain[i]!.validBytes === WAL_SEGMENT_BYTES; i--) startSeg = chain[i]!.segment;
     const flushLsn = segmentStart(last.segment) + BigInt(last.validBytes);
     this.position = { timeline, startLsn: segmentStart(startSeg), flushLsn };
     this.writeLsnValue = flushLsn;
-    this.current = null;
     this.resumePage(timeline, flushLsn);
     return this.position;
   }
 
-  /** Segments of a timeline's chain: the timeline's own files, else older ones. */
-  private chainSegments(held: readonly HeldSegment[], timeline: number): HeldSegment[] {
-    const best = new Map<number, HeldSegment>();
+  /**
+   * Segments of a timeline's chain, each from the file its history says
+   * holds it (a file of another timeline for the same segment is a dead
+   * branch's). Without the history, the newest file at or below the
+   * timeline.
+   */
+  private chainSegments<T extends HeldSegment>(held: readonly T[], timeline: number): T[] {
+    const owner = this.chainOwner(timeline);
+    const best = new Map<number, T>();
     for (const h of held) {
       if (h.timeline > timeline || h.validBytes === 0) continue;
+      if (owner && owner(h.segment) !== h.timeline) continue;
       const have = best.get(h.segment);
       if (!have || h.timeline > have.timeline) best.set(h.segment, h);
     }
     return [...best.values()].sort((a, b) => a.segment - b.segment);
   }
 
+  /** For each segment, the timeline whose file holds it on `timeline`'s chain; null when the history is not held. */
+  private chainOwner(timeline: number): ((segment: number) => number) | null {
+    if (timeline <= 1) return () => 1;
+    const text = this.readHistory(timeline);
+    if (text === null) return null;
+    const history = parseTimelineHistory(text);
+    return (segment) => timelineOfSegment(segment, timeline, history);
+  }
+
   /**
    * Starts an empty store, or moves the store onto `timeline` at `lsn` (at
-   * or before its end of WAL). Moving to a lower timeline means the current
-   * one is a dead branch: its files are removed.
+   * or before its end of WAL). Whatever the store held past `lsn` is a dead
+   * branch's and is removed, so that no later open() can count it.
    */
   begin(timeline: number, lsn: bigint): void {
     this.closeCurrent();
@@ -127,25 +152,32 @@ export class SegmentStore {
     const seg = segmentOf(lsn);
     const offset = Number(lsn - segmentStart(seg));
     if (!pos && offset > 0) throw new Error('an empty store starts at a segment boundary');
-    if (pos && timeline !== pos.timeline) {
-      // As PostgreSQL does, the new timeline's first segment starts as a copy
-      // of the old chain's up to the switch point.
+    if (pos && (timeline !== pos.timeline || lsn < pos.flushLsn)) {
+      // As PostgreSQL does, the segment holding `lsn` starts as a copy of the
+      // old chain's up to it. It is written (atomically) before anything past
+      // it goes: a crash in between leaves only files that open() sees as a
+      // dead branch's, never a hole in what was acknowledged.
       const prefix = offset > 0 ? this.readChain(pos.timeline, seg, offset) : null;
-      for (const h of this.segmentFiles()) {
-        if (h.timeline > timeline || (h.timeline === timeline && h.segment >= seg)) {
-          fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment)), { force: true });
-        }
-      }
+      if (prefix && prefix.length < offset) throw new CorruptSegment(pos.timeline, seg, `segment ${walFileName(pos.timeline, seg)} holds ${prefix.length} verified bytes, short of the ${offset} before ${lsn}`);
+      this.removeSegments((h) => h.timeline > timeline);
       if (prefix) this.installSegment(timeline, seg, prefix);
+      // At a segment boundary, every file of that segment lies past it.
+      else this.removeSegments((h) => h.segment === seg);
+      this.removeSegments((h) => h.segment > seg);
     }
     this.position = { timeline, startLsn: pos ? pos.startLsn : lsn, flushLsn: lsn };
     this.writeLsnValue = lsn;
     this.resumePage(timeline, lsn);
   }
 
-  /** A segment as the chain ending in `timeline` has it: the newest file at or below it. */
+  private removeSegments(which: (h: { timeline: number; segment: number }) => boolean): void {
+    for (const h of this.segmentFiles()) if (which(h)) fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment)), { force: true });
+  }
+
+  /** A segment as the chain ending in `timeline` has it: from the file its history names, else the newest at or below it. */
   readChain(timeline: number, segment: number, limit = WAL_SEGMENT_BYTES): Buffer {
-    const holders = this.segmentFiles().filter((h) => h.segment === segment && h.timeline <= timeline);
+    const owner = this.chainOwner(timeline)?.(segment);
+    const holders = this.segmentFiles().filter((h) => h.segment === segment && h.timeline <= timeline && (owner === undefined || h.timeline === owner));
     for (const h of holders.sort((a, b) => b.timeline - a.timeline)) {
       const bytes = this.readSegment(h.timeline, segment, limit);
       if (bytes.length > 0) return bytes;

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { WAL_PAGE_BYTES, WAL_SEGMENT_BYTES, segmentStart, walFileName } from '../../src/pgwire/replication.js';
+import { WAL_PAGE_BYTES, WAL_SEGMENT_BYTES, formatLsn, segmentStart, walFileName } from '../../src/pgwire/replication.js';
 import { CorruptSegment, SegmentStore } from '../../src/storage/segment-store.js';
 import { fakeWal } from '../helpers/wal.js';
 
@@ -94,4 +94,76 @@ test('a new timeline starts with a copy of the old segment up to the switch poin
   assert.deepEqual(seg.subarray(12_000), tl2);
   assert.equal(again.readSegment(1, 1).length, 20_000);
   assert.ok(segmentStart(1) === SEG);
+});
+
+/** Timeline `child`'s history file text: its parent ended at `switchLsn`. */
+const historyText = (parent: number, switchLsn: bigint): string => `${parent}\t${formatLsn(switchLsn)}\tno recovery target specified\n`;
+
+test('what a dead branch held past the switch point is removed, and a reopen never counts it', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  // Timeline 1 runs two and a half segments; timeline 2 forks early in the first.
+  const tl1 = fakeWal(SEG, 2 * WAL_SEGMENT_BYTES + 5000);
+  store.write(SEG, tl1);
+  await store.flush();
+  store.saveHistory(2, historyText(1, SEG + 12_000n));
+  store.begin(2, SEG + 12_000n);
+  const tl2 = fakeWal(SEG + 12_000n, 9000, 2);
+  store.write(SEG + 12_000n, tl2);
+  await store.flush();
+  store.close();
+  assert.deepEqual(
+    fs.readdirSync(dir).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort(),
+    [walFileName(1, 1), walFileName(2, 1)],
+  );
+  const again = new SegmentStore(dir);
+  assert.deepEqual(again.open(), { timeline: 2, startLsn: SEG, flushLsn: SEG + 21_000n });
+});
+
+test('a crash between the switch segment\'s copy and the removal of the dead branch: the reopen follows the history', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  store.write(SEG, fakeWal(SEG, 20_000));
+  await store.flush();
+  store.saveHistory(2, historyText(1, SEG + 12_000n));
+  store.begin(2, SEG + 12_000n);
+  store.write(SEG + 12_000n, fakeWal(SEG + 12_000n, 3000, 2));
+  await store.flush();
+  store.close();
+  // As if the old branch's later segments had survived: timeline 1's segments 2 and 3, full.
+  const side = new SegmentStore(dir);
+  side.installSegment(1, 2, fakeWal(2n * SEG, WAL_SEGMENT_BYTES));
+  side.installSegment(1, 3, fakeWal(3n * SEG, WAL_SEGMENT_BYTES));
+  const again = new SegmentStore(dir);
+  assert.deepEqual(again.open(), { timeline: 2, startLsn: SEG, flushLsn: SEG + 15_000n });
+  // And new WAL lands right after what timeline 2 holds.
+  again.write(SEG + 15_000n, fakeWal(SEG + 15_000n, 100, 2));
+  assert.equal(await again.flush(), SEG + 15_100n);
+});
+
+test('moving back on the same timeline (to a page boundary) is durable: a reopen does not find the old end', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  const wal = fakeWal(SEG, WAL_SEGMENT_BYTES + 20_000);
+  store.write(SEG, wal);
+  await store.flush();
+  store.begin(1, SEG + BigInt(2 * WAL_PAGE_BYTES));
+  store.close();
+  const again = new SegmentStore(dir);
+  assert.deepEqual(again.open(), { timeline: 1, startLsn: SEG, flushLsn: SEG + BigInt(2 * WAL_PAGE_BYTES) });
+  assert.deepEqual(again.readSegment(1, 1), wal.subarray(0, 2 * WAL_PAGE_BYTES));
+});
+
+test('a segment that ends short ends the chain: a later one (a flush that never completed) is not counted', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  store.write(SEG, fakeWal(SEG, 30_000));
+  await store.flush();
+  store.close();
+  new SegmentStore(dir).installSegment(1, 2, fakeWal(2n * SEG, 4 * WAL_PAGE_BYTES));
+  assert.deepEqual(new SegmentStore(dir).open(), { timeline: 1, startLsn: SEG, flushLsn: SEG + 30_000n });
 });

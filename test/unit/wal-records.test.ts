@@ -71,8 +71,8 @@ test('the last whole record before a limit inside a record body, inside a header
   for (let k = 1; k < records.length; k++) {
     const r = records[k]!;
     const mid = (r.start + r.end) / 2n;
-    assert.deepEqual(lastRecordEnd(wal, from, mid), { end: records[k - 1]!.end, records: k - 1, stop: 'limit' }, `limit inside record ${k}`);
-    assert.deepEqual(lastRecordEnd(wal, from, r.end), { end: r.end, records: k, stop: 'limit' }, `limit at the end of record ${k}`);
+    assert.deepEqual(lastRecordEnd(wal, from, mid), { end: records[k - 1]!.end, lastStart: k > 1 ? records[k - 1]!.start : null, records: k - 1, stop: 'limit' }, `limit inside record ${k}`);
+    assert.deepEqual(lastRecordEnd(wal, from, r.end), { end: r.end, lastStart: r.start, records: k, stop: 'limit' }, `limit at the end of record ${k}`);
     assert.equal(lastRecordEnd(wal, from, r.start + 10n).end, records[k - 1]!.end, `limit inside the header of record ${k}`);
   }
 });
@@ -90,19 +90,19 @@ test('a switch record ends its segment; the walk goes on in the next one', () =>
   const { wal, records } = build([200, 100, 400, 600], 1);
   assert.equal(records[1]!.end, BASE + BigInt(WAL_SEGMENT_BYTES));
   assert.equal(records[2]!.start, records[1]!.end + 40n, 'after the next segment\'s long header');
-  assert.deepEqual(lastRecordEnd(wal, records[0]!.end, records[3]!.end), { end: records[3]!.end, records: 3, stop: 'limit' });
+  assert.deepEqual(lastRecordEnd(wal, records[0]!.end, records[3]!.end), { end: records[3]!.end, lastStart: records[3]!.start, records: 3, stop: 'limit' });
 });
 
 test('zeros or a broken chain are not records: the walk says so instead of vouching for them', () => {
   const { wal, records } = build([200, 300, 400]);
   const last = records[2]!.end;
   // Past the last record there are only zeros, up to a limit far beyond.
-  assert.deepEqual(lastRecordEnd(wal, records[0]!.end, last + 50_000n), { end: last, records: 2, stop: 'invalid' });
+  assert.deepEqual(lastRecordEnd(wal, records[0]!.end, last + 50_000n), { end: last, lastStart: records[2]!.start, records: 2, stop: 'invalid' });
   // A record whose xl_prev does not point at its predecessor.
   const broken: WalBytes = (lsn, n) => {
     const b = Buffer.from(wal(lsn, n)!);
     if (lsn === records[2]!.start && n >= 16) b.writeBigUInt64LE(1n, 8);
     return b;
   };
-  assert.deepEqual(lastRecordEnd(broken, records[0]!.end, last), { end: records[1]!.end, records: 1, stop: 'invalid' });
+  assert.deepEqual(lastRecordEnd(broken, records[0]!.end, last), { end: records[1]!.end, lastStart: records[1]!.start, records: 1, stop: 'invalid' });
 });
