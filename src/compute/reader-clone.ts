@@ -9,6 +9,7 @@ import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
+import { stagingFor, writeFileNoFollow } from '../util/no-follow.js';
 
 export interface WriterSocket {
   readonly socketDir: string;
@@ -27,11 +28,14 @@ export async function cloneWriter(writer: WriterSocket, readerId: string, dataDi
   // The instance directory is new for a new reader; it and the data directory belong to the service user.
   fs.mkdirSync(path.dirname(dataDir), { recursive: true, mode: 0o700 });
   chownTree(identity, path.dirname(dataDir));
-  const tar = `${dataDir}.clone.tar`;
+  const tar = stagingFor(dataDir, 'clone.tar');
   // Built aside and renamed into place whole: a clone cut short (a crash)
   // leaves only the staging directory, never a data directory to start.
-  const staging = `${dataDir}.clone`;
+  const staging = stagingFor(dataDir, 'clone');
   fs.rmSync(staging, { recursive: true, force: true });
+  // Where an older Borealis built it (inside the instance directory).
+  fs.rmSync(`${dataDir}.clone`, { recursive: true, force: true });
+  fs.rmSync(`${dataDir}.clone.tar`, { force: true });
   fs.rmSync(dataDir, { recursive: true, force: true });
   try {
     // A slot left by an earlier clone of this reader (or made for it by a
@@ -54,7 +58,7 @@ export async function cloneWriter(writer: WriterSocket, readerId: string, dataDi
       }
     });
     await unpackBaseBackup(tar, staging);
-    fs.writeFileSync(path.join(staging, 'standby.signal'), '');
+    writeFileNoFollow(path.join(staging, 'standby.signal'), '', 0o600);
     chownTree(identity, path.dirname(dataDir));
     fs.renameSync(staging, dataDir);
     log.info('reader cloned', { reader: readerId, bytes });

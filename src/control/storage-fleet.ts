@@ -22,6 +22,7 @@ import { rebuildSource, regressedNodes, type NodeSystemReport } from './rebuild-
 import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
 import { crashPoint } from './crash-points.js';
+import { stagingFor, writeFileNoFollow } from '../util/no-follow.js';
 import type { Store } from './store.js';
 
 export const REPLICATION_USER = 'borealis_storage';
@@ -521,7 +522,7 @@ export class StorageFleet {
    */
   async copyWalTo(walDir: string, point: DurablePoint, from: bigint): Promise<WalBytes> {
     const files = await this.copyWal(point.source, point.timeline, point.histories, point.lsn, from, walDir);
-    for (const [t, text] of point.histories) fs.writeFileSync(path.join(walDir, historyFileName(t)), text);
+    for (const [t, text] of point.histories) writeFileNoFollow(path.join(walDir, historyFileName(t)), text, 0o600);
     chownTree(this.deps.identity, walDir);
     return walBytesOf(files);
   }
@@ -583,17 +584,19 @@ export class StorageFleet {
     // Built aside and renamed into place only when whole: a copy that fails,
     // or a supervisor killed mid-way, leaves no data directory that
     // PostgreSQL would open read-write with part of the data.
-    const staging = `${dataDir}.restore`;
+    const staging = stagingFor(dataDir, 'restore');
     let targetLsn: bigint | null = null;
     try {
       fs.rmSync(staging, { recursive: true, force: true });
+      // Where an older Borealis built it (inside the instance directory).
+      fs.rmSync(`${dataDir}.restore`, { recursive: true, force: true });
       // From the nodes that just answered first: one that is stopped or paused would hold each try to its timeout.
       await this.extractBackup(backup, staging, new Set(accepted.map((a) => a.name)));
       const wal = await this.copyWal(source, timeline, histories, lsn, parseLsn(backup.startLsn), path.join(staging, 'pg_wal'));
       targetLsn = this.recoveryTarget(wal, backup, lsn);
       // Every history any node knows: PostgreSQL then never reuses a timeline number.
-      for (const [t, text] of histories) fs.writeFileSync(path.join(staging, 'pg_wal', historyFileName(t)), text);
-      fs.writeFileSync(path.join(staging, 'recovery.signal'), '');
+      for (const [t, text] of histories) writeFileNoFollow(path.join(staging, 'pg_wal', historyFileName(t)), text, 0o600);
+      writeFileNoFollow(path.join(staging, 'recovery.signal'), '', 0o600);
       chownTree(this.deps.identity, staging);
       crashPoint('rebuild:staged');
       fs.rmSync(dataDir, { recursive: true, force: true });
@@ -731,8 +734,7 @@ export class StorageFleet {
       bytes.copy(whole, 0, 0, keep);
       // Through a temporary name: a standby's own segment is never left half written.
       const file = path.join(walDir, f.name);
-      fs.writeFileSync(`${file}.borealis-tmp`, whole, { mode: 0o600 });
-      fs.renameSync(`${file}.borealis-tmp`, file);
+      writeFileNoFollow(file, whole, 0o600);
       written.set(seg, file);
     }
     return written;

@@ -12,6 +12,7 @@ import type { EngineBinaries } from './binaries.js';
 import { renderPgHbaConf, renderPostgresqlConf, type PgValue } from './pg-settings.js';
 import { signalTree } from '../util/process-tree.js';
 import { chownTree, type ProcessIdentity } from './service-user.js';
+import { openAppendNoFollow, ownDirectory, writeFileNoFollow } from '../util/no-follow.js';
 
 export type PostgresState = 'stopped' | 'starting' | 'ready' | 'stopping';
 
@@ -146,9 +147,7 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
   private writeFiles(files: ReadonlyArray<readonly [string, string]>): void {
     const { dataDir, identity } = this.options;
     for (const [file, text] of files) {
-      const target = path.join(dataDir, file);
-      fs.writeFileSync(target, text, { mode: 0o600 });
-      if (identity) fs.chownSync(target, identity.uid, identity.gid);
+      writeFileNoFollow(path.join(dataDir, file), text, 0o600, identity);
     }
   }
 
@@ -156,9 +155,8 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     if (this.stateValue !== 'stopped') throw new EngineError(`cannot start: postgres is ${this.stateValue}`);
     const { binaries, dataDir, socketDir, logFile, identity, log } = this.options;
     await this.stopStalePostmaster();
-    fs.mkdirSync(socketDir, { recursive: true, mode: 0o700 });
-    if (identity) fs.chownSync(socketDir, identity.uid, identity.gid);
-    const logFd = fs.openSync(logFile, 'a', 0o640);
+    ownDirectory(socketDir, 0o700, identity);
+    const logFd = openAppendNoFollow(logFile, 0o640);
     this.stateValue = 'starting';
     const postgres = path.join(binaries.binDir, 'postgres');
     const launch = this.options.launch;
@@ -265,7 +263,8 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     } catch {
       return;
     }
-    if (!Number.isInteger(pid) || pid <= 0 || !isPostgres(pid)) return;
+    // The file is the cluster user's to write: only a postgres of that same user is signalled (never another cluster's).
+    if (!Number.isInteger(pid) || pid <= 0 || !isPostgres(pid, this.options.identity?.uid ?? process.getuid?.() ?? 0)) return;
     this.options.log.warn('stopping a postgres left running from an earlier run', { pid });
     for (const [signal, waitMs] of [['SIGINT', 30_000], ['SIGKILL', 5_000]] as const) {
       try {
@@ -291,9 +290,9 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function isPostgres(pid: number): boolean {
+function isPostgres(pid: number, uid: number): boolean {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres');
+    return fs.statSync(`/proc/${pid}`).uid === uid && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres');
   } catch {
     return false;
   }

@@ -6,6 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { chownTreeNoFollow } from '../util/no-follow.js';
 
 export interface ProcessIdentity {
   readonly uid: number;
@@ -82,13 +83,10 @@ export function ensureOwned(who: ProcessIdentity | null, dir: string): boolean {
   return true;
 }
 
-/** Gives a directory (and everything in it) to the service user. */
+/**
+ * Gives a directory (and everything in it) to the service user, following
+ * no link: the tree may be one that user could change meanwhile.
+ */
 export function chownTree(who: ProcessIdentity | null, dir: string): void {
-  if (!who) return;
-  fs.chownSync(dir, who.uid, who.gid);
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) chownTree(who, p);
-    else fs.lchownSync(p, who.uid, who.gid);
-  }
+  if (who) chownTreeNoFollow(dir, who);
 }

@@ -159,3 +159,34 @@ test('clusters are isolated by the operating system: even a superuser of one can
   });
   await b.cliOk('cluster', 'delete', 'other', '--yes');
 });
+
+test('links the cluster\'s user plants where the supervisor (root) writes redirect nothing', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('only as root does Borealis run each cluster as a system user of its own');
+  const victim = path.join(b.home, 'victim');
+  fs.writeFileSync(victim, 'root only\n', { mode: 0o600 });
+  const w = (await b.status()).clusters[0]!.instances.find((i) => i.role === 'writer')!;
+  const dir = path.join(b.home, 'instances', w.id);
+  // Code running as the cluster's user (here its own superuser's COPY … PROGRAM) plants the links.
+  await asSuperuser(w.id, async (c) => {
+    await c.query('CREATE TEMP TABLE out (line text)');
+    for (const link of [path.join(dir, 'data', 'postgresql.conf'), path.join(dir, 'data', 'pg_hba.conf'), path.join(dir, 'postgres.log')]) {
+      await c.query(`COPY out FROM PROGRAM 'ln -sfn ${victim} ${link} && echo ok'`);
+    }
+  });
+  assert.ok(fs.lstatSync(path.join(dir, 'data', 'postgresql.conf')).isSymbolicLink());
+  // The supervisor restarts the killed writer: it rewrites the configuration and reopens the log.
+  process.kill(w.pid!, 'SIGKILL');
+  const back = await b
+    .waitFor('the writer back', async () => {
+      const x = (await b.status()).clusters[0]!.instances.find((i) => i.role === 'writer')!;
+      return x.state === 'available' && x.pid !== w.pid;
+    }, 90_000)
+    .then(() => true, () => false);
+  assert.equal(fs.readFileSync(victim, 'utf8'), 'root only\n', 'nothing was written through a link');
+  const st = fs.statSync(victim);
+  assert.equal(st.uid, 0, 'nothing was chowned through a link');
+  assert.equal(st.mode & 0o777, 0o600);
+  assert.ok(back, 'the writer came back');
+  for (const f of [path.join(dir, 'data', 'postgresql.conf'), path.join(dir, 'postgres.log')]) assert.ok(!fs.lstatSync(f).isSymbolicLink(), `${f} is a file of its own again`);
+  assert.deepEqual(await b.sql('SELECT 1 AS one'), [{ one: 1 }]);
+});
