@@ -5,6 +5,7 @@
 // directory is marked a standby. The reader then streams from the slot.
 import fs from 'node:fs';
 import path from 'node:path';
+import { RECOVERY_CONF } from '../engine/postgres-server.js';
 import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
 import { baseBackupToFile, unpackBaseBackup } from '../storage/base-backup-file.js';
 import { ReplicationClient } from '../storage/replication-client.js';
@@ -59,7 +60,9 @@ export async function cloneWriter(writer: WriterSocket, readerId: string, dataDi
     });
     await unpackBaseBackup(tar, staging);
     writeFileNoFollow(path.join(staging, 'standby.signal'), '', 0o600);
-    chownTree(identity, path.dirname(dataDir));
+    // A rebuilt writer's recovery target, should a backup ever carry one, would stop a standby's replay.
+    fs.rmSync(path.join(staging, RECOVERY_CONF), { force: true });
+    chownTree(identity, staging);
     fs.renameSync(staging, dataDir);
     log.info('reader cloned', { reader: readerId, bytes });
   } finally {

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Settings } from '../config/settings.js';
-import type { PgValue } from '../engine/pg-settings.js';
+import { renderPostgresqlConf, type PgValue } from '../engine/pg-settings.js';
+import { RECOVERY_CONF } from '../engine/postgres-server.js';
 import { chownTree, type ProcessIdentity } from '../engine/service-user.js';
 import { WAL_SEGMENT_BYTES, formatLsn, historyFileName, parseLsn, parseTimelineHistory, segmentOf, segmentStart, timelineOfSegment } from '../pgwire/replication.js';
 import { lastRecordEnd, type WalBytes } from '../pgwire/wal-records.js';
@@ -92,6 +93,16 @@ function walBytesOf(files: ReadonlyMap<number, string>): WalBytes {
     const at = Number(lsn - segmentStart(segment));
     return at + n <= cached.bytes.length ? cached.bytes.subarray(at, at + n) : null;
   };
+}
+
+/**
+ * How a rebuilt writer recovers: along the quorum's timeline, from the WAL
+ * put in pg_wal only, and (when the WAL could be walked) to the last whole
+ * record storage holds, or not at all.
+ */
+function recoverySettings(timeline: number, targetLsn: bigint | null): Record<string, PgValue> {
+  const target: Record<string, PgValue> = targetLsn !== null ? { recovery_target_lsn: formatLsn(targetLsn), recovery_target_inclusive: 'on', recovery_target_action: 'promote' } : {};
+  return { restore_command: '/bin/false', recovery_target_timeline: String(timeline), ...target };
 }
 
 function systemReport(s: NodeStatus): NodeSystemReport {
@@ -179,13 +190,10 @@ export class StorageFleet {
     return { user: REPLICATION_USER, password: this.deps.store.getStorage(this.deps.cluster)!.replicationPassword };
   }
 
-  /** Settings the writer runs with: the ANY 4 quorum and its term. */
+  /** Settings the writer runs with: the ANY 4 quorum and its term (a rebuilt one's recovery settings are in its data directory). */
   writerSettings(): Record<string, PgValue> {
     const names = this.deps.store.listStorageNodes(this.deps.cluster).map((n) => n.name);
-    const r = this.recovery;
-    const target: Record<string, PgValue> = r?.targetLsn != null ? { recovery_target_lsn: formatLsn(r.targetLsn), recovery_target_inclusive: 'on', recovery_target_action: 'promote' } : {};
-    const recovery: Record<string, PgValue> = r ? { restore_command: '/bin/false', recovery_target_timeline: String(r.timeline), ...target } : {};
-    return { synchronous_standby_names: `ANY ${WRITE_QUORUM} (${names.join(', ')})`, 'borealis.term': String(this.term), max_slot_wal_keep_size: 1024, wal_keep_size: 256, ...recovery };
+    return { synchronous_standby_names: `ANY ${WRITE_QUORUM} (${names.join(', ')})`, 'borealis.term': String(this.term), max_slot_wal_keep_size: 1024, wal_keep_size: 256 };
   }
 
   async start(): Promise<void> {
@@ -466,7 +474,6 @@ export class StorageFleet {
    */
   async fence(writer: WriterRef): Promise<{ term: number; statuses: NodeStatus[] }> {
     const term = await this.nextTerm();
-    this.recovery = null;
     this.fencedFor = writer;
     return { term, statuses: await this.follow() };
   }
@@ -483,7 +490,6 @@ export class StorageFleet {
   async raiseTerm(): Promise<number> {
     this.fencedFor = null;
     const term = await this.nextTerm();
-    this.recovery = null;
     return term;
   }
 
@@ -597,6 +603,7 @@ export class StorageFleet {
       // Every history any node knows: PostgreSQL then never reuses a timeline number.
       for (const [t, text] of histories) writeFileNoFollow(path.join(staging, 'pg_wal', historyFileName(t)), text, 0o600);
       writeFileNoFollow(path.join(staging, 'recovery.signal'), '', 0o600);
+      writeFileNoFollow(path.join(staging, RECOVERY_CONF), renderPostgresqlConf(recoverySettings(timeline, targetLsn)), 0o600);
       chownTree(this.deps.identity, staging);
       crashPoint('rebuild:staged');
       fs.rmSync(dataDir, { recursive: true, force: true });
@@ -605,7 +612,6 @@ export class StorageFleet {
       fs.rmSync(staging, { recursive: true, force: true });
     }
     this.rebuilds++;
-    this.recovery = { timeline, targetLsn };
     // A new timeline starts: its first base backup is taken once it runs.
     this.lastBackupCheck = 1;
     this.knownBackupsCache = [];
@@ -640,13 +646,6 @@ export class StorageFleet {
 
   /** Writer rebuilds from storage since the supervisor started. */
   rebuilds = 0;
-
-  /**
-   * Set by restore(): the timeline the restored writer must recover along,
-   * and the last record it must replay before it may open (null when the
-   * WAL could not be walked to vouch for one).
-   */
-  recovery: { readonly timeline: number; readonly targetLsn: bigint | null } | null = null;
 
   /**
    * The start of the last whole record in the WAL copied for a rebuild: the

@@ -976,7 +976,6 @@ export class Supervisor implements ProxyDirectory {
 
   private async pointStorageAtWriter(cluster: string, fleet: StorageFleet): Promise<void> {
     try {
-      fleet.recovery = null;
       const { user, password } = fleet.credentials();
       await this.withWriterSession(cluster, async (client) => {
         await client.query('SET synchronous_commit = local');

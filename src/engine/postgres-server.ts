@@ -34,6 +34,13 @@ export interface PostgresServerOptions {
 
 /** Reload-time settings that follow capacity live in this file, included last. */
 export const CAPACITY_CONF = 'borealis-capacity.conf';
+/**
+ * Recovery settings of a rebuilt data directory (written with it, by the
+ * rebuild): they belong to that directory, not to whichever supervisor
+ * starts it, so a restart or a failover rolled back never starts it without
+ * them. Removed once the rebuilt writer is out of recovery.
+ */
+export const RECOVERY_CONF = 'borealis-recovery.conf';
 
 /**
  * Startup options of every session Borealis opens as the cluster's
@@ -96,7 +103,7 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
   /** Writes postgresql.conf and pg_hba.conf from Borealis's tables. */
   writeConfig(values: Record<string, PgValue>): void {
     this.writeFiles([
-      ['postgresql.conf', renderPostgresqlConf(values) + `include_if_exists = '${CAPACITY_CONF}'\n`],
+      ['postgresql.conf', renderPostgresqlConf(values) + `include_if_exists = '${CAPACITY_CONF}'\ninclude_if_exists = '${RECOVERY_CONF}'\n`],
       ['pg_hba.conf', renderPgHbaConf()],
     ]);
   }
@@ -186,6 +193,8 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     const untilPromoted = fs.existsSync(path.join(dataDir, 'recovery.signal'));
     while (this.child === child) {
       if (await this.probe(child.pid, untilPromoted)) {
+        // Out of recovery: the rebuild's target has been reached and is not for any later start.
+        if (untilPromoted) fs.rmSync(path.join(dataDir, RECOVERY_CONF), { force: true });
         this.stateValue = 'ready';
         log.info('postgres ready', { pid: child.pid, port: this.options.port });
         return;

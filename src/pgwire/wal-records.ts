@@ -21,6 +21,9 @@ export const RECORD_HEADER_BYTES = 24;
 const RECORD_BYTES_MAX = 1020 * 1024 * 1024;
 const RM_XLOG_ID = 0;
 const XLOG_SWITCH = 0x40;
+/** xlp_info flags: the page starts with the rest of a record; that record was abandoned (a crash) and this page does not continue it. */
+const XLP_FIRST_IS_CONTRECORD = 0x0001;
+const XLP_FIRST_IS_OVERWRITE_CONTRECORD = 0x0008;
 
 /** `n` bytes of the WAL stream at `lsn` (never crossing a page), or null when not held. */
 export type WalBytes = (lsn: bigint, n: number) => Buffer | null;
@@ -66,6 +69,33 @@ function readRecordBytes(wal: WalBytes, p: bigint, n: number): Buffer | null {
   return Buffer.concat(parts);
 }
 
+/**
+ * Whether the pages a record of `totLen` bytes from `start` runs into (up to
+ * the limit) carry the rest of it: each must have the contrecord flag and
+ * the remaining length in its header. After a crash in the middle of a
+ * record PostgreSQL abandons it: the next page starts afresh, flagged as
+ * overwriting it, with an XLOG_OVERWRITE_CONTRECORD record; the answer is
+ * then that page, where the walk goes on. 'broken': neither.
+ */
+function continuation(wal: WalBytes, start: bigint, totLen: number, limit: bigint): 'whole' | 'broken' | { readonly overwrittenAt: bigint } {
+  let pos = start;
+  let left = BigInt(totLen);
+  for (;;) {
+    const pageEnd = (pos / PAGE + 1n) * PAGE;
+    if (left <= pageEnd - pos) return 'whole';
+    left -= pageEnd - pos;
+    const header = pageHeaderBytes(pageEnd);
+    // A page header not yet within the limit vouches for nothing either way, and nothing after it counts.
+    if (pageEnd + header > limit) return 'whole';
+    const h = wal(pageEnd, 24);
+    if (!h) return 'broken';
+    const info = h.readUInt16LE(2);
+    if ((info & XLP_FIRST_IS_OVERWRITE_CONTRECORD) !== 0) return { overwrittenAt: pageEnd + header };
+    if ((info & XLP_FIRST_IS_CONTRECORD) === 0 || BigInt(h.readUInt32LE(16)) !== left) return 'broken';
+    pos = pageEnd + header;
+  }
+}
+
 export interface RecordWalk {
   /** End of the last whole record at or before the limit. */
   readonly end: bigint;
@@ -87,25 +117,47 @@ export interface RecordWalk {
  * to the last record that ends at or before `limit`.
  */
 export function lastRecordEnd(wal: WalBytes, from: bigint, limit: bigint): RecordWalk {
+  // `end`/`lastStart`: the last whole record; `cursor`: where the next one is looked for; `link`: what its xl_prev must be.
   let end = from;
-  let prevStart: bigint | null = null;
+  let lastStart: bigint | null = null;
+  let cursor = from;
+  let link: bigint | null = null;
   let records = 0;
+  const stop = (why: 'limit' | 'invalid'): RecordWalk => ({ end, lastStart, records, stop: why });
   for (;;) {
-    if (end >= limit) return { end, lastStart: prevStart, records, stop: 'limit' };
-    const start = nextRecordStart(end);
-    if (advance(start, RECORD_HEADER_BYTES) > limit) return { end, lastStart: prevStart, records, stop: 'limit' };
+    if (cursor >= limit) return stop('limit');
+    const start = nextRecordStart(cursor);
+    // A header cut by the limit: what it claims is unknown, but a page past it must still be this record's.
+    if (advance(start, RECORD_HEADER_BYTES) > limit) {
+      const c = continuation(wal, start, RECORD_HEADER_BYTES, limit);
+      if (c === 'whole') return stop('limit');
+      if (c === 'broken') return stop('invalid');
+      cursor = c.overwrittenAt;
+      link = null;
+      continue;
+    }
     const header = readRecordBytes(wal, start, RECORD_HEADER_BYTES);
-    if (!header) return { end, lastStart: prevStart, records, stop: 'invalid' };
+    if (!header) return stop('invalid');
     const totLen = header.readUInt32LE(0);
     const prev = header.readBigUInt64LE(8);
-    if (totLen < RECORD_HEADER_BYTES || totLen > RECORD_BYTES_MAX) return { end, lastStart: prevStart, records, stop: 'invalid' };
-    // The first record's predecessor is not known here; every later one must link back.
-    if (prevStart !== null && prev !== prevStart) return { end, lastStart: prevStart, records, stop: 'invalid' };
+    if (totLen < RECORD_HEADER_BYTES || totLen > RECORD_BYTES_MAX) return stop('invalid');
+    // The first record's predecessor is not known here (nor that of the record overwriting an abandoned one); every later one must link back.
+    if (link !== null && prev !== link) return stop('invalid');
+    const c = continuation(wal, start, totLen, limit);
+    if (c === 'broken') return stop('invalid');
+    if (c !== 'whole') {
+      // Abandoned: the walk goes on from the record that overwrites it.
+      cursor = c.overwrittenAt;
+      link = null;
+      continue;
+    }
     let recordEnd = advance(start, totLen);
-    if (recordEnd > limit) return { end, lastStart: prevStart, records, stop: 'limit' };
+    if (recordEnd > limit) return stop('limit');
     if (header[17] === RM_XLOG_ID && (header[16]! & 0xf0) === XLOG_SWITCH) recordEnd = ((recordEnd + SEGMENT - 1n) / SEGMENT) * SEGMENT;
-    prevStart = start;
+    link = start;
+    lastStart = start;
     end = recordEnd;
+    cursor = recordEnd;
     records++;
   }
 }

@@ -97,15 +97,16 @@ export class SegmentStore {
       this.writeLsnValue = 0n;
       return (this.position = null);
     }
-    // The chain ends at its first segment that stops short with no damage:
-    // a segment after it is a dead branch's left by a crash mid-switch, or
-    // was written by a flush that never completed (nothing in it was
-    // acknowledged). A damaged segment does not end it: a repair replaces it.
-    const shortAt = chain.findIndex((h) => h.validBytes < WAL_SEGMENT_BYTES && h.corruptPage === null);
-    const endAt = shortAt < 0 ? chain.length - 1 : shortAt;
+    // Held WAL is what runs unbroken from the first segment held: it ends at
+    // the first segment that is not full (short, damaged, or with a missing
+    // segment after it). What lies past a break was never acknowledged (a
+    // flush that did not complete, a dead branch left by a crash mid-switch)
+    // or cannot be served from here (damage, which a repair from peers
+    // mends); either way it is not counted.
+    let endAt = 0;
+    while (endAt + 1 < chain.length && chain[endAt]!.validBytes === WAL_SEGMENT_BYTES && chain[endAt + 1]!.segment === chain[endAt]!.segment + 1) endAt++;
     const last = chain[endAt]!;
-    let startSeg = last.segment;
-    for (let i = endAt - 1; i >= 0 && chain[i]!.segment === startSeg - 1 && chain[i]!.validBytes === WAL_SEGMENT_BYTES; i--) startSeg = chain[i]!.segment;
+    const startSeg = chain[0]!.segment;
     const flushLsn = segmentStart(last.segment) + BigInt(last.validBytes);
     this.position = { timeline, startLsn: segmentStart(startSeg), flushLsn };
     this.writeLsnValue = flushLsn;
@@ -160,8 +161,11 @@ export class SegmentStore {
       const prefix = offset > 0 ? this.readChain(pos.timeline, seg, offset) : null;
       if (prefix && prefix.length < offset) throw new CorruptSegment(pos.timeline, seg, `segment ${walFileName(pos.timeline, seg)} holds ${prefix.length} verified bytes, short of the ${offset} before ${lsn}`);
       this.removeSegments((h) => h.timeline > timeline);
+      // First the break that ends the chain at `lsn`, durably: the segment
+      // holding it cut to its prefix (atomically), or, at a segment
+      // boundary, every file of that segment gone. A crash after this step
+      // leaves the files past it beyond a break, where open() does not count them.
       if (prefix) this.installSegment(timeline, seg, prefix);
-      // At a segment boundary, every file of that segment lies past it.
       else this.removeSegments((h) => h.segment === seg);
       this.removeSegments((h) => h.segment > seg);
     }
@@ -170,8 +174,15 @@ export class SegmentStore {
     this.resumePage(timeline, lsn);
   }
 
+  /** Removes the segment files chosen, durably (the directory is synced once any go). */
   private removeSegments(which: (h: { timeline: number; segment: number }) => boolean): void {
-    for (const h of this.segmentFiles()) if (which(h)) fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment)), { force: true });
+    let removed = 0;
+    for (const h of this.segmentFiles()) {
+      if (!which(h)) continue;
+      fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment)), { force: true });
+      removed++;
+    }
+    if (removed > 0) syncDirectory(this.dir);
   }
 
   /** A segment as the chain ending in `timeline` has it: from the file its history names, else the newest at or below it. */
@@ -533,10 +544,14 @@ function replaceDurably(file: string, fill: (fd: number) => void): void {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
-  const dirFd = fs.openSync(path.dirname(file), 'r');
+  syncDirectory(path.dirname(file));
+}
+
+function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
   try {
-    fs.fsyncSync(dirFd);
+    fs.fsyncSync(fd);
   } finally {
-    fs.closeSync(dirFd);
+    fs.closeSync(fd);
   }
 }

@@ -167,3 +167,43 @@ test('a segment that ends short ends the chain: a later one (a flush that never 
   new SegmentStore(dir).installSegment(1, 2, fakeWal(2n * SEG, 4 * WAL_PAGE_BYTES));
   assert.deepEqual(new SegmentStore(dir).open(), { timeline: 1, startLsn: SEG, flushLsn: SEG + 30_000n });
 });
+
+test('held WAL runs unbroken from the first segment: a missing, empty or torn segment ends it, whatever lies past', () => {
+  const full = (seg: number): Buffer => fakeWal(BigInt(seg) * SEG, WAL_SEGMENT_BYTES);
+  const cases: Array<[string, (store: SegmentStore, dir: string) => void]> = [
+    ['a missing segment', () => undefined],
+    ['an empty segment file', (store) => store.installSegment(1, 2, Buffer.alloc(0))],
+    [
+      'a segment whose first page is torn',
+      (store, dir) => {
+        store.installSegment(1, 2, full(2).subarray(0, 3 * WAL_PAGE_BYTES));
+        const file = path.join(dir, walFileName(1, 2));
+        const bytes = fs.readFileSync(file);
+        bytes[100] = bytes[100]! ^ 0xff;
+        fs.writeFileSync(file, bytes);
+      },
+    ],
+  ];
+  for (const [what, make] of cases) {
+    const dir = tmp();
+    const store = new SegmentStore(dir);
+    store.installSegment(1, 1, full(1));
+    make(store, dir);
+    store.installSegment(1, 3, full(3));
+    assert.deepEqual(new SegmentStore(dir).open(), { timeline: 1, startLsn: SEG, flushLsn: 2n * SEG }, what);
+  }
+});
+
+test('moving back to a segment boundary removes that segment first: a crash before the rest leaves a break', async () => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  store.write(SEG, fakeWal(SEG, 3 * WAL_SEGMENT_BYTES));
+  await store.flush();
+  store.begin(1, 2n * SEG);
+  store.close();
+  assert.deepEqual(fs.readdirSync(dir).filter((n) => /^[0-9A-F]{24}$/.test(n)), [walFileName(1, 1)]);
+  // As if only the boundary segment had gone before a crash: the later one is past a break.
+  new SegmentStore(dir).installSegment(1, 3, fakeWal(3n * SEG, WAL_SEGMENT_BYTES));
+  assert.deepEqual(new SegmentStore(dir).open(), { timeline: 1, startLsn: SEG, flushLsn: 2n * SEG });
+});

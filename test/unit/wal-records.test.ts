@@ -14,6 +14,7 @@ interface Built {
   readonly wal: WalBytes;
   /** Each record's start and end. */
   readonly records: Array<{ start: bigint; end: bigint }>;
+  readonly buf: Buffer;
 }
 
 /** Records of the given sizes (header included) from the segment's first record on; `switchAt`: that record is an XLOG_SWITCH. */
@@ -27,6 +28,12 @@ function build(sizes: number[], switchAt = -1): Built {
       const take = Math.min(bytes.length - off, Number(pageEnd - pos));
       bytes.copy(buf, Number(pos - BASE), off, off + take);
       off += take;
+      if (off < bytes.length && pageEnd - BASE < BigInt(buf.length)) {
+        // As PostgreSQL marks a page that starts with the rest of a record: the flag and the remaining length.
+        const at = Number(pageEnd - BASE);
+        buf.writeUInt16LE(buf.readUInt16LE(at + 2) | 0x0001, at + 2);
+        buf.writeUInt32LE(bytes.length - off, at + 16);
+      }
       pos = pageEnd + (pageEnd % BigInt(WAL_SEGMENT_BYTES) === 0n ? 40n : 24n);
     }
   };
@@ -60,7 +67,7 @@ function build(sizes: number[], switchAt = -1): Built {
     const at = Number(lsn - BASE);
     return at < 0 || at + n > buf.length ? null : buf.subarray(at, at + n);
   };
-  return { wal, records };
+  return { wal, records, buf };
 }
 
 test('the last whole record before a limit inside a record body, inside a header, and exactly at an end', () => {
@@ -105,4 +112,40 @@ test('zeros or a broken chain are not records: the walk says so instead of vouch
     return b;
   };
   assert.deepEqual(lastRecordEnd(broken, records[0]!.end, last), { end: records[1]!.end, lastStart: records[1]!.start, records: 1, stop: 'invalid' });
+});
+
+test('a page that does not carry on the record running into it (no contrecord flag, or the wrong length left) is no continuation', () => {
+  const { wal, records, buf } = build([200, 300, 20_000, 100]);
+  const r = records[2]!;
+  const secondPage = Number(((r.start / BigInt(WAL_PAGE_BYTES)) + 1n) * BigInt(WAL_PAGE_BYTES) - BASE);
+  const limit = (r.start + r.end) / 2n;
+  assert.equal(lastRecordEnd(wal, records[0]!.end, limit).stop, 'limit', 'intact, the record is cut by the limit');
+  const lengthLeft = buf.readUInt32LE(secondPage + 16);
+  buf.writeUInt32LE(lengthLeft + 8, secondPage + 16);
+  assert.deepEqual(lastRecordEnd(wal, records[0]!.end, limit), { end: records[1]!.end, lastStart: records[1]!.start, records: 1, stop: 'invalid' });
+  buf.writeUInt32LE(lengthLeft, secondPage + 16);
+  buf.writeUInt16LE(buf.readUInt16LE(secondPage + 2) & ~0x0001, secondPage + 2);
+  assert.equal(lastRecordEnd(wal, records[0]!.end, r.end).stop, 'invalid');
+});
+
+test('after an abandoned record the walk goes on from the record that overwrites it', () => {
+  const { wal, records, buf } = build([200, 300, 20_000]);
+  const r = records[2]!;
+  const secondPage = ((r.start / BigInt(WAL_PAGE_BYTES)) + 1n) * BigInt(WAL_PAGE_BYTES);
+  const at = (lsn: bigint): number => Number(lsn - BASE);
+  // The page after the abandoned record's start: flagged as overwriting it, then two new records.
+  buf.writeUInt16LE((buf.readUInt16LE(at(secondPage) + 2) & ~0x0001) | 0x0008, at(secondPage) + 2);
+  buf.writeUInt32LE(0, at(secondPage) + 16);
+  const x = secondPage + 24n;
+  const y = nextRecordStart(x + 100n);
+  for (const [start, size, prev] of [[x, 100, r.start], [y, 64, x]] as const) {
+    const rec = Buffer.alloc(size, 0x44);
+    rec.writeUInt32LE(size, 0);
+    rec.writeBigUInt64LE(prev, 8);
+    rec[17] = 10;
+    rec.copy(buf, at(start));
+  }
+  assert.deepEqual(lastRecordEnd(wal, records[0]!.end, y + 64n), { end: y + 64n, lastStart: y, records: 3, stop: 'limit' });
+  // A limit inside the overwriting record: the last whole record is still the one before the abandoned one.
+  assert.deepEqual(lastRecordEnd(wal, records[0]!.end, x + 50n), { end: records[1]!.end, lastStart: records[1]!.start, records: 1, stop: 'limit' });
 });
