@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { InstanceRecord, InstanceState } from '../control/model.js';
 import type { EngineBinaries } from '../engine/binaries.js';
+import { hasLibrary } from '../engine/engine-tree.js';
 import { baseSettings, byContext, sizedSettings, type PgValue } from '../engine/pg-settings.js';
 import { PostgresServer, type PostgresExit } from '../engine/postgres-server.js';
 import type { ProcessIdentity } from '../engine/service-user.js';
@@ -178,7 +179,10 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
   private writeConfig(): void {
     const { record, acuMemoryMiB } = this.options;
     const restartTime = byContext(sizedSettings({ capacityAcu: this.options.maxCapacityAcu(), acuMemoryMiB })).restart;
-    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir, this.server.options.binaries.majorVersion), ...restartTime, ...this.options.extraSettings?.() });
+    const binaries = this.server.options.binaries;
+    // Preloaded when the installation has it, as on Aurora: its view works as soon as the extension is created.
+    const preload: Record<string, PgValue> = hasLibrary(binaries, 'pg_stat_statements') ? { shared_preload_libraries: 'pg_stat_statements' } : {};
+    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir, binaries.majorVersion), ...preload, ...restartTime, ...this.options.extraSettings?.() });
   }
 
   /**

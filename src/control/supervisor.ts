@@ -14,6 +14,7 @@ import { LocalInstance, RestoreDeferred, type LocalInstanceOptions } from '../co
 import { cloneWriter, readerSlotName } from '../compute/reader-clone.js';
 import type { Settings } from '../config/settings.js';
 import { resolveBinaries, type EngineBinaries } from '../engine/binaries.js';
+import { prepareEngineTree } from '../engine/engine-tree.js';
 import { canAccess, clusterServiceUserName, ensureOwned, ensureServiceUser, type ProcessIdentity } from '../engine/service-user.js';
 import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
 import type { EndpointRef, ProxyDirectory } from '../proxy/client-connection.js';
@@ -114,7 +115,9 @@ export class Supervisor implements ProxyDirectory {
     onProgress('checking the PostgreSQL engine');
     this.identity = ensureServiceUser(this.settings.serviceUser);
     if (!this.identity) this.log.warn('Borealis does not run as root: every cluster\'s PostgreSQL runs as this user, so clusters are not isolated from each other by the operating system (docs/security.md)');
-    this.binaries = this.prepareBinaries(resolveBinaries(this.settings.engineBinDir));
+    const found = resolveBinaries(this.settings.engineBinDir);
+    // The embedded engine runs from Borealis's own copy (with the extensions the master user may create); a configured one as it is.
+    this.binaries = this.settings.engineBinDir === '' ? prepareEngineTree(found, p.engineDir, this.log) : this.prepareBinaries(found);
     if (!canAccess(this.identity, '-x', p.instancesDir)) {
       throw new ControlError('invalid', `the user that runs PostgreSQL (${this.identity?.name ?? 'current user'}) cannot reach ${p.instancesDir}; choose a --home it can traverse, such as /var/lib/borealis`);
     }

@@ -34,6 +34,7 @@ export const PG_SETTINGS: readonly PgSettingSpec[] = [
   { name: 'max_slot_wal_keep_size', context: 'reload', unit: 'MB', doc: 'WAL kept for a storage node that is down; beyond it the node catches up from its peers.' },
   { name: 'restore_command', context: 'reload', unit: '', doc: 'During a rebuild: none needed (storage put the WAL in pg_wal), so it always fails.' },
   { name: 'recovery_target_timeline', context: 'restart', unit: '', doc: "During a rebuild, and while a failover catches its target up from storage: the timeline the storage quorum holds (a target whose flushed WAL lies off that timeline's history then refuses to start, and is never promoted)." },
+  { name: 'shared_preload_libraries', context: 'restart', unit: '', doc: "pg_stat_statements when the installation has it (as on Aurora), so that the master user's CREATE EXTENSION pg_stat_statements works at once." },
   { name: 'recovery_target_lsn', context: 'restart', unit: '', doc: 'During a rebuild: the start of the last whole record in the WAL storage vouches for. Recovery that ends before it (a copy cut short, a record that fails its checksum) stops PostgreSQL with a FATAL instead of opening a database missing acknowledged commits.' },
   { name: 'recovery_target_inclusive', context: 'restart', unit: '', doc: 'During a rebuild: on, so the record at recovery_target_lsn is replayed too.' },
   { name: 'recovery_target_action', context: 'restart', unit: '', doc: 'During a rebuild: promote, once the target is reached.' },

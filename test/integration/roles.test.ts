@@ -160,6 +160,44 @@ test('the master user is no superuser but a member of rds_superuser; what only a
   assert.equal(await login('postgres', 'correct-horse-battery'), 'postgres');
 });
 
+test('the master user creates the extensions Aurora lets rds_superuser create (pg_stat_statements preloaded); superuser-only ones stay refused', async () => {
+  const c = new pg.Client(b.pgConfig());
+  await c.connect();
+  try {
+    for (const ext of ['pg_stat_statements', 'pg_buffercache', 'pgstattuple', 'pgcrypto']) await c.query(`CREATE EXTENSION IF NOT EXISTS ${ext}`);
+    // Preloaded, so its view answers (it needs shared_preload_libraries).
+    await c.query('SELECT 42 AS borealis_probe');
+    const seen = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_statements WHERE query LIKE '%borealis_probe%'");
+    assert.ok(seen.rows[0]!.n >= 1, 'pg_stat_statements records statements');
+    assert.ok((await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_buffercache')).rows[0]!.n > 0);
+    // Created by the master user, it is the extension's owner and may drop it.
+    assert.deepEqual((await c.query("SELECT extowner::regrole::text AS owner FROM pg_extension WHERE extname = 'pg_buffercache'")).rows, [{ owner: 'postgres' }]);
+    await c.query('DROP EXTENSION pg_buffercache');
+    for (const [sql, message] of [
+      ['CREATE EXTENSION file_fdw', /permission denied to create extension "file_fdw"/],
+      ['CREATE EXTENSION plpython3u', /permission denied to create extension "plpython3u"/],
+      ['CREATE EXTENSION pg_surgery', /permission denied to create extension "pg_surgery"/],
+    ] as const) {
+      await assert.rejects(c.query(sql), (e: pg.DatabaseError) => {
+        assert.equal(e.code, '42501', `${sql}: ${e.message}`);
+        assert.match(e.message, message);
+        return true;
+      });
+    }
+    // Marked trusted, not open to all: a role without CREATE on the database is refused.
+    await c.query("CREATE ROLE ext_app LOGIN PASSWORD 'ext-app-pass-1'");
+  } finally {
+    await c.end();
+  }
+  const app = new pg.Client({ ...b.pgConfig({ user: 'ext_app', password: 'ext-app-pass-1' }) });
+  await app.connect();
+  try {
+    await assert.rejects(app.query('CREATE EXTENSION pgrowlocks'), (e: pg.DatabaseError) => e.code === '42501');
+  } finally {
+    await app.end();
+  }
+});
+
 test('the master user cannot lower synchronous_commit for the cluster (ALTER DATABASE/ROLE SET); a session still may for itself', async () => {
   // Each check is the first session of its user and database, so its server is a new backend.
   const show = async (opts: { user?: string; password?: string; database?: string; options?: string } = {}): Promise<string> => {
