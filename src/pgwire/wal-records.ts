@@ -127,9 +127,16 @@ export function lastRecordEnd(wal: WalBytes, from: bigint, limit: bigint): Recor
   for (;;) {
     if (cursor >= limit) return stop('limit');
     const start = nextRecordStart(cursor);
-    // A header cut by the limit: what it claims is unknown, but a page past it must still be this record's.
+    // A header cut by the limit: the record cannot end by it, but a page
+    // past it must still be this record's, carrying the rest of xl_tot_len
+    // (its first field, which never crosses a page: records start 8-aligned).
     if (advance(start, RECORD_HEADER_BYTES) > limit) {
-      const c = continuation(wal, start, RECORD_HEADER_BYTES, limit);
+      if (start + 4n > limit) return stop('limit');
+      const lenBytes = wal(start, 4);
+      if (!lenBytes || lenBytes.length < 4) return stop('invalid');
+      const cutLen = lenBytes.readUInt32LE(0);
+      if (cutLen < RECORD_HEADER_BYTES || cutLen > RECORD_BYTES_MAX) return stop('invalid');
+      const c = continuation(wal, start, cutLen, limit);
       if (c === 'whole') return stop('limit');
       if (c === 'broken') return stop('invalid');
       cursor = c.overwrittenAt;

@@ -201,14 +201,14 @@ export class SegmentStore {
    * the oldest kept base backup is never needed again. Returns how many.
    */
   dropBefore(segment: number): number {
-    let dropped = 0;
-    for (const name of fs.readdirSync(this.dir)) {
-      const id = parseWalFileName(name);
-      if (!id || id.segment >= segment) continue;
-      if (this.current && this.current.timeline === id.timeline && this.current.segment === id.segment) continue;
-      fs.rmSync(path.join(this.dir, name), { force: true });
-      dropped++;
-    }
+    // Oldest first: a crash midway leaves held WAL that still runs unbroken
+    // from its (new) first segment, never a hole that would end it early.
+    const old = this.segmentFiles()
+      .filter((h) => h.segment < segment && !(this.current && this.current.timeline === h.timeline && this.current.segment === h.segment))
+      .sort((a, b) => a.segment - b.segment || a.timeline - b.timeline);
+    for (const h of old) fs.rmSync(path.join(this.dir, walFileName(h.timeline, h.segment)), { force: true });
+    const dropped = old.length;
+    if (dropped > 0) syncDirectory(this.dir);
     const pos = this.position;
     if (pos && pos.startLsn < segmentStart(segment) && segmentStart(segment) <= pos.flushLsn) this.position = { ...pos, startLsn: segmentStart(segment) };
     return dropped;

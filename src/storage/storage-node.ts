@@ -159,7 +159,12 @@ export class StorageNode {
     for (const tli of histories) if (this.store.readHistory(tli) === null) this.store.saveHistory(tli, await source.client.history(tli));
     const systemId = BigInt(source.status.systemId!);
     let added = 0;
-    for (const f of files) {
+    // Newest first: a crash midway leaves what was installed joined to what
+    // the node already held after it, so the WAL it acknowledged still runs
+    // unbroken; oldest first would leave a hole before it, and the node
+    // would count less than it acknowledged.
+    const newestFirst = [...files].sort((a, b) => b.segment - a.segment || b.timeline - a.timeline);
+    for (const f of newestFirst) {
       const key = `${f.timeline}:${f.segment}`;
       if (f.segment < retainSeg || f.validBytes === 0) continue;
       if (!this.suspect.has(key) && (held.get(key) ?? 0) >= f.validBytes) continue;

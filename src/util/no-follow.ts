@@ -23,6 +23,7 @@ export class LinkRefused extends Error {
  * followed. Owned by `owner` when given.
  */
 export function writeFileNoFollow(file: string, data: string | Buffer, mode: number, owner?: { uid: number; gid: number } | null): void {
+  refuseLinkedParents(file);
   const tmp = `${file}.borealis-tmp`;
   fs.rmSync(tmp, { force: true });
   const fd = fs.openSync(tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode);
@@ -34,6 +35,25 @@ export function writeFileNoFollow(file: string, data: string | Buffer, mode: num
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
+}
+
+/**
+ * O_NOFOLLOW guards only a path's last component. The two directories above
+ * a file root writes (pg_wal and the data directory, or the data and the
+ * instance directory) are the cluster user's too, so either could be a link
+ * to a directory root owns: both are refused when they are links. Above
+ * them lies the instances directory, which is root's.
+ */
+function refuseLinkedParents(file: string): void {
+  for (const dir of [path.dirname(file), path.dirname(path.dirname(file))]) {
+    let linked = false;
+    try {
+      linked = fs.lstatSync(dir).isSymbolicLink();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (linked) throw new LinkRefused(`${dir} is a symbolic link; refusing to write beneath it`);
+  }
 }
 
 /**
@@ -54,6 +74,7 @@ export function stagingFor(dataDir: string, suffix: string): string {
  * one planted again meanwhile is refused.
  */
 export function openAppendNoFollow(file: string, mode: number): number {
+  refuseLinkedParents(file);
   for (let attempt = 1; ; attempt++) {
     try {
       return fs.openSync(file, O_CREAT | O_WRONLY | O_APPEND | O_NOFOLLOW, mode);

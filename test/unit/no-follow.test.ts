@@ -73,3 +73,20 @@ test('a whole-file write and an append replace a link instead of writing through
 test('a data directory is staged beside its instance directory, not inside it', () => {
   assert.equal(stagingFor('/home/b/instances/default-writer-1/data', 'restore'), '/home/b/instances/.default-writer-1.restore');
 });
+
+test('a write or an append beneath a linked directory (pg_wal, or the data directory above it) is refused', () => {
+  const { dir, victimDir } = setup();
+  const data = path.join(dir, 'data');
+  fs.rmSync(path.join(data, 'pg_wal'), { recursive: true });
+  fs.symlinkSync(victimDir, path.join(data, 'pg_wal'));
+  assert.throws(() => writeFileNoFollow(path.join(data, 'pg_wal', '00000002.history'), 'x', 0o600), LinkRefused);
+  assert.throws(() => openAppendNoFollow(path.join(data, 'pg_wal', 'log'), 0o600), LinkRefused);
+  // The data directory itself a link: a file two levels below it is refused too.
+  const moved = path.join(dir, 'data-real');
+  fs.renameSync(data, moved);
+  fs.mkdirSync(path.join(moved, 'sub'));
+  fs.symlinkSync(moved, data);
+  assert.throws(() => writeFileNoFollow(path.join(data, 'sub', 'postgresql.conf'), 'x', 0o600), LinkRefused);
+  assert.deepEqual(fs.readdirSync(victimDir), ['inside'], 'nothing was written into the linked directory');
+  assert.deepEqual(fs.readdirSync(path.join(moved, 'sub')), []);
+});

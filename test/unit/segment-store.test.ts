@@ -207,3 +207,33 @@ test('moving back to a segment boundary removes that segment first: a crash befo
   new SegmentStore(dir).installSegment(1, 3, fakeWal(3n * SEG, WAL_SEGMENT_BYTES));
   assert.deepEqual(new SegmentStore(dir).open(), { timeline: 1, startLsn: SEG, flushLsn: 2n * SEG });
 });
+
+test('old WAL goes oldest segment first: a crash midway leaves what is held unbroken', async (t) => {
+  const dir = tmp();
+  const store = new SegmentStore(dir);
+  store.begin(1, SEG);
+  store.write(SEG, fakeWal(SEG, 4 * WAL_SEGMENT_BYTES + 1000));
+  await store.flush();
+  store.close();
+  const end = 5n * SEG + 1000n;
+  // The crash: the second removal never happens. The directory is listed
+  // newest first, as a file system may: the order must not come from it.
+  let removals = 0;
+  const realRm = fs.rmSync;
+  const realReaddir = fs.readdirSync;
+  t.mock.method(fs, 'readdirSync', (...args: Parameters<typeof fs.readdirSync>) => {
+    const names = realReaddir(...args);
+    return args[0] === dir ? [...names].sort().reverse() : names;
+  });
+  t.mock.method(fs, 'rmSync', (...args: Parameters<typeof fs.rmSync>) => {
+    if (++removals > 1) throw new Error('crashed');
+    return realRm(...args);
+  });
+  assert.throws(() => new SegmentStore(dir).dropBefore(4), /crashed/);
+  t.mock.restoreAll();
+  assert.deepEqual(new SegmentStore(dir).open(), { timeline: 1, startLsn: 2n * SEG, flushLsn: end });
+  const again = new SegmentStore(dir);
+  again.open();
+  assert.equal(again.dropBefore(4), 2);
+  assert.deepEqual(new SegmentStore(dir).open(), { timeline: 1, startLsn: 4n * SEG, flushLsn: end });
+});

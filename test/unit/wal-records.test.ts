@@ -149,3 +149,18 @@ test('after an abandoned record the walk goes on from the record that overwrites
   // A limit inside the overwriting record: the last whole record is still the one before the abandoned one.
   assert.deepEqual(lastRecordEnd(wal, records[0]!.end, x + 50n), { end: records[1]!.end, lastStart: records[1]!.start, records: 1, stop: 'limit' });
 });
+
+test('a header split across pages and cut by the limit: the next page is checked against the record\'s whole length', () => {
+  // Record 1 starts 8 bytes before the first page's end: xl_tot_len and
+  // xl_xid on that page, the rest of its header after the next page header.
+  const first = BASE + 40n;
+  const { wal, records } = build([Number(BigInt(WAL_PAGE_BYTES) - 8n - (first % BigInt(WAL_PAGE_BYTES))), 200, 300]);
+  const r = records[1]!;
+  assert.equal(r.start % BigInt(WAL_PAGE_BYTES), BigInt(WAL_PAGE_BYTES) - 8n);
+  const nextPage = r.start + 8n;
+  const from = records[0]!.end;
+  const cut = { end: from, lastStart: null, records: 0, stop: 'limit' };
+  assert.deepEqual(lastRecordEnd(wal, from, nextPage + 24n + 8n), cut, 'inside the header, past the next page header');
+  assert.deepEqual(lastRecordEnd(wal, from, r.start + 2n), cut, 'inside xl_tot_len itself');
+  assert.deepEqual(lastRecordEnd(wal, from, r.end), { end: r.end, lastStart: r.start, records: 1, stop: 'limit' });
+});
