@@ -15,6 +15,8 @@ const program = new Command('borealis')
   .addOption(new Option('--home <dir>', 'where state, data and logs live').env('BOREALIS_HOME'))
   .showHelpAfterError();
 
+const CLUSTER_HELP = 'cluster (default: "default", or the only cluster there is)';
+
 const home = (): string => loadSettings({ home: program.opts<{ home?: string }>().home }).home;
 
 program
@@ -25,15 +27,17 @@ program
   .option('--api-port <port>', 'port of the control API')
   .option('--data-api-port <port>', 'port of the RDS Data API')
   .option('--engine-port-base <port>', 'first port for PostgreSQL instances')
+  .option('--storage-port-base <port>', 'first port for storage nodes')
   .option('--listen-host <host>', 'address to listen on')
   .option('--engine-bin-dir <dir>', 'PostgreSQL bin directory instead of the embedded one')
-  .action(async (opts: { detach?: boolean; proxyPort?: string; apiPort?: string; dataApiPort?: string; enginePortBase?: string; listenHost?: string; engineBinDir?: string }) => {
+  .action(async (opts: { detach?: boolean; proxyPort?: string; apiPort?: string; dataApiPort?: string; enginePortBase?: string; storagePortBase?: string; listenHost?: string; engineBinDir?: string }) => {
     const overrides: Partial<Record<SettingKey, string | undefined>> = {
       home: program.opts<{ home?: string }>().home,
       proxyPort: opts.proxyPort,
       apiPort: opts.apiPort,
       dataApiPort: opts.dataApiPort,
       enginePortBase: opts.enginePortBase,
+      storagePortBase: opts.storagePortBase,
       listenHost: opts.listenHost,
       engineBinDir: opts.engineBinDir,
     };
@@ -95,6 +99,7 @@ cluster
       ...scalingFlags(opts),
     });
     process.stdout.write(describeCluster(result.cluster));
+    noteAutoPause(opts, result.cluster);
     const e = result.cluster.endpoints[0];
     if (e) process.stdout.write(`  connect: postgres://${encodeURIComponent(result.credentials.username)}:${encodeURIComponent(result.credentials.password)}@${e.host}:${e.port}/postgres\n`);
     process.stdout.write(`  secret:  ${result.credentials.secretArn}\n`);
@@ -143,6 +148,7 @@ cluster
     if (opts.requireTls !== undefined) body.requireTls = opts.requireTls;
     const c = await ApiClient.connect(home()).request<ClusterStatus>('PATCH', `/v1/clusters/${encodeURIComponent(name)}`, body);
     process.stdout.write(describeCluster(c));
+    noteAutoPause(opts, c);
   });
 cluster
   .command('delete <name>')
@@ -155,14 +161,26 @@ cluster
 
 const endpoint = program.command('endpoint').description('custom endpoints (writer, reader and instance endpoints exist for every cluster)');
 endpoint
+  .command('list')
+  .description("a cluster's endpoints: writer, reader, one per instance, and custom ones")
+  .option('--cluster <cluster>', CLUSTER_HELP)
+  .option('--json', 'print JSON')
+  .action(async (opts: { cluster?: string; json?: boolean }) => {
+    const api = ApiClient.connect(home());
+    const { endpoints } = await api.request<{ endpoints: ClusterStatus['endpoints'] }>('GET', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/endpoints`);
+    if (opts.json) process.stdout.write(JSON.stringify(endpoints, null, 2) + '\n');
+    else for (const e of endpoints) process.stdout.write(`${(e.type + (e.name ? ` ${e.name}` : '')).padEnd(28)} ${e.host}:${e.port}  ${e.serverName}\n`);
+  });
+endpoint
   .command('create <name>')
-  .requiredOption('--cluster <cluster>', 'cluster')
+  .option('--cluster <cluster>', CLUSTER_HELP)
   .option('--type <type>', 'READER (readers only) or ANY', 'ANY')
   .option('--static <ids>', 'comma-separated member instance ids')
   .option('--excluded <ids>', 'comma-separated instance ids to leave out (all others are members)')
-  .action(async (name: string, opts: { cluster: string; type: string; static?: string; excluded?: string }) => {
+  .action(async (name: string, opts: { cluster?: string; type: string; static?: string; excluded?: string }) => {
     const list = (v?: string): string[] => (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
-    const e = await ApiClient.connect(home()).request<{ port: number; serverName: string }>('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/endpoints`, {
+    const api = ApiClient.connect(home());
+    const e = await api.request<{ port: number; serverName: string }>('POST', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/endpoints`, {
       name,
       type: opts.type.toUpperCase(),
       staticMembers: list(opts.static),
@@ -172,9 +190,10 @@ endpoint
   });
 endpoint
   .command('delete <name>')
-  .requiredOption('--cluster <cluster>', 'cluster')
-  .action(async (name: string, opts: { cluster: string }) => {
-    await ApiClient.connect(home()).request('DELETE', `/v1/clusters/${encodeURIComponent(opts.cluster)}/endpoints/${encodeURIComponent(name)}`);
+  .option('--cluster <cluster>', CLUSTER_HELP)
+  .action(async (name: string, opts: { cluster?: string }) => {
+    const api = ApiClient.connect(home());
+    await api.request('DELETE', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/endpoints/${encodeURIComponent(name)}`);
     process.stdout.write(`Deleted endpoint ${name}.\n`);
   });
 
@@ -182,40 +201,47 @@ const user = program.command('user').description('database users');
 user
   .command('create <name>')
   .description('create a database user with a password, or for IAM authentication')
-  .requiredOption('--cluster <cluster>', 'cluster')
+  .option('--cluster <cluster>', CLUSTER_HELP)
   .option('--password <password>', 'password (SCRAM-SHA-256)')
   .option('--iam', 'authenticate with IAM tokens signed by a Borealis access key (TLS required)')
-  .action(async (name: string, opts: { cluster: string; password?: string; iam?: boolean }) => {
+  .action(async (name: string, opts: { cluster?: string; password?: string; iam?: boolean }) => {
     if (Boolean(opts.iam) === (opts.password !== undefined)) throw new Error('give exactly one of --password or --iam');
-    await ApiClient.connect(home()).request('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users`, opts.iam ? { name, iam: true } : { name, password: opts.password });
-    process.stdout.write(`Created user ${name} in cluster ${opts.cluster} (${opts.iam ? 'IAM' : 'password'} authentication).\n`);
+    const api = ApiClient.connect(home());
+    const cluster = await clusterOf(api, opts.cluster);
+    await api.request('POST', `/v1/clusters/${encodeURIComponent(cluster)}/users`, opts.iam ? { name, iam: true } : { name, password: opts.password });
+    process.stdout.write(`Created user ${name} in cluster ${cluster} (${opts.iam ? 'IAM' : 'password'} authentication).\n`);
   });
 user
   .command('list')
   .description("the cluster's roles (PostgreSQL's built-in pg_* roles left out)")
-  .requiredOption('--cluster <cluster>', 'cluster')
+  .option('--cluster <cluster>', CLUSTER_HELP)
   .option('--json', 'print JSON')
-  .action(async (opts: { cluster: string; json?: boolean }) => {
-    const { users } = await ApiClient.connect(home()).request<{ users: Array<{ name: string; auth: string; canLogin: boolean }> }>('GET', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users`);
+  .action(async (opts: { cluster?: string; json?: boolean }) => {
+    const api = ApiClient.connect(home());
+    const { users } = await api.request<{ users: Array<{ name: string; auth: string; canLogin: boolean }> }>('GET', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/users`);
     if (opts.json) process.stdout.write(JSON.stringify(users) + '\n');
     else for (const u of users) process.stdout.write(`${u.name}\t${u.auth}${u.canLogin ? '' : '\tNOLOGIN'}\n`);
   });
 user
   .command('rotate <name>')
   .description("change a user's password (ALTER ROLE … PASSWORD); the next connection needs the new one")
-  .requiredOption('--cluster <cluster>', 'cluster')
+  .option('--cluster <cluster>', CLUSTER_HELP)
   .requiredOption('--password <password>', 'the new password (SCRAM-SHA-256)')
-  .action(async (name: string, opts: { cluster: string; password: string }) => {
-    await ApiClient.connect(home()).request('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users/${encodeURIComponent(name)}/password`, { password: opts.password });
-    process.stdout.write(`Changed the password of user ${name} in cluster ${opts.cluster}.\n`);
+  .action(async (name: string, opts: { cluster?: string; password: string }) => {
+    const api = ApiClient.connect(home());
+    const cluster = await clusterOf(api, opts.cluster);
+    await api.request('POST', `/v1/clusters/${encodeURIComponent(cluster)}/users/${encodeURIComponent(name)}/password`, { password: opts.password });
+    process.stdout.write(`Changed the password of user ${name} in cluster ${cluster}.\n`);
   });
 user
   .command('delete <name>')
   .description('drop a user (DROP ROLE; refused while it owns objects)')
-  .requiredOption('--cluster <cluster>', 'cluster')
-  .action(async (name: string, opts: { cluster: string }) => {
-    await ApiClient.connect(home()).request('DELETE', `/v1/clusters/${encodeURIComponent(opts.cluster)}/users/${encodeURIComponent(name)}`);
-    process.stdout.write(`Deleted user ${name} from cluster ${opts.cluster}.\n`);
+  .option('--cluster <cluster>', CLUSTER_HELP)
+  .action(async (name: string, opts: { cluster?: string }) => {
+    const api = ApiClient.connect(home());
+    const cluster = await clusterOf(api, opts.cluster);
+    await api.request('DELETE', `/v1/clusters/${encodeURIComponent(cluster)}/users/${encodeURIComponent(name)}`);
+    process.stdout.write(`Deleted user ${name} from cluster ${cluster}.\n`);
   });
 
 const accessKey = program.command('access-key').description('access keys for SigV4 (IAM database tokens, the Data API)');
@@ -240,13 +266,35 @@ accessKey.command('delete <id>').action(async (id: string) => {
 const secret = program.command('secret').description('secrets (Secrets Manager style) for the Data API\'s secretArn');
 secret
   .command('create')
-  .requiredOption('--cluster <cluster>', 'cluster')
+  .description('store a login for the Data API; prints its ARN')
+  .option('--cluster <cluster>', CLUSTER_HELP)
   .requiredOption('--username <name>', 'database user the secret logs in as')
   .requiredOption('--password <password>', "the user's password")
   .option('--dbname <database>', 'database the Data API uses when a call names none (default: the user\'s name)')
-  .action(async (opts: { cluster: string; username: string; password: string; dbname?: string }) => {
-    const r = await ApiClient.connect(home()).request<{ arn: string }>('POST', `/v1/clusters/${encodeURIComponent(opts.cluster)}/secrets`, { username: opts.username, password: opts.password, ...(opts.dbname ? { dbname: opts.dbname } : {}) });
+  .action(async (opts: { cluster?: string; username: string; password: string; dbname?: string }) => {
+    const api = ApiClient.connect(home());
+    const r = await api.request<{ arn: string }>('POST', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/secrets`, { username: opts.username, password: opts.password, ...(opts.dbname ? { dbname: opts.dbname } : {}) });
     process.stdout.write(r.arn + '\n');
+  });
+secret
+  .command('list')
+  .description("a cluster's secrets: ARN, user, creation time (the values stay hidden)")
+  .option('--cluster <cluster>', CLUSTER_HELP)
+  .option('--json', 'print JSON')
+  .action(async (opts: { cluster?: string; json?: boolean }) => {
+    const api = ApiClient.connect(home());
+    const { secrets } = await api.request<{ secrets: Array<{ arn: string; username: string; createdAt: string; master: boolean }> }>('GET', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/secrets`);
+    if (opts.json) process.stdout.write(JSON.stringify(secrets, null, 2) + '\n');
+    else for (const x of secrets) process.stdout.write(`${x.arn}\t${x.username}\t${x.createdAt}${x.master ? '\tmaster' : ''}\n`);
+  });
+secret
+  .command('delete <arn>')
+  .description('delete a secret (the master user\'s goes only with its cluster)')
+  .option('--cluster <cluster>', CLUSTER_HELP)
+  .action(async (arn: string, opts: { cluster?: string }) => {
+    const api = ApiClient.connect(home());
+    await api.request('DELETE', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/secrets/${encodeURIComponent(arn)}`);
+    process.stdout.write(`Deleted secret ${arn}.\n`);
   });
 
 program
@@ -266,7 +314,7 @@ program
   .option('--print', 'print the URL instead of running psql')
   .action(async (name: string | undefined, opts: { print?: boolean }) => {
     const api = ApiClient.connect(home());
-    const clusterName = name ?? 'default';
+    const clusterName = await clusterOf(api, name);
     const c = await api.request<ClusterStatus>('GET', `/v1/clusters/${encodeURIComponent(clusterName)}`);
     const creds = await api.request<{ username: string; password: string }>('GET', `/v1/clusters/${encodeURIComponent(clusterName)}/credentials`);
     const e = c.endpoints.find((x) => x.type === 'writer');
@@ -294,18 +342,22 @@ program
   .option('--handler <file>', 'module exporting handler(event, context) (default: examples/lambda/insert-order.mjs, or insert-order-data-api.mjs with --mode data-api)')
   .option('--ramp <points>', 'concurrency profile, seconds:concurrency points', '0:1,60:300,90:300,120:0')
   .option('--mode <mode>', 'pooled (a connection per container), fresh (one per invocation) or data-api (the RDS Data API through the AWS SDK)', 'pooled')
-  .option('--cluster <name>', 'cluster to load', 'default')
-  .option('--out <dir>', 'where records and the chart go', `lambda-run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+  .option('--cluster <name>', CLUSTER_HELP)
+  .option('--out <dir>', 'where records and the chart go (default: a new folder under <home>/bench)')
   .option('--idle-reap-s <s>', 'seconds before an idle container is reaped', '10')
   .option('--timeout-ms <ms>', 'invocation timeout', '30000')
-  .action(async (opts: { handler?: string; ramp: string; mode: string; cluster: string; out: string; idleReapS: string; timeoutMs: string }) => {
+  .action(async (opts: { handler?: string; ramp: string; mode: string; cluster?: string; out?: string; idleReapS: string; timeoutMs: string }) => {
     if (opts.mode !== 'pooled' && opts.mode !== 'fresh' && opts.mode !== 'data-api') throw new Error('--mode is pooled, fresh or data-api');
     const handler = opts.handler ?? fileURLToPath(new URL(`../../examples/lambda/${opts.mode === 'data-api' ? 'insert-order-data-api.mjs' : 'insert-order.mjs'}`, import.meta.url));
     const { runLambdaBench } = await import('../loadgen/lambda-run.js');
     const tty = process.stderr.isTTY;
+    const api = ApiClient.connect(home());
+    const cluster = await clusterOf(api, opts.cluster);
+    const outDir = opts.out ?? path.join(home(), 'bench', `lambda-run-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    process.stderr.write(`records and the chart go to ${outDir}\n`);
     const result = await runLambdaBench(
-      ApiClient.connect(home()),
-      { cluster: opts.cluster, handlerFile: handler, ramp: opts.ramp, mode: opts.mode, outDir: opts.out, idleReapMs: Number(opts.idleReapS) * 1000, invocationTimeoutMs: Number(opts.timeoutMs) },
+      api,
+      { cluster, handlerFile: handler, ramp: opts.ramp, mode: opts.mode, outDir, idleReapMs: Number(opts.idleReapS) * 1000, invocationTimeoutMs: Number(opts.timeoutMs) },
       (line) => process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`),
     );
     if (tty) process.stderr.write('\n');
@@ -324,7 +376,7 @@ program
   });
 
 program
-  .command('storage-node')
+  .command('storage-node', { hidden: true })
   .description('run one storage node (started by the supervisor; the token comes from BOREALIS_STORAGE_TOKEN)')
   .requiredOption('--name <name>', 'node name, e.g. sn1')
   .requiredOption('--zone <zone>', 'zone, e.g. a')
@@ -343,7 +395,7 @@ storage
   .option('--json', 'print JSON')
   .action(async (name: string | undefined, opts: { json?: boolean }) => {
     const api = ApiClient.connect(home());
-    const s = await api.request<StorageStatus>('GET', `/v1/clusters/${encodeURIComponent(name ?? 'default')}/storage`);
+    const s = await api.request<StorageStatus>('GET', `/v1/clusters/${encodeURIComponent(await clusterOf(api, name))}/storage`);
     if (opts.json) return void process.stdout.write(JSON.stringify(s, null, 2) + '\n');
     const lines = [`storage of ${s.cluster}: term ${s.term}, ${s.nodes.filter((n) => n.state === 'streaming').length} of ${s.nodes.length} nodes streaming, write quorum ${s.writeQuorum}, ${s.backups.length} base backups`];
     for (const n of s.nodes) {
@@ -358,7 +410,7 @@ storage
   .description('take a base backup now and store it on the nodes')
   .action(async (name: string | undefined) => {
     const api = ApiClient.connect(home());
-    const b = await api.request<{ id: string; bytes: number }>('POST', `/v1/clusters/${encodeURIComponent(name ?? 'default')}/storage/backups`, {});
+    const b = await api.request<{ id: string; bytes: number }>('POST', `/v1/clusters/${encodeURIComponent(await clusterOf(api, name))}/storage/backups`, {});
     process.stdout.write(`base backup ${b.id} stored (${b.bytes} bytes)\n`);
   });
 for (const action of ['stop', 'start'] as const) {
@@ -367,20 +419,21 @@ for (const action of ['stop', 'start'] as const) {
     .description(action === 'stop' ? 'stop a storage node and keep it down' : 'start a stopped storage node')
     .action(async (node: string, name: string | undefined) => {
       const api = ApiClient.connect(home());
-      await api.request('POST', `/v1/clusters/${encodeURIComponent(name ?? 'default')}/storage/nodes/${encodeURIComponent(node)}/${action}`, {});
+      await api.request('POST', `/v1/clusters/${encodeURIComponent(await clusterOf(api, name))}/storage/nodes/${encodeURIComponent(node)}/${action}`, {});
       process.stdout.write(`storage node ${node} ${action === 'stop' ? 'stopped' : 'started'}\n`);
     });
 }
 
 const instanceCommand = program.command('instance').description('compute instances');
 instanceCommand
-  .command('add <cluster>')
+  .command('add [cluster]')
   .description('add a reader: a clone of the writer that replays its WAL and serves the reader endpoint')
   .option('--promotion-tier <n>', 'failover priority, 0 (first) to 15; readers in tiers 0 and 1 scale with the writer', '1')
-  .action(async (cluster: string, opts: { promotionTier: string }) => {
+  .action(async (name: string | undefined, opts: { promotionTier: string }) => {
     const tier = Number(opts.promotionTier);
     if (!Number.isInteger(tier)) throw new SettingsError('--promotion-tier must be an integer from 0 to 15');
     const api = ApiClient.connect(home());
+    const cluster = await clusterOf(api, name);
     process.stdout.write(`cloning the writer of ${cluster} for a new reader...\n`);
     const r = await api.request<{ instance: { id: string } }>('POST', `/v1/clusters/${encodeURIComponent(cluster)}/instances`, { promotionTier: tier });
     process.stdout.write(`reader ${r.instance.id} available\n`);
@@ -410,6 +463,26 @@ interface StorageStatus {
   backups: Array<{ id: string; bytes: number; startLsn: string; endLsn: string; createdAt: string }>;
 }
 
+/**
+ * The cluster a command acts on when none is named, the same rule for every
+ * command: "default" when it exists, else the only cluster; with several
+ * and none of them "default", the user must say which.
+ */
+async function clusterOf(api: ApiClient, given: string | undefined): Promise<string> {
+  if (given !== undefined) return given;
+  const { clusters } = await api.request<{ clusters: ClusterStatus[] }>('GET', '/v1/clusters');
+  if (clusters.some((c) => c.name === 'default') || clusters.length === 0) return 'default';
+  if (clusters.length === 1) return clusters[0]!.name;
+  throw new SettingsError(`name a cluster: there are ${clusters.length} (${clusters.map((c) => c.name).join(', ')}) and none is "default"`);
+}
+
+/** An auto-pause delay only matters with a minimum of 0 ACU: say so rather than accept it silently. */
+function noteAutoPause(opts: { autoPause?: string }, c: ClusterStatus): void {
+  if (opts.autoPause !== undefined && c.scaling.minCapacity > 0) {
+    process.stderr.write(`note: --auto-pause has no effect while the minimum capacity is ${c.scaling.minCapacity} ACU; it applies once --min is 0\n`);
+  }
+}
+
 function scalingFlags(opts: { min?: string; max?: string; autoPause?: string }): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [flag, field] of [['min', 'minCapacity'], ['max', 'maxCapacity'], ['autoPause', 'secondsUntilAutoPause']] as const) {
@@ -432,7 +505,8 @@ function describeCluster(c: ClusterStatus): string {
   for (const e of c.endpoints) lines.push(`  endpoint ${(e.type + (e.name ? ` ${e.name}` : '')).padEnd(28)} port ${e.port}  ${e.serverName}`);
   if (c.storage.nodes.length > 0) {
     const streaming = c.storage.nodes.filter((n) => n.state === 'streaming' && n.term === c.storage.term).length;
-    lines.push(`  storage  term ${c.storage.term}, ${streaming} of ${c.storage.nodes.length} nodes streaming${c.storage.writeQuorumLost ? `, write quorum LOST (commits wait for ${c.storage.writeQuorum})` : ''}`);
+    const disk = c.storage.nodes.reduce((sum, n) => sum + (n.diskBytes ?? 0), 0);
+    lines.push(`  storage  term ${c.storage.term}, ${streaming} of ${c.storage.nodes.length} nodes streaming, ${Math.round(disk / 1048576)} MiB on disk (all nodes)${c.storage.writeQuorumLost ? `, write quorum LOST (commits wait for ${c.storage.writeQuorum})` : ''}`);
   }
   lines.push(`  access   ${c.access.allowedCidrs.length ? c.access.allowedCidrs.join(', ') : 'any source'}; TLS ${c.access.requireTls ? 'required' : 'optional'}`);
   return lines.join('\n') + '\n';

@@ -114,17 +114,19 @@ async function printSummary(home: string, headline: string): Promise<void> {
   const status = await api.request<StatusDocument>('GET', '/v1/status');
   const lines = [headline, ''];
   for (const cluster of status.clusters) {
-    const creds = await api.request<{ username: string; password: string }>('GET', `/v1/clusters/${encodeURIComponent(cluster.name)}/credentials`).catch(() => null);
+    const creds = await api.request<{ username: string; password: string; secretArn: string }>('GET', `/v1/clusters/${encodeURIComponent(cluster.name)}/credentials`).catch(() => null);
     lines.push(`cluster ${cluster.name} (PostgreSQL ${cluster.engineVersion}): ${cluster.status}`);
     for (const e of cluster.endpoints) {
       const auth = creds ? `${encodeURIComponent(creds.username)}:${encodeURIComponent(creds.password)}` : encodeURIComponent(cluster.masterUsername);
       lines.push(`  ${e.type.padEnd(8)} postgres://${auth}@${e.host}:${e.port}/postgres`);
     }
     for (const i of cluster.instances) lines.push(`  instance ${i.id}: ${i.role}, ${i.state}, ${i.capacityAcu} ACU${i.pid ? `, pid ${i.pid}` : ''}`);
+    lines.push(`  Data API resourceArn ${cluster.dataApi.resourceArn}${creds ? `, secretArn ${creds.secretArn}` : ''}${cluster.dataApi.enabled ? '' : ' (disabled: borealis cluster modify --data-api)'}`);
   }
   lines.push(
     '',
     `TLS CA       ${path.join(homePaths(home).tlsDir, 'ca.crt')} (verify the server: sslmode=verify-full sslrootcert=<this file>)`,
+    `Data API     ${status.services.dataApi.url} (the AWS SDK's endpoint)`,
     `control API  ${status.services.api.url}`,
     `home         ${status.home}`,
     '',

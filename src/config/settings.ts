@@ -92,7 +92,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'home', env: 'BOREALIS_HOME', kind: 'string', defaultValue: defaultHome, doc: 'Directory for state, data, logs and TLS material (default ~/.borealis; /var/lib/borealis as root).' },
   { key: 'listenHost', env: 'BOREALIS_LISTEN_HOST', kind: 'string', defaultValue: () => '127.0.0.1', doc: 'Address the proxy endpoints and the control API listen on.' },
   { key: 'endpointDomain', env: 'BOREALIS_ENDPOINT_DOMAIN', kind: 'string', defaultValue: () => 'borealis.localhost', doc: 'Domain of endpoint names used for TLS SNI routing (<cluster>.cluster.<domain>, <cluster>.cluster-ro.<domain>, <instance>.instance.<domain>, <name>.cluster-custom.<domain>); the certificate made at first start covers them.' },
-  { key: 'proxyPort', env: 'BOREALIS_PROXY_PORT', kind: 'integer', defaultValue: () => 5432, doc: 'Port of the default cluster\'s writer endpoint; further clusters take the next free ports.' },
+  { key: 'proxyPort', env: 'BOREALIS_PROXY_PORT', kind: 'integer', defaultValue: () => 5432, doc: 'Port of the default cluster\'s writer endpoint, used exactly (a start fails if it is taken); its other endpoints and further clusters take the next free ports above it.' },
   { key: 'apiPort', env: 'BOREALIS_API_PORT', kind: 'integer', defaultValue: () => 8432, doc: 'Port of the control-plane HTTP API used by the CLI.' },
   { key: 'dataApiPort', env: 'BOREALIS_DATA_API_PORT', kind: 'integer', defaultValue: () => 8434, doc: 'Port of the RDS Data API (HTTP; point the AWS SDK\'s endpoint at it).' },
   { key: 'dataApiRequestBytesMax', env: 'BOREALIS_DATA_API_REQUEST_BYTES_MAX', kind: 'integer', defaultValue: () => 4 * 1024 * 1024, doc: 'Largest Data API request body (AWS: 4 MiB).' },
@@ -160,6 +160,24 @@ export class SettingsError extends Error {
   override readonly name = 'SettingsError';
 }
 
+/** The `up` flags that set a setting (the rest come from the environment only). */
+export const UP_FLAGS: Partial<Record<SettingKey, string>> = {
+  proxyPort: '--proxy-port',
+  apiPort: '--api-port',
+  dataApiPort: '--data-api-port',
+  enginePortBase: '--engine-port-base',
+  storagePortBase: '--storage-port-base',
+  listenHost: '--listen-host',
+  engineBinDir: '--engine-bin-dir',
+};
+
+/** How a user sets `key`, for an error that names it: "--data-api-port or BOREALIS_DATA_API_PORT". */
+export function settingSource(key: SettingKey): string {
+  const env = SETTINGS.find((s) => s.key === key)!.env;
+  const flag = UP_FLAGS[key];
+  return flag ? `${flag} or ${env}` : env;
+}
+
 function parseValue(spec: SettingSpec, raw: string, source: string): string | number {
   if (spec.kind === 'string') return raw;
   const n = Number(raw);
@@ -182,7 +200,7 @@ export function loadSettings(overrides: Partial<Record<SettingKey, string | numb
   }
   const settings = out as unknown as Settings;
   settings.home = path.resolve(settings.home);
-  for (const key of ['proxyPort', 'apiPort', 'dataApiPort', 'enginePortBase'] as const) {
+  for (const key of ['proxyPort', 'apiPort', 'dataApiPort', 'enginePortBase', 'storagePortBase'] as const) {
     if (settings[key] < 1 || settings[key] > 65535) throw new SettingsError(`${key} must be a TCP port, got ${settings[key]}`);
   }
   return settings;

@@ -209,6 +209,16 @@ export class ApiServer {
           return [201, await supervisor.createSecret(decodeURIComponent(m[1]!), username, password, optionalString(input, 'dbname'))];
         },
       },
+      { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)\/secrets$/, handler: (m) => [200, { secrets: supervisor.listSecrets(decodeURIComponent(m[1]!)) }] },
+      {
+        method: 'DELETE',
+        pattern: /^\/v1\/clusters\/([^/]+)\/secrets\/([^/]+)$/,
+        handler: (m) => {
+          supervisor.deleteSecret(decodeURIComponent(m[1]!), decodeURIComponent(m[2]!));
+          return [200, { deleted: decodeURIComponent(m[2]!) }];
+        },
+      },
+      { method: 'GET', pattern: /^\/v1\/clusters\/([^/]+)\/endpoints$/, handler: (m) => [200, { endpoints: this.findCluster(decodeURIComponent(m[1]!)).endpoints }] },
       {
         method: 'POST',
         pattern: /^\/v1\/access-keys$/,

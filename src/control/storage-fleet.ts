@@ -386,6 +386,7 @@ export class StorageFleet {
   }
 
   private lastBackupCheck = 0;
+  private rebuiltSinceBackup = false;
   private backupDue(): boolean {
     if (this.backingUp || Date.now() - this.lastBackupCheck < 10_000) return false;
     if (this.lastBackupCheck === 0) {
@@ -396,7 +397,8 @@ export class StorageFleet {
     }
     this.lastBackupCheck = Date.now();
     const newest = this.knownBackupsCache[this.knownBackupsCache.length - 1];
-    if (!newest) return true;
+    // After a rebuild the WAL runs on a new timeline: it gets a backup of its own (older ones stay usable).
+    if (!newest || this.rebuiltSinceBackup) return true;
     const flushes = this.nodes.flatMap((n) => (n.last?.flushLsn ? [parseLsn(n.last.flushLsn)] : []));
     const durable = durablePosition(flushes);
     const walSince = durable - parseLsn(newest.endLsn);
@@ -433,6 +435,7 @@ export class StorageFleet {
       const ok = stored.filter((s) => s.status === 'fulfilled').length;
       if (ok < WRITE_QUORUM) throw new StorageError(`base backup stored on ${ok} nodes, ${WRITE_QUORUM} are needed`);
       this.deps.event('backup', `base backup ${id} (${bytes} bytes, from ${info.startLsn}) stored on ${ok} storage nodes`);
+      this.rebuiltSinceBackup = false;
       await this.prune(await this.refreshBackups());
       return info;
     } finally {
@@ -614,7 +617,7 @@ export class StorageFleet {
     this.rebuilds++;
     // A new timeline starts: its first base backup is taken once it runs.
     this.lastBackupCheck = 1;
-    this.knownBackupsCache = [];
+    this.rebuiltSinceBackup = true;
     return true;
   }
 

@@ -413,8 +413,12 @@ export class Store {
     return { cluster: row.cluster, username: row.username, value: JSON.parse(this.unseal(row.sealed)) as Record<string, string> };
   }
 
-  listSecrets(cluster: string): Array<{ arn: string; username: string }> {
-    return this.prepare('SELECT arn, username FROM secrets WHERE cluster = ? ORDER BY created_at').all(cluster) as Array<{ arn: string; username: string }>;
+  listSecrets(cluster: string): Array<{ arn: string; username: string; createdAt: string }> {
+    return this.prepare('SELECT arn, username, created_at AS createdAt FROM secrets WHERE cluster = ? ORDER BY created_at').all(cluster) as Array<{ arn: string; username: string; createdAt: string }>;
+  }
+
+  deleteSecret(arn: string): boolean {
+    return this.prepare('DELETE FROM secrets WHERE arn = ?').run(arn).changes > 0;
   }
 
   addEvent(e: Omit<EventRecord, 'id' | 'time'>): EventRecord {

@@ -26,6 +26,7 @@ import { ensureTlsMaterial } from '../proxy/tls-material.js';
 import type { Logger } from '../util/logger.js';
 import { adminOf, endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType, type InstanceRecord } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
+import { checkPortsFree, portIsFree, portsToCheck } from './ports.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
 import { CatchUpError, catchUpFromStorage, waitReplayed, type CatchUpDeps } from './catch-up.js';
@@ -53,6 +54,8 @@ export interface CreateClusterInput {
   readonly masterUsername?: string;
   readonly masterPassword?: string;
   readonly scaling?: Partial<ScalingConfig>;
+  /** The writer endpoint's port exactly (the default cluster's is the proxyPort setting); otherwise the next free one. */
+  readonly writerPort?: number;
 }
 
 export interface ClusterCredentials {
@@ -112,6 +115,11 @@ export class Supervisor implements ProxyDirectory {
     const p = this.paths;
     ensureHome(p);
     fs.mkdirSync(p.instancesDir, { recursive: true, mode: 0o711 });
+    this.store = new Store(p.stateDb, p.secretKey);
+    fs.chmodSync(p.stateDb, 0o600);
+    // Before anything slow: a port in use is reported now, with the setting that chose it.
+    const firstStart = this.store.listClusters().length === 0;
+    await checkPortsFree(this.settings.listenHost, portsToCheck(this.settings, firstStart ? null : this.store.listEndpoints()));
     onProgress('checking the PostgreSQL engine');
     this.identity = ensureServiceUser(this.settings.serviceUser);
     if (!this.identity) this.log.warn('Borealis does not run as root: every cluster\'s PostgreSQL runs as this user, so clusters are not isolated from each other by the operating system (docs/security.md)');
@@ -124,8 +132,6 @@ export class Supervisor implements ProxyDirectory {
     if (this.settings.storageNodeCount !== 0 && this.settings.storageNodeCount !== 6) {
       throw new ControlError('invalid', `storageNodeCount must be 6 (the 4-of-6 quorum) or 0 (no storage nodes), not ${this.settings.storageNodeCount}`);
     }
-    this.store = new Store(p.stateDb, p.secretKey);
-    fs.chmodSync(p.stateDb, 0o600);
     this.roles = new Identity({
       store: this.store,
       writer: (cluster) => {
@@ -191,7 +197,7 @@ export class Supervisor implements ProxyDirectory {
     this.meterFlushTimer.unref();
     if (this.store.listClusters().length === 0) {
       onProgress('creating cluster "default"');
-      await this.createCluster({ name: 'default', ...(process.env.BOREALIS_PASSWORD ? { masterPassword: process.env.BOREALIS_PASSWORD } : {}) });
+      await this.createCluster({ name: 'default', writerPort: this.settings.proxyPort, ...(process.env.BOREALIS_PASSWORD ? { masterPassword: process.env.BOREALIS_PASSWORD } : {}) });
     } else {
       for (const cluster of this.store.listClusters()) {
         onProgress(`starting cluster "${cluster.name}"`);
@@ -312,6 +318,23 @@ export class Supervisor implements ProxyDirectory {
     return { arn };
   }
 
+  /** The cluster's secrets (values left out); `master`: the one Borealis made for the master user at creation. */
+  listSecrets(cluster: string): Array<{ arn: string; username: string; createdAt: string; master: boolean }> {
+    const record = this.store.getCluster(cluster);
+    if (!record) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
+    const masterArn = this.store.listSecrets(cluster).find((s) => s.username === record.masterUsername)?.arn;
+    return this.store.listSecrets(cluster).map((s) => ({ ...s, master: s.arn === masterArn }));
+  }
+
+  /** Deletes a secret: Data API calls naming it are refused from now on. The master user's goes only with its cluster. */
+  deleteSecret(cluster: string, arn: string): void {
+    const secret = this.listSecrets(cluster).find((s) => s.arn === arn);
+    if (!secret) throw new ControlError('not-found', `cluster "${cluster}" has no secret ${arn}`);
+    if (secret.master) throw new ControlError('invalid', `${arn} holds the master user's password (\`borealis connect\` and the up banner read it); it is deleted with its cluster`);
+    this.store.deleteSecret(arn);
+    this.event('cluster', cluster, 'secret-deleted', `secret for ${secret.username} deleted`);
+  }
+
   /** Aurora's EnableHttpEndpoint. */
   setDataApiEnabled(name: string, enabled: boolean): void {
     if (!this.store.getCluster(name)) throw new ControlError('not-found', `cluster "${name}" does not exist`);
@@ -412,7 +435,8 @@ export class Supervisor implements ProxyDirectory {
     const now = new Date().toISOString();
     // The master user is no superuser (as on Aurora): Borealis keeps its own, reachable only over the private socket.
     const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, adminUsername: INTERNAL_SUPERUSER, createdAt: now };
-    const endpointPort = await this.allocatePort(this.settings.proxyPort);
+    const endpointPort = input.writerPort ?? (await this.allocatePort(this.settings.proxyPort));
+    if (input.writerPort !== undefined) await checkPortsFree(this.settings.listenHost, [{ port: input.writerPort, what: `the writer endpoint of cluster ${input.name}`, setting: 'proxyPort' }]);
     const enginePort = await this.allocatePort(this.settings.enginePortBase, new Set([endpointPort]));
     this.store.transaction(() => {
       this.store.insertCluster(cluster);
@@ -1030,7 +1054,7 @@ export class Supervisor implements ProxyDirectory {
 
   private fleetOf(cluster: string): StorageFleet {
     const fleet = this.fleets.get(cluster);
-    if (!fleet) throw new ControlError('not-found', `cluster "${cluster}" has no storage nodes`);
+    if (!fleet) throw new ControlError('not-found', this.store.getCluster(cluster) ? `cluster "${cluster}" has no storage nodes (storageNodeCount is 0)` : `cluster "${cluster}" does not exist`);
     return fleet;
   }
 
@@ -1540,14 +1564,6 @@ export class Supervisor implements ProxyDirectory {
     }
     throw new ControlError('unavailable', `no free port at or above ${from}`);
   }
-}
-
-function portIsFree(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.createServer();
-    probe.once('error', () => resolve(false));
-    probe.listen(port, host, () => probe.close(() => resolve(true)));
-  });
 }
 
 /** RFC 4648 base32 without padding: access key ids look like AWS's (upper case, digits). */

@@ -63,6 +63,13 @@ test('connect --print gives a verify-full URL that node-postgres and psql accept
   await client.connect();
   assert.deepEqual((await client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
   await client.end();
+  // node-postgres's own sslmode=require verifies the chain against the system's CAs and fails;
+  // libpq's meaning (encrypt, do not verify) is uselibpqcompat=true (docs/security.md).
+  const plain = url.slice(0, url.indexOf('?'));
+  await assert.rejects(new pg.Client({ connectionString: `${plain}?sslmode=require` }).connect(), /self[- ]signed|unable to verify|local issuer/);
+  const compat = new pg.Client({ connectionString: `${plain}?uselibpqcompat=true&sslmode=require` });
+  await compat.connect();
+  await compat.end();
   const psql = (conn: string): Promise<{ code: number; out: string }> =>
     new Promise((resolve) => execFile('psql', [conn, '-Atc', 'SELECT 1'], { env: { ...process.env, HOME: b.home } }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr })));
   assert.deepEqual(await psql(url), { code: 0, out: '1\n' });
@@ -74,6 +81,56 @@ test('connect --print gives a verify-full URL that node-postgres and psql accept
   const wrongName = await psql(url.replace('127.0.0.1', `localhost.${'x'.repeat(3)}.invalid`).replace('?', `?hostaddr=127.0.0.1&`));
   assert.equal(wrongName.code, 1, wrongName.out);
   assert.match(wrongName.out, /does not match host name|server certificate for/);
+});
+
+test('a command without a cluster acts on "default"; users, secrets and endpoints can be listed and deleted', async () => {
+  const created = await b.cli(['user', 'create', 'reporter', '--password', 'reporter-pass-1']);
+  assert.equal(created.code, 0, created.stderr);
+  assert.match(created.stdout, /in cluster default/);
+  const users = JSON.parse((await b.cli(['user', 'list', '--json'])).stdout) as Array<{ name: string }>;
+  assert.ok(users.some((u) => u.name === 'reporter'));
+  const inOrders = JSON.parse((await b.cli(['user', 'list', '--cluster', 'orders', '--json'])).stdout) as Array<{ name: string }>;
+  assert.ok(!inOrders.some((u) => u.name === 'reporter'), 'the user was made in default only');
+  assert.equal((await b.cli(['user', 'delete', 'reporter'])).code, 0);
+
+  const endpoints = JSON.parse((await b.cli(['endpoint', 'list', '--cluster', 'orders', '--json'])).stdout) as Array<{ type: string; port: number }>;
+  assert.deepEqual(endpoints.map((e) => e.type).sort(), ['instance', 'reader', 'writer']);
+
+  type Secret = { arn: string; username: string; master: boolean };
+  const secrets = async (): Promise<Secret[]> => JSON.parse((await b.cli(['secret', 'list', '--cluster', 'orders', '--json'])).stdout) as Secret[];
+  const [master] = await secrets();
+  assert.equal(master?.username, 'app');
+  assert.equal(master?.master, true);
+  const arn = (await b.cli(['secret', 'create', '--cluster', 'orders', '--username', 'app', '--password', 'orders-secret-1'])).stdout.trim();
+  assert.deepEqual((await secrets()).map((x) => [x.arn, x.master]), [[master.arn, true], [arn, false]]);
+  const keep = await b.cli(['secret', 'delete', master.arn, '--cluster', 'orders']);
+  assert.equal(keep.code, 1);
+  assert.match(keep.stderr, /master user's password/);
+  assert.equal((await b.cli(['secret', 'delete', arn, '--cluster', 'orders'])).code, 0);
+  assert.deepEqual((await secrets()).map((x) => x.arn), [master.arn]);
+
+  const noCluster = await b.cli(['storage', 'backup', 'nosuch']);
+  assert.equal(noCluster.code, 1);
+  assert.match(noCluster.stderr, /cluster "nosuch" does not exist/);
+});
+
+test('--auto-pause with a minimum above 0 is accepted but said to have no effect; internal commands stay out of --help', async () => {
+  const r = await b.cli(['cluster', 'modify', 'orders', '--min', '1', '--auto-pause', '600']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /--auto-pause has no effect while the minimum capacity is 1 ACU/);
+  const quiet = await b.cli(['cluster', 'modify', 'orders', '--min', '0', '--auto-pause', '600']);
+  assert.equal(quiet.stderr, '');
+  const help = await b.cli(['--help']);
+  assert.match(help.stdout, /^ {2}storage /m);
+  assert.doesNotMatch(help.stdout, /storage-node/);
+});
+
+test('the up banner names the Data API and each cluster\'s resource and secret ARNs', async () => {
+  const r = await b.cli(['up']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /already running/);
+  assert.match(r.stdout, new RegExp(`Data API +http://127\\.0\\.0\\.1:${b.dataApiPort}`));
+  assert.match(r.stdout, /resourceArn arn:aws:rds:local:000000000000:cluster:orders, secretArn arn:aws:secretsmanager:local:000000000000:secret:borealis\/orders\/app-[0-9a-f]{6}/);
 });
 
 test('cluster delete needs --yes, then stops the instance and removes its data', async () => {

@@ -47,10 +47,12 @@ test('a 15-second ramp of simulated functions: records, chart, rising capacity, 
 });
 
 test('the same experiment through the Data API (AWS SDK in every function): no errors, and its access key is gone after', async () => {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-lambda-'));
   const keysBefore = (await b.cli(['access-key', 'list', '--json'])).stdout;
-  const r = await b.cli(['bench', 'lambda', '--mode', 'data-api', '--ramp', '0:1,4:8,6:8,7:0', '--out', out], 120_000);
+  // No --out: the run goes under the home (never into the current directory), and says where.
+  const r = await b.cli(['bench', 'lambda', '--mode', 'data-api', '--ramp', '0:1,4:8,6:8,7:0'], 120_000);
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  const out = /records and the chart go to (\S+)/.exec(r.stderr)?.[1] ?? '';
+  assert.equal(path.dirname(out), path.join(b.home, 'bench'), r.stderr);
   assert.match(r.stdout, /\d+ invocations, \d+ cold starts, 0 errors/);
   const json = JSON.parse(fs.readFileSync(path.join(out, 'records.json'), 'utf8')) as { mode: string; summary: { invocations: number; errors: number; coldStarts: number } };
   assert.equal(json.mode, 'data-api');

@@ -32,7 +32,7 @@ interface StorageStatus {
   term: number;
   writeQuorum: number;
   nodes: NodeView[];
-  backups: Array<{ id: string; startLsn: string }>;
+  backups: Array<{ id: string; startLsn: string; timeline: number }>;
 }
 
 const SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -313,4 +313,7 @@ test('kill -9 the writer and delete its data: it is rebuilt from storage with ev
   const s = await allStreamingAt(await writerLsn());
   assert.ok(s.term >= 3);
   assert.ok(s.nodes.every((n) => n.term === s.term && n.timeline === timeline));
+  // The backups the nodes hold still count (the rebuild used one), and the new timeline gets its own.
+  assert.ok(s.backups.length >= 1, 'the kept base backups are still shown after the rebuild');
+  await b.waitFor('a base backup of the new timeline', async () => (await storage()).backups.some((x) => x.timeline === timeline), 60_000);
 });
