@@ -26,7 +26,7 @@ function pgbench(args: string[], port: number): Promise<string> {
 
 const b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '8', BOREALIS_DEFAULT_MAX_CAPACITY_ACU: '8' });
 try {
-  const enginePort = Number(/^port = (\d+)$/m.exec(fs.readFileSync(path.join(b.home, 'instances', 'default-writer-1', 'data', 'postgresql.conf'), 'utf8'))![1]);
+  const enginePort = Number(/^port = (\d+)$/m.exec(fs.readFileSync(path.join(b.home, 'instances', 'default-instance-1', 'data', 'postgresql.conf'), 'utf8'))![1]);
   await pgbench(['-i', '-q', '-s', '10'], enginePort);
   const key = JSON.parse((await b.cli(['access-key', 'create', '--json'])).stdout) as { accessKeyId: string; secretAccessKey: string };
   const secretArn = (await b.cli(['secret', 'create', '--cluster', 'default', '--username', 'postgres', '--password', PASSWORD])).stdout.trim();

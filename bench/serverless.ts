@@ -85,8 +85,8 @@ try {
   }
   await b.down();
   // Floor: the same data directory started directly, first query answered.
-  const dataDir = path.join(b.home, 'instances', 'sleepy-writer-1', 'data');
-  const socketDir = path.join(b.home, 'instances', 'sleepy-writer-1', 'run');
+  const dataDir = path.join(b.home, 'instances', 'sleepy-instance-1', 'data');
+  const socketDir = path.join(b.home, 'instances', 'sleepy-instance-1', 'run');
   const conf = fs.readFileSync(path.join(dataDir, 'postgresql.conf'), 'utf8');
   const enginePort = Number(/^port = (\d+)$/m.exec(conf)![1]);
   const binDir = embeddedBinDir();

@@ -442,7 +442,8 @@ export class Supervisor implements ProxyDirectory {
       this.store.insertCluster(cluster);
       this.store.setScaling(input.name, scaling);
       this.store.insertInstance({
-        id: `${input.name}-writer-1`,
+        // Ids name no role: a failover swaps roles, and an id stays true (the role is shown beside it).
+        id: `${input.name}-instance-1`,
         cluster: input.name,
         role: 'writer',
         kind: 'serverless',
@@ -676,10 +677,10 @@ export class Supervisor implements ProxyDirectory {
     if (!writer) throw new ControlError('unavailable', `cluster "${clusterName}" has no writer`);
     if (existing.length >= READERS_MAX + 1) throw new ControlError('invalid', `a cluster has at most ${READERS_MAX} readers`);
     let n = 1;
-    while (existing.some((r) => r.id === `${clusterName}-reader-${n}`)) n++;
+    while (existing.some((r) => r.id === `${clusterName}-instance-${n}`)) n++;
     const enginePort = await this.allocatePort(this.settings.enginePortBase);
     const record: InstanceRecord = {
-      id: `${clusterName}-reader-${n}`,
+      id: `${clusterName}-instance-${n}`,
       cluster: clusterName,
       role: 'reader',
       kind: writer.kind,

@@ -140,7 +140,7 @@ test('cluster delete needs --yes, then stops the instance and removes its data',
   const r = await b.cli(['cluster', 'delete', 'orders', '--yes']);
   assert.equal(r.code, 0, r.stderr);
   assert.throws(() => process.kill(pid!, 0));
-  assert.equal(fs.existsSync(path.join(b.home, 'instances', 'orders-writer-1')), false);
+  assert.equal(fs.existsSync(path.join(b.home, 'instances', 'orders-instance-1')), false);
   const names = (JSON.parse((await b.cli(['cluster', 'list', '--json'])).stdout) as Array<{ name: string }>).map((c) => c.name);
   assert.deepEqual(names, ['default']);
 });

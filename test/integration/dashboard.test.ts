@@ -37,13 +37,13 @@ test('the dashboard shows the cluster live and its actions take effect', async (
   page.on('pageerror', (e) => problems.push(e.message));
   page.on('request', (req) => (new URL(req.url()).host === new URL(url).host || req.url().startsWith('data:') ? undefined : outside.push(req.url())));
   await page.goto(url);
-  await page.waitForSelector('[data-instance="default-writer-1"]');
+  await page.waitForSelector('[data-instance="default-instance-1"]');
   await page.waitForSelector('[data-node="sn6"]');
   assert.equal(await page.locator('.node').count(), 6, 'the storage map shows six nodes');
   assert.equal(await page.locator('.zone').count(), 3, 'in three zones');
 
   // Load for a few seconds: the chart gains points and shows transactions.
-  const points = async (): Promise<number> => Number((await page.locator('[data-chart="default-writer-1"] .uplot').getAttribute('data-points')) ?? 0);
+  const points = async (): Promise<number> => Number((await page.locator('[data-chart="default-instance-1"] .uplot').getAttribute('data-points')) ?? 0);
   const before = await points();
   const deadline = Date.now() + 5000;
   const clients = await Promise.all(
@@ -67,16 +67,16 @@ test('the dashboard shows the cluster live and its actions take effect', async (
   assert.equal(status.clusters[0]!.scaling.maxCapacity, 6);
 
   // Pause from the page, then resume from it.
-  await page.click('[data-action="pause:default-writer-1"]');
+  await page.click('[data-action="pause:default-instance-1"]');
   await b.waitFor('the writer to pause', async () => (await b.status()).clusters[0]!.instances[0]!.state === 'paused');
-  await page.waitForSelector('[data-instance="default-writer-1"] .state:has-text("paused")');
-  await page.click('[data-action="resume:default-writer-1"]:not([disabled])');
+  await page.waitForSelector('[data-instance="default-instance-1"] .state:has-text("paused")');
+  await page.click('[data-action="resume:default-instance-1"]:not([disabled])');
   await b.waitFor('the writer to resume', async () => (await b.status()).clusters[0]!.instances[0]!.state === 'available');
 
   // Add a reader from the page: it appears with its replica lag and its own chart.
   await page.click('[data-action="add-reader:default"]');
-  await page.waitForSelector('[data-instance="default-reader-1"] .load:has-text("lag")', { timeout: 60_000 });
-  await page.waitForSelector('[data-chart="default-reader-1"]');
+  await page.waitForSelector('[data-instance="default-instance-2"] .load:has-text("lag")', { timeout: 60_000 });
+  await page.waitForSelector('[data-chart="default-instance-2"]');
 
   const shot = path.join(os.tmpdir(), 'borealis-dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
@@ -84,16 +84,16 @@ test('the dashboard shows the cluster live and its actions take effect', async (
 
   // Fail over from the page: the reader becomes the writer, the old writer a reader.
   await page.click('[data-action="failover:default"]');
-  await page.waitForSelector('.cluster-actions .result:has-text("default-reader-1 is the writer")', { timeout: 60_000 });
+  await page.waitForSelector('.cluster-actions .result:has-text("default-instance-2 is the writer")', { timeout: 60_000 });
   await page.waitForSelector('#events :text("failover")');
-  await b.waitFor('the old writer to come back as a reader', async () => (await b.status()).clusters[0]!.instances.find((i) => i.id === 'default-writer-1')?.state === 'available', 60_000);
+  await b.waitFor('the old writer to come back as a reader', async () => (await b.status()).clusters[0]!.instances.find((i) => i.id === 'default-instance-1')?.state === 'available', 60_000);
 
   // Delete that reader from the page: row and chart go.
-  await page.waitForSelector('[data-action="delete:default-writer-1"]');
-  await page.click('[data-action="delete:default-writer-1"]');
-  await b.waitFor('the reader to be deleted', async () => !(await b.status()).clusters[0]!.instances.some((i) => i.id === 'default-writer-1'));
-  await page.waitForSelector('[data-instance="default-writer-1"]', { state: 'detached' });
-  await page.waitForSelector('[data-chart="default-writer-1"]', { state: 'detached' });
+  await page.waitForSelector('[data-action="delete:default-instance-1"]');
+  await page.click('[data-action="delete:default-instance-1"]');
+  await b.waitFor('the reader to be deleted', async () => !(await b.status()).clusters[0]!.instances.some((i) => i.id === 'default-instance-1'));
+  await page.waitForSelector('[data-instance="default-instance-1"]', { state: 'detached' });
+  await page.waitForSelector('[data-chart="default-instance-1"]', { state: 'detached' });
   assert.deepEqual(problems, [], 'no console errors');
   assert.deepEqual(outside, [], 'no request leaves Borealis');
 });
@@ -107,5 +107,5 @@ test('the dashboard page is public, its data is not', async () => {
   assert.equal((await fetch(`${base}/dashboard/uplot.js`)).status, 200);
   assert.equal((await fetch(`${base}/dashboard/../v1/status`)).status, 401);
   assert.equal((await fetch(`${base}/dashboard/nothing-here`)).status, 404);
-  assert.equal((await fetch(`${base}/v1/instances/default-writer-1/series`)).status, 401);
+  assert.equal((await fetch(`${base}/v1/instances/default-instance-1/series`)).status, 401);
 });

@@ -35,30 +35,30 @@ async function whereAmI(config: pg.ClientConfig): Promise<string> {
 
 test('the reader endpoint falls back to the writer when the cluster has no readers', async () => {
   const reader = (await endpoints()).find((e) => e.type === 'reader')!;
-  assert.equal(await whereAmI({ ...b.pgConfig({ tls: false }), port: reader.port }), 'default-writer-1');
+  assert.equal(await whereAmI({ ...b.pgConfig({ tls: false }), port: reader.port }), 'default-instance-1');
 });
 
 test('an instance endpoint reaches its instance', async () => {
   const inst = (await endpoints()).find((e) => e.type === 'instance')!;
-  assert.equal(inst.name, 'default-writer-1');
-  assert.equal(await whereAmI({ ...b.pgConfig(), port: inst.port }), 'default-writer-1');
+  assert.equal(inst.name, 'default-instance-1');
+  assert.equal(await whereAmI({ ...b.pgConfig(), port: inst.port }), 'default-instance-1');
 });
 
 test('custom endpoints: create, route to static members, refuse bad members, delete', async () => {
-  const created = await b.cli(['endpoint', 'create', 'analytics', '--cluster', 'default', '--type', 'ANY', '--static', 'default-writer-1']);
+  const created = await b.cli(['endpoint', 'create', 'analytics', '--cluster', 'default', '--type', 'ANY', '--static', 'default-instance-1']);
   assert.equal(created.code, 0, created.stderr);
   assert.match(created.stdout, /analytics\.cluster-custom\.borealis\.localhost/);
   const custom = (await endpoints()).find((e) => e.type === 'custom')!;
-  assert.deepEqual({ name: custom.name, customType: custom.customType, staticMembers: custom.staticMembers }, { name: 'analytics', customType: 'ANY', staticMembers: ['default-writer-1'] });
-  assert.equal(await whereAmI({ ...b.pgConfig(), port: custom.port }), 'default-writer-1');
+  assert.deepEqual({ name: custom.name, customType: custom.customType, staticMembers: custom.staticMembers }, { name: 'analytics', customType: 'ANY', staticMembers: ['default-instance-1'] });
+  assert.equal(await whereAmI({ ...b.pgConfig(), port: custom.port }), 'default-instance-1');
   // A READER endpoint whose only member is the writer has no instance to offer.
-  await b.cli(['endpoint', 'create', 'readers-only', '--cluster', 'default', '--type', 'READER', '--static', 'default-writer-1']);
+  await b.cli(['endpoint', 'create', 'readers-only', '--cluster', 'default', '--type', 'READER', '--static', 'default-instance-1']);
   const readersOnly = (await endpoints()).find((e) => e.name === 'readers-only')!;
   const c = new pg.Client({ ...b.pgConfig(), port: readersOnly.port });
   await assert.rejects(c.connect(), (e: pg.DatabaseError) => e.code === '08006' && /has no member instance/.test(e.message));
-  const bad = await b.cli(['endpoint', 'create', 'broken', '--cluster', 'default', '--static', 'other-writer-1']);
+  const bad = await b.cli(['endpoint', 'create', 'broken', '--cluster', 'default', '--static', 'other-instance-1']);
   assert.match(bad.stderr, /not in cluster "default"/);
-  const both = await b.cli(['endpoint', 'create', 'broken', '--cluster', 'default', '--static', 'default-writer-1', '--excluded', 'default-writer-1']);
+  const both = await b.cli(['endpoint', 'create', 'broken', '--cluster', 'default', '--static', 'default-instance-1', '--excluded', 'default-instance-1']);
   assert.match(both.stderr, /not both/);
   assert.equal((await b.cli(['endpoint', 'delete', 'analytics', '--cluster', 'default'])).code, 0);
   assert.equal((await endpoints()).some((e) => e.name === 'analytics'), false);
@@ -69,7 +69,7 @@ test('custom endpoints: create, route to static members, refuse bad members, del
 test('a TLS server name routes to its endpoint through any proxy port', async () => {
   // The default cluster's writer port, but SNI names the other cluster.
   const viaSni = await whereAmI({ ...b.pgConfig({ password: 'other-secret-1' }), ssl: { rejectUnauthorized: false, servername: 'other.cluster.borealis.localhost' } });
-  assert.equal(viaSni, 'other-writer-1');
+  assert.equal(viaSni, 'other-instance-1');
   // Without SNI the port decides, and the other cluster's password is wrong here.
   const c = new pg.Client({ ...b.pgConfig({ password: 'other-secret-1' }) });
   await assert.rejects(c.connect(), (e: pg.DatabaseError) => e.code === '28P01');
@@ -77,12 +77,12 @@ test('a TLS server name routes to its endpoint through any proxy port', async ()
   const out = await new Promise<string>((resolve, reject) =>
     execFile(
       'psql',
-      [`host=default-writer-1.instance.borealis.localhost hostaddr=127.0.0.1 port=${b.proxyPort} user=postgres dbname=postgres sslmode=require`, '-Atc', "SELECT current_setting('data_directory')"],
+      [`host=default-instance-1.instance.borealis.localhost hostaddr=127.0.0.1 port=${b.proxyPort} user=postgres dbname=postgres sslmode=require`, '-Atc', "SELECT current_setting('data_directory')"],
       { env: { ...process.env, PGPASSWORD: PASSWORD } },
       (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout)),
     ),
   );
-  assert.match(out, /default-writer-1\/data/);
+  assert.match(out, /default-instance-1\/data/);
 });
 
 test('the certificate covers the endpoint names', async () => {
@@ -92,6 +92,6 @@ test('the certificate covers the endpoint names', async () => {
   // checkHost answers with the certificate name that matched (the wildcard).
   assert.equal(cert.checkHost('other.cluster.borealis.localhost'), '*.cluster.borealis.localhost');
   assert.equal(cert.checkHost('x.cluster-custom.borealis.localhost'), '*.cluster-custom.borealis.localhost');
-  assert.equal(cert.checkHost('default-writer-1.instance.borealis.localhost'), '*.instance.borealis.localhost');
+  assert.equal(cert.checkHost('default-instance-1.instance.borealis.localhost'), '*.instance.borealis.localhost');
   assert.equal(cert.checkHost('evil.example.com'), undefined);
 });

@@ -43,7 +43,7 @@ test('a writer killed during a bulk write fails over to its reader, which catche
   await query(writer, 'INSERT INTO acked SELECT generate_series(1, 100)');
   const added = await b.cli(['instance', 'add', 'default', '--promotion-tier', '1']);
   assert.equal(added.code, 0, added.stderr);
-  const target = 'default-reader-1';
+  const target = 'default-instance-2';
   const targetPort = await endpointPort('instance', target);
   await b.waitFor('the reader to replay the rows', async () => (await query<{ n: number }>(targetPort, 'SELECT count(*)::int AS n FROM acked'))[0]!.n === 100, 30_000);
   // The writer's sender to the reader stops (as in a partition); storage's senders go on.

@@ -33,18 +33,18 @@ test('with three of six storage nodes down a failover is refused before anything
   await query(writer, 'CREATE TABLE kept (n int)');
   await query(writer, 'INSERT INTO kept SELECT generate_series(1, 10)');
   await cli('instance', 'add', 'default', '--promotion-tier', '1');
-  const readerPort = await endpointPort('instance', 'default-reader-1');
+  const readerPort = await endpointPort('instance', 'default-instance-2');
   await b.waitFor('the reader to replay the rows', async () => (await query<{ n: number }>(readerPort, 'SELECT count(*)::int AS n FROM kept'))[0]!.n === 10, 30_000);
   for (const n of ['sn1', 'sn2', 'sn3']) await cli('storage', 'stop-node', n);
-  const r = await b.cli(['cluster', 'failover', 'default', '--target', 'default-reader-1']);
+  const r = await b.cli(['cluster', 'failover', 'default', '--target', 'default-instance-2']);
   assert.notEqual(r.code, 0, 'a failover with only three storage nodes reachable must not complete');
   assert.match(r.stderr, /only 3 of 6 storage nodes accepted term \d+; 4 are needed/);
   const s = (await b.status()).clusters[0]!;
-  assert.equal(s.instances.find((i) => i.id === 'default-writer-1')?.role, 'writer');
-  assert.equal(s.instances.find((i) => i.id === 'default-reader-1')?.role, 'reader');
+  assert.equal(s.instances.find((i) => i.id === 'default-instance-1')?.role, 'writer');
+  assert.equal(s.instances.find((i) => i.id === 'default-instance-2')?.role, 'reader');
   assert.deepEqual(await query(readerPort, 'SELECT pg_is_in_recovery() AS r'), [{ r: true }], 'the reader was never promoted');
   // The old writer comes back in a term of its own; with a fourth node back it commits.
-  await b.waitFor('the old writer to run again', async () => (await b.status()).clusters[0]!.instances.find((i) => i.id === 'default-writer-1')?.state === 'available', 60_000);
+  await b.waitFor('the old writer to run again', async () => (await b.status()).clusters[0]!.instances.find((i) => i.id === 'default-instance-1')?.state === 'available', 60_000);
   await cli('storage', 'start-node', 'sn3');
   await query(writer, 'INSERT INTO kept VALUES (11)');
   assert.deepEqual(await query(writer, 'SELECT count(*)::int AS n FROM kept'), [{ n: 11 }]);

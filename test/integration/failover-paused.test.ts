@@ -32,14 +32,14 @@ test('failover to a paused tier-1 reader resumes it and promotes it with every r
   await c.end();
   const added = await b.cli(['instance', 'add', 'default', '--promotion-tier', '1']);
   assert.equal(added.code, 0, added.stderr);
-  assert.equal(await api('POST', '/v1/instances/default-reader-1/pause'), 200);
-  const paused = (await b.status()).clusters[0]!.instances.find((i) => i.id === 'default-reader-1');
+  assert.equal(await api('POST', '/v1/instances/default-instance-2/pause'), 200);
+  const paused = (await b.status()).clusters[0]!.instances.find((i) => i.id === 'default-instance-2');
   assert.equal(paused?.state, 'paused');
   const r = await b.cli(['cluster', 'failover', 'default']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /default-reader-1 is the writer of default/);
+  assert.match(r.stdout, /default-instance-2 is the writer of default/);
   const s = (await b.status()).clusters[0]!;
-  assert.equal(s.instances.find((i) => i.id === 'default-reader-1')?.role, 'writer');
+  assert.equal(s.instances.find((i) => i.id === 'default-instance-2')?.role, 'writer');
   const w = new pg.Client(b.pgConfig());
   await w.connect();
   try {

@@ -23,8 +23,8 @@ after(async () => {
   else await b?.destroy();
 });
 
-const READER = 'default-reader-1';
-const WRITER = 'default-writer-1';
+const READER = 'default-instance-2';
+const WRITER = 'default-instance-1';
 
 /** A statement as Borealis's own superuser over an instance's private socket (CHECKPOINT needs it). */
 async function asAdmin(instance: string, sql: string): Promise<void> {

@@ -59,7 +59,7 @@ test('a writer whose processes are all stopped (SIGSTOP) is found by the probe, 
   assert.deepEqual(tree.filter((p) => fs.existsSync(`/proc/${p}`) && !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${p}/status`, 'utf8'))), [], 'none of the hung processes is left');
   type Event = { sourceId: string; kind: string; message: string };
   const events = JSON.parse((await b.cli(['events', '--json', '--limit', '200'])).stdout) as Event[];
-  assert.ok(events.some((e) => e.sourceId === 'default-writer-1' && e.kind === 'hung' && /answered no health probe/.test(e.message)), JSON.stringify(events.slice(-8)));
+  assert.ok(events.some((e) => e.sourceId === 'default-instance-1' && e.kind === 'hung' && /answered no health probe/.test(e.message)), JSON.stringify(events.slice(-8)));
   assert.deepEqual(await query('SELECT count(*)::int AS n FROM kept'), [{ n: 10 }]);
   await query('INSERT INTO kept VALUES (11)');
 });

@@ -66,7 +66,7 @@ test('status --json has the documented shape', async () => {
     [
       ['writer', '', 'default.cluster.borealis.localhost'],
       ['reader', '', 'default.cluster-ro.borealis.localhost'],
-      ['instance', 'default-writer-1', 'default-writer-1.instance.borealis.localhost'],
+      ['instance', 'default-instance-1', 'default-instance-1.instance.borealis.localhost'],
     ],
   );
   assert.equal(new Set(c.endpoints.map((e) => e.port)).size, 3);
@@ -94,7 +94,7 @@ test('kill -9 of postgres: restarted, recorded, clients reconnect and are held m
     return pid && pid !== before ? pid : null;
   });
   assert.ok(isAlive(after));
-  const recent = (await events()).filter((e) => e.id > lastEvent && e.sourceId === 'default-writer-1');
+  const recent = (await events()).filter((e) => e.id > lastEvent && e.sourceId === 'default-instance-1');
   assert.ok(recent.some((e) => e.kind === 'restarting' && /signal SIGKILL/.test(e.message)), JSON.stringify(recent));
   assert.ok(recent.some((e) => e.kind === 'available'), JSON.stringify(recent));
 });
@@ -102,7 +102,7 @@ test('kill -9 of postgres: restarted, recorded, clients reconnect and are held m
 test('a writer that cannot start: clients wait, then get 57P03; it recovers by itself', async () => {
   const status = await b.status();
   const pid = status.clusters[0]!.instances[0]!.pid!;
-  const pgVersion = path.join(b.home, 'instances', 'default-writer-1', 'data', 'PG_VERSION');
+  const pgVersion = path.join(b.home, 'instances', 'default-instance-1', 'data', 'PG_VERSION');
   const hidden = `${pgVersion}.hidden`;
   // Without PG_VERSION postgres refuses to start, so every restart fails.
   fs.renameSync(pgVersion, hidden);

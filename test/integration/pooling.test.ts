@@ -169,7 +169,7 @@ test('explicit commits are timed per instance, as a Prometheus histogram', async
     const text = await (await fetch(`http://127.0.0.1:${b.apiPort}/metrics`)).text();
     return new Map(text.split('\n').flatMap((l) => (l.startsWith('borealis_commit_latency_seconds') ? [[l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))] as const] : [])));
   };
-  const labels = 'cluster="default",instance="default-writer-1",role="writer"';
+  const labels = 'cluster="default",instance="default-instance-1",role="writer"';
   const before = (await read()).get(`borealis_commit_latency_seconds_count{${labels}}`) ?? 0;
   const c = new pg.Client(b.pgConfig({ tls: false }));
   await c.connect();

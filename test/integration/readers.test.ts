@@ -43,15 +43,15 @@ test('a reader clones the writer, replays its writes, and serves the reader endp
   await query(writer, "INSERT INTO notes SELECT g, 'before' FROM generate_series(1, 100) g");
   const added = await b.cli(['instance', 'add', 'default']);
   assert.equal(added.code, 0, added.stderr);
-  assert.match(added.stdout, /reader default-reader-1 available/);
-  const r = await instance('default-reader-1');
+  assert.match(added.stdout, /reader default-instance-2 available/);
+  const r = await instance('default-instance-2');
   assert.equal(r?.role, 'reader');
   assert.equal(r?.state, 'available');
   assert.equal(r?.promotionTier, 1);
 
   const reader = await endpointPort('reader');
   assert.deepEqual(await query(reader, 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
-  assert.deepEqual(await query(await endpointPort('instance', 'default-reader-1'), 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
+  assert.deepEqual(await query(await endpointPort('instance', 'default-instance-2'), 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
   assert.deepEqual(await query(reader, 'SELECT count(*)::int AS n FROM notes'), [{ n: 100 }]);
   // Writes on the writer reach the reader.
   await query(writer, "INSERT INTO notes SELECT g, 'after' FROM generate_series(101, 150) g");
@@ -59,10 +59,10 @@ test('a reader clones the writer, replays its writes, and serves the reader endp
   // A reader refuses writes in PostgreSQL's own terms.
   await assert.rejects(query(reader, "INSERT INTO notes VALUES (999, 'no')"), (e: Error & { code?: string }) => e.code === '25006');
   // Its lag is measured, in status and on /metrics.
-  const lagged = await b.waitFor('a replica lag sample', async () => (await instance('default-reader-1'))?.replicaLag ?? null, 10_000);
+  const lagged = await b.waitFor('a replica lag sample', async () => (await instance('default-instance-2'))?.replicaLag ?? null, 10_000);
   assert.ok(lagged.seconds >= 0 && lagged.bytes >= 0);
   const metrics = await (await fetch(`http://127.0.0.1:${b.apiPort}/metrics`)).text();
-  assert.match(metrics, /borealis_replica_lag_seconds\{cluster="default",instance="default-reader-1",role="reader"\} [0-9.e-]+/);
+  assert.match(metrics, /borealis_replica_lag_seconds\{cluster="default",instance="default-instance-2",role="reader"\} [0-9.e-]+/);
 });
 
 test('readers in promotion tiers 0 and 1 scale with the writer; a tier-2 reader does not', async () => {
@@ -85,7 +85,7 @@ test('readers in promotion tiers 0 and 1 scale with the writer; a tier-2 reader 
     const seen = await b.waitFor(
       'the writer to scale up and its tier-1 reader with it',
       async () => {
-        const [w, r1, r2] = [await instance('default-writer-1'), await instance('default-reader-1'), await instance('default-reader-2')];
+        const [w, r1, r2] = [await instance('default-instance-1'), await instance('default-instance-2'), await instance('default-instance-3')];
         // Well above what a reader's own start-up and replay may need.
         return w && r1 && r2 && w.capacityAcu >= 3 && r1.capacityAcu >= w.capacityAcu ? { w: w.capacityAcu, r1: r1.capacityAcu, r2: r2.capacityAcu } : null;
       },
@@ -102,8 +102,8 @@ test('readers come back as readers when Borealis restarts', async () => {
   await b.down();
   const up = await b.up();
   assert.equal(up.code, 0, up.stderr);
-  assert.equal((await instance('default-reader-1'))?.state, 'available');
-  const reader = await endpointPort('instance', 'default-reader-1');
+  assert.equal((await instance('default-instance-2'))?.state, 'available');
+  const reader = await endpointPort('instance', 'default-instance-2');
   assert.deepEqual(await query(reader, 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
   await query(await endpointPort('writer'), "INSERT INTO notes VALUES (151, 'after the restart')");
   await b.waitFor('the reader to stream again', async () => (await query<{ n: number }>(reader, 'SELECT count(*)::int AS n FROM notes'))[0]!.n === 151, 20_000);
@@ -130,16 +130,16 @@ test('failover: the reader becomes the writer with every acknowledged row, stora
   })();
   await b.waitFor('some acknowledged commits', () => Promise.resolve(acked.length >= 20), 10_000);
   const termBefore = (await b.status()).clusters[0]!.storage.term;
-  const r = await b.cli(['cluster', 'failover', 'default', '--target', 'default-reader-1']);
+  const r = await b.cli(['cluster', 'failover', 'default', '--target', 'default-instance-2']);
   writing = false;
   await writes;
   await c.end().catch(() => undefined);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /default-reader-1 is the writer of default/);
+  assert.match(r.stdout, /default-instance-2 is the writer of default/);
 
   const s = (await b.status()).clusters[0]!;
-  assert.equal(s.instances.find((i) => i.id === 'default-reader-1')?.role, 'writer');
-  assert.equal(s.instances.find((i) => i.id === 'default-writer-1')?.role, 'reader');
+  assert.equal(s.instances.find((i) => i.id === 'default-instance-2')?.role, 'writer');
+  assert.equal(s.instances.find((i) => i.id === 'default-instance-1')?.role, 'reader');
   assert.ok(s.storage.term > termBefore, 'the storage term went up (the old writer is fenced)');
   // Every acknowledged row is on the new writer, and it takes writes (which need four storage nodes).
   assert.deepEqual(await query(writer, 'SELECT pg_is_in_recovery() AS r'), [{ r: false }]);
@@ -148,8 +148,8 @@ test('failover: the reader becomes the writer with every acknowledged row, stora
   await query(writer, 'INSERT INTO acked VALUES (-1)');
   await b.waitFor('storage nodes to follow the new writer', async () => (await b.status()).clusters[0]!.storage.nodes.filter((n) => n.state === 'streaming').length >= 4, 30_000);
   // The old writer comes back as a reader of the new one.
-  await b.waitFor('the old writer to come back as a reader', async () => (await instance('default-writer-1'))?.state === 'available', 60_000);
-  const old = await endpointPort('instance', 'default-writer-1');
+  await b.waitFor('the old writer to come back as a reader', async () => (await instance('default-instance-1'))?.state === 'available', 60_000);
+  const old = await endpointPort('instance', 'default-instance-1');
   assert.deepEqual(await query(old, 'SELECT pg_is_in_recovery() AS r'), [{ r: true }]);
   await b.waitFor('the old writer to replay the new writer\'s rows', async () => (await query<{ n: number }>(old, 'SELECT count(*)::int AS n FROM acked WHERE n = -1'))[0]!.n === 1, 20_000);
   const metrics = await (await fetch(`http://127.0.0.1:${b.apiPort}/metrics`)).text();
@@ -161,9 +161,9 @@ test('failover: the reader becomes the writer with every acknowledged row, stora
 });
 
 test('a writer that cannot be restarted fails over on its own, after acknowledged WAL the reader never received is copied from storage', async () => {
-  // Now default-reader-1 writes; default-writer-1 (tier 1) and default-reader-2 (tier 2) read.
+  // Now default-instance-2 writes; default-instance-1 (tier 1) and default-instance-3 (tier 2) read.
   const writer = await endpointPort('writer');
-  const target = 'default-writer-1';
+  const target = 'default-instance-1';
   const targetPort = await endpointPort('instance', target);
   await query(writer, 'CREATE TABLE crash_acked (n int)');
   await b.waitFor('the target to replay the new table', async () => (await query<{ n: number }>(targetPort, "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'crash_acked'"))[0]!.n === 1, 20_000);
@@ -196,7 +196,7 @@ test('a writer that cannot be restarted fails over on its own, after acknowledge
     process.kill(sender.pid, 'SIGKILL');
   }
   const events = await since();
-  assert.ok(events.some((e) => e.sourceId === 'default-reader-1' && e.kind === 'failed'), JSON.stringify(events));
+  assert.ok(events.some((e) => e.sourceId === 'default-instance-2' && e.kind === 'failed'), JSON.stringify(events));
   assert.ok(events.some((e) => e.sourceId === 'default' && e.kind === 'failover-automatic'), JSON.stringify(events));
   assert.ok(events.some((e) => e.sourceId === target && e.kind === 'catching-up' && /from storage node/.test(e.message)), JSON.stringify(events));
   // Every acknowledged row is on the new writer, which takes writes.
@@ -204,11 +204,11 @@ test('a writer that cannot be restarted fails over on its own, after acknowledge
   const have = new Set((await query<{ n: number }>(writer, 'SELECT n FROM crash_acked')).map((x) => x.n));
   assert.deepEqual(acked.filter((n) => !have.has(n)), [], 'no acknowledged commit is lost');
   await query(writer, 'INSERT INTO crash_acked VALUES (-1)');
-  await b.waitFor('the crashed writer to come back as a reader', async () => (await instance('default-reader-1'))?.state === 'available', 60_000);
+  await b.waitFor('the crashed writer to come back as a reader', async () => (await instance('default-instance-2'))?.state === 'available', 60_000);
 });
 
 test('deleting readers: the reader endpoint falls back to the writer and their slots go; bad requests are refused', async () => {
-  const refused = await b.cli(['instance', 'delete', 'default-writer-1']);
+  const refused = await b.cli(['instance', 'delete', 'default-instance-1']);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /is the writer; delete the cluster instead/);
   const badTier = await b.cli(['instance', 'add', 'default', '--promotion-tier', '16']);
@@ -218,13 +218,13 @@ test('deleting readers: the reader endpoint falls back to the writer and their s
   assert.notEqual(noCluster.code, 0);
   assert.match(noCluster.stderr, /cluster "nowhere" does not exist/);
 
-  for (const id of ['default-reader-1', 'default-reader-2']) {
+  for (const id of ['default-instance-2', 'default-instance-3']) {
     const r = await b.cli(['instance', 'delete', id]);
     assert.equal(r.code, 0, r.stderr);
   }
   const left = (await b.status()).clusters.find((c) => c.name === 'default')!;
-  assert.deepEqual(left.instances.map((i) => i.id), ['default-writer-1']);
-  assert.deepEqual(left.endpoints.filter((e) => e.type === 'instance').map((e) => e.name), ['default-writer-1']);
+  assert.deepEqual(left.instances.map((i) => i.id), ['default-instance-1']);
+  assert.deepEqual(left.endpoints.filter((e) => e.type === 'instance').map((e) => e.name), ['default-instance-1']);
   assert.deepEqual(await query(await endpointPort('reader'), 'SELECT pg_is_in_recovery() AS r'), [{ r: false }]);
   assert.deepEqual(await query(await endpointPort('writer'), "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE 'default_%'"), [{ n: 0 }]);
 });

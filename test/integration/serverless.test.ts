@@ -53,7 +53,7 @@ async function scrape(): Promise<Map<string, number>> {
   return samples;
 }
 
-const CAPACITY = 'borealis_serverless_database_capacity_acu{cluster="default",instance="default-writer-1",role="writer"}';
+const CAPACITY = 'borealis_serverless_database_capacity_acu{cluster="default",instance="default-instance-1",role="writer"}';
 
 async function workSetting(): Promise<string> {
   const c = new pg.Client(b.pgConfig({ tls: false }));
@@ -86,7 +86,7 @@ test('CPU-heavy load raises capacity within 2 s, the quota follows, then capacit
   if (enforced) assert.equal(cpuQuotaCores(peak.id), peak.capacityAcu * 0.25);
   const scraped = await scrape();
   assert.ok(scraped.get(CAPACITY)! >= 2, '/metrics moves with capacity');
-  assert.ok(scraped.get('borealis_cpu_utilization_percent{cluster="default",instance="default-writer-1",role="writer"}')! > 0);
+  assert.ok(scraped.get('borealis_cpu_utilization_percent{cluster="default",instance="default-instance-1",role="writer"}')! > 0);
   assert.notEqual(await workSetting(), workMemBefore, 'reloadable settings follow capacity');
   await load;
   // Back down one step at a time: every value seen lies on the 0.5 grid and ends at min.
@@ -145,7 +145,7 @@ test('idle with min 0: paused at capacity 0, resumed by the first client; ten at
   );
   assert.deepEqual(answers, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   const after = JSON.parse((await b.cli(['events', '--json', '--limit', '500'])).stdout) as Array<{ id: number; sourceId: string; kind: string }>;
-  const resumes = after.filter((e) => e.id > lastId && e.sourceId === 'sleepy-writer-1' && e.kind === 'resuming');
+  const resumes = after.filter((e) => e.id > lastId && e.sourceId === 'sleepy-instance-1' && e.kind === 'resuming');
   assert.equal(resumes.length, 1);
   // Control-plane work on a paused cluster resumes it too.
   await b.waitFor('auto-pause before user create', async () => (await instance('sleepy')).state === 'paused', 30_000);

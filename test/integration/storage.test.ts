@@ -290,7 +290,7 @@ test('kill -9 the writer and delete its data: it is rebuilt from storage with ev
   assert.ok(pid);
   const ackedBeforeKill = acked.length;
   process.kill(pid, 'SIGKILL');
-  fs.rmSync(path.join(b.home, 'instances', 'default-writer-1', 'data'), { recursive: true, force: true });
+  fs.rmSync(path.join(b.home, 'instances', 'default-instance-1', 'data'), { recursive: true, force: true });
   await b.waitFor('the writer to be rebuilt', async () => {
     const s = await b.status();
     const w = s.clusters[0]!.instances.find((i) => i.role === 'writer')!;

@@ -42,7 +42,7 @@ test('a port in use at first start names its setting, and nothing is set up', as
       const r = await up(home, ports);
       assert.equal(r.code, 1, r.stdout);
       assert.ok(r.stderr.includes(`port ${ports[flag]} for ${what} is in use on 127.0.0.1 (choose another with --${flag} or ${env})`), r.stderr);
-      assert.equal(fs.existsSync(path.join(home, 'instances', 'default-writer-1')), false, 'no instance was made');
+      assert.equal(fs.existsSync(path.join(home, 'instances', 'default-instance-1')), false, 'no instance was made');
       assert.equal(fs.existsSync(path.join(home, 'storage')), false, 'no storage node was made');
     } finally {
       held.close();

@@ -71,7 +71,7 @@ test('a whole-file write and an append replace a link instead of writing through
 });
 
 test('a data directory is staged beside its instance directory, not inside it', () => {
-  assert.equal(stagingFor('/home/b/instances/default-writer-1/data', 'restore'), '/home/b/instances/.default-writer-1.restore');
+  assert.equal(stagingFor('/home/b/instances/default-instance-1/data', 'restore'), '/home/b/instances/.default-instance-1.restore');
 });
 
 test('a write or an append beneath a linked directory (pg_wal, or the data directory above it) is refused', () => {
