@@ -3,7 +3,7 @@
 // and the proxy (pool size), and meter ACU-seconds.
 import type { LocalInstance } from '../compute/local-instance.js';
 import type { Logger } from '../util/logger.js';
-import { decide, initialState, type Decision, type PolicyState, type PolicyTuning, type ScalingConfig } from './policy.js';
+import { decide, initialState, type Decision, type PolicyState, type PolicyTuning, type Resources, type ScalingConfig } from './policy.js';
 import { InstanceSampler } from './sampler.js';
 
 export interface ScalableInstance {
@@ -88,18 +88,18 @@ export class Autoscaler {
     const dtS = Math.max(0, (now - this.lastTick) / 1000);
     this.lastTick = now;
     const all = this.deps.instances();
-    const writerCapacity = new Map<string, number>();
-    for (const s of all) if (s.role === 'writer') writerCapacity.set(s.cluster, s.instance.capacityAcu);
+    const writers = new Map<string, Resources['writer']>();
+    for (const s of all) if (s.role === 'writer') writers.set(s.cluster, { id: s.instance.id, capacityAcu: s.instance.capacityAcu });
     for (const s of all) {
       try {
-        this.tickOne(s, now, dtS, s.role === 'reader' && s.promotionTier <= 1 ? (writerCapacity.get(s.cluster) ?? 0) : 0);
+        this.tickOne(s, now, dtS, s.role === 'reader' && s.promotionTier <= 1 ? (writers.get(s.cluster) ?? null) : null);
       } catch (err) {
         this.log.error('autoscaler round failed for an instance', { instance: s.instance.id, error: (err as Error).message });
       }
     }
   }
 
-  private tickOne(s: ScalableInstance, now: number, dtS: number, floorAcu: number): void {
+  private tickOne(s: ScalableInstance, now: number, dtS: number, writer: Resources['writer']): void {
     const { instance } = s;
     const id = instance.id;
     this.deps.meter(id, instance.capacityAcu * dtS);
@@ -115,7 +115,7 @@ export class Autoscaler {
     const load = this.deps.load(s);
     const state = this.states.get(id) ?? initialState(instance.capacityAcu, now);
     const config = this.deps.scaling(s.cluster);
-    const decision: Decision = decide(config, state, { ...resources, ...load }, now, { ...this.resources, floorAcu }, this.tuning);
+    const decision: Decision = decide(config, state, { ...resources, ...load }, now, { ...this.resources, writer }, this.tuning);
     this.states.set(id, decision.state);
     const capacity = instance.capacityAcu;
     const cpuShare = resources.cpuCores / (capacity * this.resources.acuCpuCores);

@@ -72,8 +72,8 @@ export interface Decision {
 export interface Resources {
   readonly acuMemoryMiB: number;
   readonly acuCpuCores: number;
-  /** Capacity floor from elsewhere (a tier 0-1 reader follows its writer); 0 when none. */
-  readonly floorAcu: number;
+  /** The writer a tier 0-1 reader follows (its capacity is a floor); null for any other instance. */
+  readonly writer: { readonly id: string; readonly capacityAcu: number } | null;
 }
 
 export function roundUpToStep(acu: number): number {
@@ -92,19 +92,24 @@ export function initialState(capacityAcu: number, now: number): PolicyState {
 export function decide(config: ScalingConfig, state: PolicyState, sample: Sample, now: number, resources: Resources, tuning: PolicyTuning = DEFAULT_TUNING): Decision {
   const current = state.capacityAcu;
   const lastConnectionAt = sample.connections > 0 ? now : state.lastConnectionAt;
-  // What each signal needs, in ACUs.
-  const cpuNeed = sample.cpuCores / (resources.acuCpuCores * tuning.cpuTarget);
-  const memoryFloor = sample.memoryMiB / (resources.acuMemoryMiB * tuning.memoryTarget);
-  const queueNeed = sample.queuedClients > 0 ? current + sample.queuedClients * tuning.acuPerQueuedClient : 0;
-  const need = Math.max(cpuNeed, memoryFloor, queueNeed, resources.floorAcu);
-  const target = clamp(roundUpToStep(need), config);
+  // What each signal needs, in ACUs, and how an event names it when it sets the target.
+  const needs = [
+    { acu: sample.cpuCores / (resources.acuCpuCores * tuning.cpuTarget), why: `CPU ${sample.cpuCores.toFixed(2)} cores` },
+    { acu: sample.memoryMiB / (resources.acuMemoryMiB * tuning.memoryTarget), why: `memory ${Math.round(sample.memoryMiB)} MiB in use` },
+    { acu: sample.queuedClients > 0 ? current + sample.queuedClients * tuning.acuPerQueuedClient : 0, why: `${sample.queuedClients} clients queued` },
+  ];
+  if (resources.writer) needs.push({ acu: resources.writer.capacityAcu, why: `follows writer ${resources.writer.id} at ${resources.writer.capacityAcu} ACU` });
+  const top = needs.reduce((a, b) => (b.acu > a.acu ? b : a));
+  const wanted = roundUpToStep(top.acu);
+  const target = clamp(wanted, config);
   const base = { ...state, lastConnectionAt };
 
   if (config.minAcu === 0 && sample.connections === 0 && now - lastConnectionAt >= config.secondsUntilAutoPause * 1000) {
     return { capacityAcu: 0, pause: true, reason: `no connections for ${config.secondsUntilAutoPause} s`, state: { ...base, capacityAcu: 0, lastChangeAt: now } };
   }
   if (target > current) {
-    const why = target === clamp(roundUpToStep(cpuNeed), config) && cpuNeed >= memoryFloor ? `CPU ${sample.cpuCores.toFixed(2)} cores` : queueNeed >= memoryFloor ? `${sample.queuedClients} clients queued` : `memory ${Math.round(sample.memoryMiB)} MiB in use`;
+    // A target the range moved names the bound; otherwise the largest need set it.
+    const why = target > wanted ? `minimum capacity ${target} ACU` : target < wanted ? `${top.why}, held at maximum ${config.maxAcu} ACU` : top.why;
     return { capacityAcu: target, pause: false, reason: `scale up: ${why}`, state: { ...base, capacityAcu: target, busySince: now, lastChangeAt: now } };
   }
   // Out of range after a configuration change: follow it at once.

@@ -4,6 +4,10 @@
 // the crash handling never sees it; after `failuresMax` probes in a row ran
 // out of time it is killed (its whole process group) and from there handled
 // like one that died: restarted in place, and failed over if that fails.
+// Each probe first checks that the instance's data directory is still
+// there: a postgres whose directory was deleted answers, and commits, for
+// up to a minute more. It is killed at once and handled the same way (a
+// restart finds no data directory and rebuilds it).
 import pg from 'pg';
 import { INTERNAL_SESSION_OPTIONS } from '../engine/postgres-server.js';
 import type { LocalInstance } from '../compute/local-instance.js';
@@ -57,11 +61,11 @@ export interface ProberDeps {
   readonly instances: () => Iterable<LocalInstance>;
   readonly timeoutMs: number;
   readonly failuresMax: number;
-  /** Records the hang (an event) before the process group is killed. */
-  readonly onHung: (instanceId: string, message: string) => void;
+  /** Records why (an event) before the process group is killed. */
+  readonly onKill: (instanceId: string, kind: 'hung' | 'data-dir-lost', message: string) => void;
 }
 
-/** Probes every available instance each interval; kills the process group of one that is hung. */
+/** Probes every available instance each interval; kills the process group of one that is hung or lost its data directory. */
 export class InstanceProber {
   private timer: NodeJS.Timeout | null = null;
   private readonly states = new Map<string, ProbeState>();
@@ -91,6 +95,12 @@ export class InstanceProber {
         [...this.deps.instances()].map(async (i) => {
           if (i.state !== 'available') return void this.states.delete(i.id);
           const pid = i.server.pid;
+          const lost = i.server.dataDirLost();
+          if (lost) {
+            this.states.delete(i.id);
+            this.deps.onKill(i.id, 'data-dir-lost', `postgres (pid ${pid}): ${lost}; killing its process group so that it acknowledges no more commits, and handling it like one that died`);
+            return void i.server.killGroup();
+          }
           const result = await probeOnce({ socketDir: i.server.options.socketDir, port: i.options.record.enginePort, user: i.options.superuser }, timeoutMs);
           // Stopped, paused or restarted meanwhile: this probe says nothing about the new process.
           if (this.stopped || i.state !== 'available' || i.server.pid !== pid) return void this.states.delete(i.id);
@@ -98,7 +108,7 @@ export class InstanceProber {
           this.states.set(i.id, state);
           if (!hung) return;
           this.states.delete(i.id);
-          this.deps.onHung(i.id, `postgres (pid ${pid}) answered no health probe within ${timeoutMs} ms, ${failuresMax} times in a row; killing its process group so that it is handled like one that died`);
+          this.deps.onKill(i.id, 'hung', `postgres (pid ${pid}) answered no health probe within ${timeoutMs} ms, ${failuresMax} times in a row; killing its process group so that it is handled like one that died`);
           i.server.killGroup();
         }),
       );

@@ -217,7 +217,7 @@ export class Supervisor implements ProxyDirectory {
         instances: () => this.instances.values(),
         timeoutMs: this.settings.instanceProbeTimeoutMs,
         failuresMax: this.settings.instanceProbeFailuresMax,
-        onHung: (id, message) => this.event('instance', id, 'hung', message),
+        onKill: (id, kind, message) => this.event('instance', id, kind, message),
       });
       this.prober.start(this.settings.instanceProbeIntervalMs);
     }

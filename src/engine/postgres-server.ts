@@ -68,6 +68,8 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
   private child: ChildProcess | null = null;
   private stateValue: PostgresState = 'stopped';
   private exited: Promise<void> = Promise.resolve();
+  /** The data directory this postgres became ready in (device and inode). */
+  private runsIn: { readonly dev: number; readonly ino: number } | null = null;
 
   constructor(readonly options: PostgresServerOptions) {
     super();
@@ -146,6 +148,22 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     signalTree(pid, 'SIGKILL');
   }
 
+  /**
+   * Why the running postgres's data directory is no longer there, or null.
+   * One deleted (or replaced) under it keeps running on the files it has
+   * open, and its sessions keep committing, until PostgreSQL's own check of
+   * its lock file, up to a minute later.
+   */
+  dataDirLost(): string | null {
+    if (this.stateValue !== 'ready' || !this.runsIn) return null;
+    const { dataDir } = this.options;
+    const dir = statOrNull(dataDir);
+    if (!dir) return `its data directory ${dataDir} is gone`;
+    if (dir.dev !== this.runsIn.dev || dir.ino !== this.runsIn.ino) return `its data directory ${dataDir} was replaced by another`;
+    if (!statOrNull(path.join(dataDir, 'global', 'pg_control'))) return `its data directory ${dataDir} has no global/pg_control`;
+    return null;
+  }
+
   /** SIGHUP: postgres re-reads its configuration (reload-time settings only). */
   reload(): void {
     this.child?.kill('SIGHUP');
@@ -195,6 +213,8 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
       if (await this.probe(child.pid, untilPromoted)) {
         // Out of recovery: the rebuild's target has been reached and is not for any later start.
         if (untilPromoted) fs.rmSync(path.join(dataDir, RECOVERY_CONF), { force: true });
+        const { dev, ino } = fs.statSync(dataDir);
+        this.runsIn = { dev, ino };
         this.stateValue = 'ready';
         log.info('postgres ready', { pid: child.pid, port: this.options.port });
         return;
@@ -287,6 +307,17 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
         await sleep(50);
       }
     }
+  }
+}
+
+/** A path's stat, or null when it (or a directory above it) does not exist. */
+function statOrNull(file: string): fs.Stats | null {
+  try {
+    return fs.statSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
   }
 }
 

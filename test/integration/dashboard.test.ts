@@ -1,7 +1,8 @@
 // The dashboard in real headless Chromium (Debian's, driven by
 // playwright-core): it loads with no console errors and no request outside
 // Borealis, its capacity chart gains points while load runs, the storage map
-// shows six nodes, and changing max capacity from the page takes effect.
+// shows six nodes, changing max capacity from the page takes effect, and
+// the event list shows its numbers whole past 9.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,14 +10,15 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { chromium, type Browser } from 'playwright-core';
-import { Borealis } from '../helpers/borealis.js';
+import { Borealis, portBase } from '../helpers/borealis.js';
 
 const CHROMIUM = process.env.BOREALIS_CHROMIUM ?? '/usr/bin/chromium';
 let b: Borealis;
 let browser: Browser;
 
 before(async () => {
-  b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5' });
+  // Storage ports of their own: other Borealis homes on this machine take the default range at the same time.
+  b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5', BOREALIS_STORAGE_PORT_BASE: String(portBase()) });
   // Root needs --no-sandbox; the page itself is all Borealis's.
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
 });
@@ -108,4 +110,31 @@ test('the dashboard page is public, its data is not', async () => {
   assert.equal((await fetch(`${base}/dashboard/../v1/status`)).status, 401);
   assert.equal((await fetch(`${base}/dashboard/nothing-here`)).status, 404);
   assert.equal((await fetch(`${base}/v1/instances/default-instance-1/series`)).status, 401);
+});
+
+test('the event list shows every number whole, two digits too', async () => {
+  const token = fs.readFileSync(path.join(b.home, 'run', 'api-token'), 'utf8').trim();
+  // Events enough for two-digit numbers: each scaling change records one.
+  for (let n = 0; n < 12; n++) {
+    const res = await fetch(`http://127.0.0.1:${b.apiPort}/v1/clusters/default`, { method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ maxCapacity: 4 + (n % 2) }) });
+    assert.equal(res.status, 200, await res.text());
+  }
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+  await page.goto((await b.cliOk('dashboard')).trim());
+  await page.waitForSelector('#events li:nth-child(12)');
+  // The list scrolls, so it clips what lies outside it: its numbers must look the same with the clipping off.
+  // (All items shown, so that turning the clipping off moves nothing.)
+  await page.addStyleTag({ content: '#events { max-height: none; }' });
+  const clip = await page.$eval('#events', (list) => {
+    list.scrollIntoView();
+    const twelfth = list.querySelector('li:nth-child(12)')!.getBoundingClientRect();
+    const top = list.getBoundingClientRect().top;
+    return { x: 0, y: top, width: twelfth.left, height: twelfth.bottom - top };
+  });
+  const clipped = await page.screenshot({ clip });
+  await page.addStyleTag({ content: '#events { overflow: visible; }' });
+  const whole = await page.screenshot({ clip });
+  if (!clipped.equals(whole)) fs.writeFileSync(path.join(os.tmpdir(), 'borealis-dashboard-events.png'), clipped);
+  assert.ok(clipped.equals(whole), `the event list cuts its numbers off (as shown: ${path.join(os.tmpdir(), 'borealis-dashboard-events.png')})`);
+  await page.close();
 });

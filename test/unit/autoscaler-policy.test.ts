@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decide, initialState, validateScalingConfig, type PolicyState, type Resources, type Sample, type ScalingConfig } from '../../src/autoscaler/policy.js';
 
-const resources: Resources = { acuMemoryMiB: 2048, acuCpuCores: 0.25, floorAcu: 0 };
+const resources: Resources = { acuMemoryMiB: 2048, acuCpuCores: 0.25, writer: null };
 const config: ScalingConfig = { minAcu: 0.5, maxAcu: 8, secondsUntilAutoPause: 300 };
 const idle: Sample = { cpuCores: 0.01, memoryMiB: 200, connections: 1, queuedClients: 0 };
 
@@ -96,8 +96,19 @@ test('min 0: pause after secondsUntilAutoPause without connections, not before',
 });
 
 test('tier 0-1 readers never go below the writer', () => {
-  const d = decide(config, initialState(0.5, 0), idle, 1000, { ...resources, floorAcu: 6 });
+  const d = decide(config, initialState(0.5, 0), idle, 1000, { ...resources, writer: { id: 'w', capacityAcu: 6 } });
   assert.equal(d.capacityAcu, 6);
+});
+
+test('a scale-up names the term that set the target', () => {
+  const reason = (cfg: ScalingConfig, current: number, sample: Sample, writer: Resources['writer'] = null): string => decide(cfg, initialState(current, 0), sample, 1000, { ...resources, writer }).reason;
+  const light = { ...idle, memoryMiB: 78 };
+  assert.equal(reason(config, 3, light, { id: 'default-writer-1', capacityAcu: 4 }), 'scale up: follows writer default-writer-1 at 4 ACU');
+  assert.equal(reason(config, 0.5, { ...light, cpuCores: 1.4 }, { id: 'default-writer-1', capacityAcu: 4 }), 'scale up: CPU 1.40 cores');
+  assert.equal(reason(config, 0.5, { ...light, memoryMiB: 5000 }), 'scale up: memory 5000 MiB in use');
+  assert.equal(reason(config, 0.5, { ...light, cpuCores: 0.2, queuedClients: 20 }), 'scale up: 20 clients queued');
+  assert.equal(reason({ minAcu: 4, maxAcu: 8, secondsUntilAutoPause: 300 }, 0.5, light), 'scale up: minimum capacity 4 ACU');
+  assert.equal(reason({ minAcu: 0.5, maxAcu: 3, secondsUntilAutoPause: 300 }, 0.5, { ...light, cpuCores: 5 }), 'scale up: CPU 5.00 cores, held at maximum 3 ACU');
 });
 
 test('scaling configuration follows Aurora\'s rules', () => {
