@@ -55,7 +55,7 @@ test('a writer whose data directory is deleted stops acknowledging within second
   const workers = [worker()];
   await b.waitFor('some commits', () => Promise.resolve(acked.length >= 20));
 
-  const dataDir = path.join(b.home, 'instances', 'default-writer-1', 'data');
+  const dataDir = path.join(b.home, 'instances', 'default-instance-1', 'data');
   assert.ok(fs.existsSync(path.join(dataDir, 'global', 'pg_control')));
   // Retries: the live postgres may add a file to a directory as it is emptied.
   fs.rmSync(dataDir, { recursive: true, force: true, maxRetries: 10 });
@@ -79,7 +79,7 @@ test('a writer whose data directory is deleted stops acknowledging within second
 
   type Event = { sourceId: string; kind: string; message: string };
   const events = JSON.parse((await b.cli(['events', '--json', '--limit', '500'])).stdout) as Event[];
-  const writerEvents = events.filter((e) => e.sourceId === 'default-writer-1');
+  const writerEvents = events.filter((e) => e.sourceId === 'default-instance-1');
   assert.ok(writerEvents.some((e) => e.kind === 'data-dir-lost' && e.message.includes(dataDir)), JSON.stringify(writerEvents.slice(-8)));
   assert.ok(writerEvents.some((e) => e.kind === 'rebuilding'), JSON.stringify(writerEvents.slice(-8)));
 });

@@ -103,8 +103,8 @@ test('tier 0-1 readers never go below the writer', () => {
 test('a scale-up names the term that set the target', () => {
   const reason = (cfg: ScalingConfig, current: number, sample: Sample, writer: Resources['writer'] = null): string => decide(cfg, initialState(current, 0), sample, 1000, { ...resources, writer }).reason;
   const light = { ...idle, memoryMiB: 78 };
-  assert.equal(reason(config, 3, light, { id: 'default-writer-1', capacityAcu: 4 }), 'scale up: follows writer default-writer-1 at 4 ACU');
-  assert.equal(reason(config, 0.5, { ...light, cpuCores: 1.4 }, { id: 'default-writer-1', capacityAcu: 4 }), 'scale up: CPU 1.40 cores');
+  assert.equal(reason(config, 3, light, { id: 'default-instance-1', capacityAcu: 4 }), 'scale up: follows writer default-instance-1 at 4 ACU');
+  assert.equal(reason(config, 0.5, { ...light, cpuCores: 1.4 }, { id: 'default-instance-1', capacityAcu: 4 }), 'scale up: CPU 1.40 cores');
   assert.equal(reason(config, 0.5, { ...light, memoryMiB: 5000 }), 'scale up: memory 5000 MiB in use');
   assert.equal(reason(config, 0.5, { ...light, cpuCores: 0.2, queuedClients: 20 }), 'scale up: 20 clients queued');
   assert.equal(reason({ minAcu: 4, maxAcu: 8, secondsUntilAutoPause: 300 }, 0.5, light), 'scale up: minimum capacity 4 ACU');
