@@ -4,7 +4,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { loadSettings, SettingsError, type SettingKey } from '../config/settings.js';
+import { loadSettings, SettingsError, UP_FLAGS, type SettingKey, type UpFlagKey } from '../config/settings.js';
 import { homePaths } from '../control/paths.js';
 import type { ClusterStatus, StatusDocument } from '../control/status.js';
 import { ApiClient, ApiError, isAlive, NotRunning, readSupervisorInfo } from './api-client.js';
@@ -19,32 +19,19 @@ const CLUSTER_HELP = 'cluster (default: "default", or the only cluster there is)
 
 const home = (): string => loadSettings({ home: program.opts<{ home?: string }>().home }).home;
 
-program
+const up = program
   .command('up')
   .description('start Borealis (the default cluster is created on first start)')
-  .option('-d, --detach', 'start in the background and return once ready')
-  .option('--proxy-port <port>', 'port of the default cluster writer endpoint')
-  .option('--api-port <port>', 'port of the control API')
-  .option('--data-api-port <port>', 'port of the RDS Data API')
-  .option('--engine-port-base <port>', 'first port for PostgreSQL instances')
-  .option('--storage-port-base <port>', 'first port for storage nodes')
-  .option('--listen-host <host>', 'address to listen on')
-  .option('--engine-bin-dir <dir>', 'PostgreSQL bin directory instead of the embedded one')
-  .action(async (opts: { detach?: boolean; proxyPort?: string; apiPort?: string; dataApiPort?: string; enginePortBase?: string; storagePortBase?: string; listenHost?: string; engineBinDir?: string }) => {
-    const overrides: Partial<Record<SettingKey, string | undefined>> = {
-      home: program.opts<{ home?: string }>().home,
-      proxyPort: opts.proxyPort,
-      apiPort: opts.apiPort,
-      dataApiPort: opts.dataApiPort,
-      enginePortBase: opts.enginePortBase,
-      storagePortBase: opts.storagePortBase,
-      listenHost: opts.listenHost,
-      engineBinDir: opts.engineBinDir,
-    };
-    const settings = loadSettings(overrides);
-    if (opts.detach) await upDetached(settings, process.argv.slice(2));
-    else await upForeground(settings);
-  });
+  .option('-d, --detach', 'start in the background and return once ready');
+for (const { flag, help } of Object.values(UP_FLAGS)) up.option(flag, help);
+up.action(async (opts: { detach?: boolean } & Partial<Record<UpFlagKey, string>>) => {
+  const overrides: Partial<Record<SettingKey, string | undefined>> = { home: program.opts<{ home?: string }>().home };
+  // commander names each option after its flag: --data-api-port is opts.dataApiPort, the setting's own key.
+  for (const key of Object.keys(UP_FLAGS) as UpFlagKey[]) overrides[key] = opts[key];
+  const settings = loadSettings(overrides);
+  if (opts.detach) await upDetached(settings, process.argv.slice(2));
+  else await upForeground(settings);
+});
 
 program
   .command('down')
@@ -166,8 +153,8 @@ endpoint
   .option('--cluster <cluster>', CLUSTER_HELP)
   .option('--json', 'print JSON')
   .action(async (opts: { cluster?: string; json?: boolean }) => {
-    const api = ApiClient.connect(home());
-    const { endpoints } = await api.request<{ endpoints: ClusterStatus['endpoints'] }>('GET', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/endpoints`);
+    const { api, cluster } = await onCluster(opts.cluster);
+    const { endpoints } = await api.request<{ endpoints: ClusterStatus['endpoints'] }>('GET', `/v1/clusters/${encodeURIComponent(cluster)}/endpoints`);
     if (opts.json) process.stdout.write(JSON.stringify(endpoints, null, 2) + '\n');
     else for (const e of endpoints) process.stdout.write(`${(e.type + (e.name ? ` ${e.name}` : '')).padEnd(28)} ${e.host}:${e.port}  ${e.serverName}\n`);
   });
@@ -179,8 +166,8 @@ endpoint
   .option('--excluded <ids>', 'comma-separated instance ids to leave out (all others are members)')
   .action(async (name: string, opts: { cluster?: string; type: string; static?: string; excluded?: string }) => {
     const list = (v?: string): string[] => (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
-    const api = ApiClient.connect(home());
-    const e = await api.request<{ port: number; serverName: string }>('POST', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/endpoints`, {
+    const { api, cluster } = await onCluster(opts.cluster);
+    const e = await api.request<{ port: number; serverName: string }>('POST', `/v1/clusters/${encodeURIComponent(cluster)}/endpoints`, {
       name,
       type: opts.type.toUpperCase(),
       staticMembers: list(opts.static),
@@ -192,8 +179,8 @@ endpoint
   .command('delete <name>')
   .option('--cluster <cluster>', CLUSTER_HELP)
   .action(async (name: string, opts: { cluster?: string }) => {
-    const api = ApiClient.connect(home());
-    await api.request('DELETE', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/endpoints/${encodeURIComponent(name)}`);
+    const { api, cluster } = await onCluster(opts.cluster);
+    await api.request('DELETE', `/v1/clusters/${encodeURIComponent(cluster)}/endpoints/${encodeURIComponent(name)}`);
     process.stdout.write(`Deleted endpoint ${name}.\n`);
   });
 
@@ -206,8 +193,7 @@ user
   .option('--iam', 'authenticate with IAM tokens signed by a Borealis access key (TLS required)')
   .action(async (name: string, opts: { cluster?: string; password?: string; iam?: boolean }) => {
     if (Boolean(opts.iam) === (opts.password !== undefined)) throw new Error('give exactly one of --password or --iam');
-    const api = ApiClient.connect(home());
-    const cluster = await clusterOf(api, opts.cluster);
+    const { api, cluster } = await onCluster(opts.cluster);
     await api.request('POST', `/v1/clusters/${encodeURIComponent(cluster)}/users`, opts.iam ? { name, iam: true } : { name, password: opts.password });
     process.stdout.write(`Created user ${name} in cluster ${cluster} (${opts.iam ? 'IAM' : 'password'} authentication).\n`);
   });
@@ -217,8 +203,8 @@ user
   .option('--cluster <cluster>', CLUSTER_HELP)
   .option('--json', 'print JSON')
   .action(async (opts: { cluster?: string; json?: boolean }) => {
-    const api = ApiClient.connect(home());
-    const { users } = await api.request<{ users: Array<{ name: string; auth: string; canLogin: boolean }> }>('GET', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/users`);
+    const { api, cluster } = await onCluster(opts.cluster);
+    const { users } = await api.request<{ users: Array<{ name: string; auth: string; canLogin: boolean }> }>('GET', `/v1/clusters/${encodeURIComponent(cluster)}/users`);
     if (opts.json) process.stdout.write(JSON.stringify(users) + '\n');
     else for (const u of users) process.stdout.write(`${u.name}\t${u.auth}${u.canLogin ? '' : '\tNOLOGIN'}\n`);
   });
@@ -228,8 +214,7 @@ user
   .option('--cluster <cluster>', CLUSTER_HELP)
   .requiredOption('--password <password>', 'the new password (SCRAM-SHA-256)')
   .action(async (name: string, opts: { cluster?: string; password: string }) => {
-    const api = ApiClient.connect(home());
-    const cluster = await clusterOf(api, opts.cluster);
+    const { api, cluster } = await onCluster(opts.cluster);
     await api.request('POST', `/v1/clusters/${encodeURIComponent(cluster)}/users/${encodeURIComponent(name)}/password`, { password: opts.password });
     process.stdout.write(`Changed the password of user ${name} in cluster ${cluster}.\n`);
   });
@@ -238,8 +223,7 @@ user
   .description('drop a user (DROP ROLE; refused while it owns objects)')
   .option('--cluster <cluster>', CLUSTER_HELP)
   .action(async (name: string, opts: { cluster?: string }) => {
-    const api = ApiClient.connect(home());
-    const cluster = await clusterOf(api, opts.cluster);
+    const { api, cluster } = await onCluster(opts.cluster);
     await api.request('DELETE', `/v1/clusters/${encodeURIComponent(cluster)}/users/${encodeURIComponent(name)}`);
     process.stdout.write(`Deleted user ${name} from cluster ${cluster}.\n`);
   });
@@ -272,8 +256,8 @@ secret
   .requiredOption('--password <password>', "the user's password")
   .option('--dbname <database>', 'database the Data API uses when a call names none (default: the user\'s name)')
   .action(async (opts: { cluster?: string; username: string; password: string; dbname?: string }) => {
-    const api = ApiClient.connect(home());
-    const r = await api.request<{ arn: string }>('POST', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/secrets`, { username: opts.username, password: opts.password, ...(opts.dbname ? { dbname: opts.dbname } : {}) });
+    const { api, cluster } = await onCluster(opts.cluster);
+    const r = await api.request<{ arn: string }>('POST', `/v1/clusters/${encodeURIComponent(cluster)}/secrets`, { username: opts.username, password: opts.password, ...(opts.dbname ? { dbname: opts.dbname } : {}) });
     process.stdout.write(r.arn + '\n');
   });
 secret
@@ -282,8 +266,8 @@ secret
   .option('--cluster <cluster>', CLUSTER_HELP)
   .option('--json', 'print JSON')
   .action(async (opts: { cluster?: string; json?: boolean }) => {
-    const api = ApiClient.connect(home());
-    const { secrets } = await api.request<{ secrets: Array<{ arn: string; username: string; createdAt: string; master: boolean }> }>('GET', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/secrets`);
+    const { api, cluster } = await onCluster(opts.cluster);
+    const { secrets } = await api.request<{ secrets: Array<{ arn: string; username: string; createdAt: string; master: boolean }> }>('GET', `/v1/clusters/${encodeURIComponent(cluster)}/secrets`);
     if (opts.json) process.stdout.write(JSON.stringify(secrets, null, 2) + '\n');
     else for (const x of secrets) process.stdout.write(`${x.arn}\t${x.username}\t${x.createdAt}${x.master ? '\tmaster' : ''}\n`);
   });
@@ -292,8 +276,8 @@ secret
   .description('delete a secret (the master user\'s goes only with its cluster)')
   .option('--cluster <cluster>', CLUSTER_HELP)
   .action(async (arn: string, opts: { cluster?: string }) => {
-    const api = ApiClient.connect(home());
-    await api.request('DELETE', `/v1/clusters/${encodeURIComponent(await clusterOf(api, opts.cluster))}/secrets/${encodeURIComponent(arn)}`);
+    const { api, cluster } = await onCluster(opts.cluster);
+    await api.request('DELETE', `/v1/clusters/${encodeURIComponent(cluster)}/secrets/${encodeURIComponent(arn)}`);
     process.stdout.write(`Deleted secret ${arn}.\n`);
   });
 
@@ -313,8 +297,7 @@ program
   .description('open psql on a cluster (or print its connection URL)')
   .option('--print', 'print the URL instead of running psql')
   .action(async (name: string | undefined, opts: { print?: boolean }) => {
-    const api = ApiClient.connect(home());
-    const clusterName = await clusterOf(api, name);
+    const { api, cluster: clusterName } = await onCluster(name);
     const c = await api.request<ClusterStatus>('GET', `/v1/clusters/${encodeURIComponent(clusterName)}`);
     const creds = await api.request<{ username: string; password: string }>('GET', `/v1/clusters/${encodeURIComponent(clusterName)}/credentials`);
     const e = c.endpoints.find((x) => x.type === 'writer');
@@ -351,8 +334,7 @@ program
     const handler = opts.handler ?? fileURLToPath(new URL(`../../examples/lambda/${opts.mode === 'data-api' ? 'insert-order-data-api.mjs' : 'insert-order.mjs'}`, import.meta.url));
     const { runLambdaBench } = await import('../loadgen/lambda-run.js');
     const tty = process.stderr.isTTY;
-    const api = ApiClient.connect(home());
-    const cluster = await clusterOf(api, opts.cluster);
+    const { api, cluster } = await onCluster(opts.cluster);
     const outDir = opts.out ?? path.join(home(), 'bench', `lambda-run-${new Date().toISOString().replace(/[:.]/g, '-')}`);
     process.stderr.write(`records and the chart go to ${outDir}\n`);
     const result = await runLambdaBench(
@@ -394,8 +376,8 @@ storage
   .description('each storage node: zone, state, term, flush position, lag, disk use')
   .option('--json', 'print JSON')
   .action(async (name: string | undefined, opts: { json?: boolean }) => {
-    const api = ApiClient.connect(home());
-    const s = await api.request<StorageStatus>('GET', `/v1/clusters/${encodeURIComponent(await clusterOf(api, name))}/storage`);
+    const { api, cluster } = await onCluster(name);
+    const s = await api.request<StorageStatus>('GET', `/v1/clusters/${encodeURIComponent(cluster)}/storage`);
     if (opts.json) return void process.stdout.write(JSON.stringify(s, null, 2) + '\n');
     const lines = [`storage of ${s.cluster}: term ${s.term}, ${s.nodes.filter((n) => n.state === 'streaming').length} of ${s.nodes.length} nodes streaming, write quorum ${s.writeQuorum}, ${s.backups.length} base backups`];
     for (const n of s.nodes) {
@@ -409,8 +391,8 @@ storage
   .command('backup [cluster]')
   .description('take a base backup now and store it on the nodes')
   .action(async (name: string | undefined) => {
-    const api = ApiClient.connect(home());
-    const b = await api.request<{ id: string; bytes: number }>('POST', `/v1/clusters/${encodeURIComponent(await clusterOf(api, name))}/storage/backups`, {});
+    const { api, cluster } = await onCluster(name);
+    const b = await api.request<{ id: string; bytes: number }>('POST', `/v1/clusters/${encodeURIComponent(cluster)}/storage/backups`, {});
     process.stdout.write(`base backup ${b.id} stored (${b.bytes} bytes)\n`);
   });
 for (const action of ['stop', 'start'] as const) {
@@ -418,8 +400,8 @@ for (const action of ['stop', 'start'] as const) {
     .command(`${action}-node <node> [cluster]`)
     .description(action === 'stop' ? 'stop a storage node and keep it down' : 'start a stopped storage node')
     .action(async (node: string, name: string | undefined) => {
-      const api = ApiClient.connect(home());
-      await api.request('POST', `/v1/clusters/${encodeURIComponent(await clusterOf(api, name))}/storage/nodes/${encodeURIComponent(node)}/${action}`, {});
+      const { api, cluster } = await onCluster(name);
+      await api.request('POST', `/v1/clusters/${encodeURIComponent(cluster)}/storage/nodes/${encodeURIComponent(node)}/${action}`, {});
       process.stdout.write(`storage node ${node} ${action === 'stop' ? 'stopped' : 'started'}\n`);
     });
 }
@@ -432,8 +414,7 @@ instanceCommand
   .action(async (name: string | undefined, opts: { promotionTier: string }) => {
     const tier = Number(opts.promotionTier);
     if (!Number.isInteger(tier)) throw new SettingsError('--promotion-tier must be an integer from 0 to 15');
-    const api = ApiClient.connect(home());
-    const cluster = await clusterOf(api, name);
+    const { api, cluster } = await onCluster(name);
     process.stdout.write(`cloning the writer of ${cluster} for a new reader...\n`);
     const r = await api.request<{ instance: { id: string } }>('POST', `/v1/clusters/${encodeURIComponent(cluster)}/instances`, { promotionTier: tier });
     process.stdout.write(`reader ${r.instance.id} available\n`);
@@ -464,15 +445,16 @@ interface StorageStatus {
 }
 
 /**
- * The cluster a command acts on when none is named, the same rule for every
- * command: "default" when it exists, else the only cluster; with several
- * and none of them "default", the user must say which.
+ * The control API, and the cluster a command acts on. When none is named,
+ * the same rule for every command: "default" when it exists, else the only
+ * cluster; with several and none of them "default", the user must say which.
  */
-async function clusterOf(api: ApiClient, given: string | undefined): Promise<string> {
-  if (given !== undefined) return given;
+async function onCluster(given: string | undefined): Promise<{ api: ApiClient; cluster: string }> {
+  const api = ApiClient.connect(home());
+  if (given !== undefined) return { api, cluster: given };
   const { clusters } = await api.request<{ clusters: ClusterStatus[] }>('GET', '/v1/clusters');
-  if (clusters.some((c) => c.name === 'default') || clusters.length === 0) return 'default';
-  if (clusters.length === 1) return clusters[0]!.name;
+  if (clusters.some((c) => c.name === 'default') || clusters.length === 0) return { api, cluster: 'default' };
+  if (clusters.length === 1) return { api, cluster: clusters[0]!.name };
   throw new SettingsError(`name a cluster: there are ${clusters.length} (${clusters.map((c) => c.name).join(', ')}) and none is "default"`);
 }
 

@@ -1,7 +1,7 @@
 // Renders docs/configuration.md from the settings tables, so the reference
 // cannot drift from the code (a unit test compares the two).
 import { PG_SETTINGS } from '../engine/pg-settings.js';
-import { SETTINGS, UP_FLAGS } from './settings.js';
+import { SETTINGS, UP_FLAGS, upFlagName, type UpFlagKey } from './settings.js';
 
 export function renderConfigurationDoc(): string {
   const lines = [
@@ -12,7 +12,7 @@ export function renderConfigurationDoc(): string {
     '## Borealis settings',
     '',
     'Each setting is read from its environment variable; `borealis up` also takes these as flags:',
-    `${['--home', ...Object.values(UP_FLAGS)].map((f) => `\`${f}\``).join(', ')}.`,
+    `${['--home', ...(Object.keys(UP_FLAGS) as UpFlagKey[]).map(upFlagName)].map((f) => `\`${f}\``).join(', ')}.`,
     'Before it sets anything up, `up` checks that the ports it is to listen on are free; one in use fails the start with the flag and variable that choose it.',
     'Units are part of the names (`Ms` milliseconds, `Bytes`, `MiB`, `Acu`).',
     '',

@@ -160,21 +160,28 @@ export class SettingsError extends Error {
   override readonly name = 'SettingsError';
 }
 
-/** The `up` flags that set a setting (the rest come from the environment only). */
-export const UP_FLAGS: Partial<Record<SettingKey, string>> = {
-  proxyPort: '--proxy-port',
-  apiPort: '--api-port',
-  dataApiPort: '--data-api-port',
-  enginePortBase: '--engine-port-base',
-  storagePortBase: '--storage-port-base',
-  listenHost: '--listen-host',
-  engineBinDir: '--engine-bin-dir',
-};
+/** The `up` flags that set a setting (the rest come from the environment only); the CLI registers these. */
+export const UP_FLAGS = {
+  proxyPort: { flag: '--proxy-port <port>', help: 'port of the default cluster writer endpoint' },
+  apiPort: { flag: '--api-port <port>', help: 'port of the control API' },
+  dataApiPort: { flag: '--data-api-port <port>', help: 'port of the RDS Data API' },
+  enginePortBase: { flag: '--engine-port-base <port>', help: 'first port for PostgreSQL instances' },
+  storagePortBase: { flag: '--storage-port-base <port>', help: 'first port for storage nodes' },
+  listenHost: { flag: '--listen-host <host>', help: 'address to listen on' },
+  engineBinDir: { flag: '--engine-bin-dir <dir>', help: 'PostgreSQL bin directory instead of the embedded one' },
+} as const satisfies Partial<Record<SettingKey, { flag: string; help: string }>>;
+
+export type UpFlagKey = keyof typeof UP_FLAGS;
+
+/** An `up` flag's name alone: "--data-api-port". */
+export function upFlagName(key: UpFlagKey): string {
+  return UP_FLAGS[key].flag.split(' ')[0]!;
+}
 
 /** How a user sets `key`, for an error that names it: "--data-api-port or BOREALIS_DATA_API_PORT". */
 export function settingSource(key: SettingKey): string {
   const env = SETTINGS.find((s) => s.key === key)!.env;
-  const flag = UP_FLAGS[key];
+  const flag = key in UP_FLAGS ? upFlagName(key as UpFlagKey) : null;
   return flag ? `${flag} or ${env}` : env;
 }
 

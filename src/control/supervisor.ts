@@ -322,8 +322,9 @@ export class Supervisor implements ProxyDirectory {
   listSecrets(cluster: string): Array<{ arn: string; username: string; createdAt: string; master: boolean }> {
     const record = this.store.getCluster(cluster);
     if (!record) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
-    const masterArn = this.store.listSecrets(cluster).find((s) => s.username === record.masterUsername)?.arn;
-    return this.store.listSecrets(cluster).map((s) => ({ ...s, master: s.arn === masterArn }));
+    const secrets = this.store.listSecrets(cluster);
+    const masterArn = secrets.find((s) => s.username === record.masterUsername)?.arn;
+    return secrets.map((s) => ({ ...s, master: s.arn === masterArn }));
   }
 
   /** Deletes a secret: Data API calls naming it are refused from now on. The master user's goes only with its cluster. */
@@ -1193,12 +1194,10 @@ export class Supervisor implements ProxyDirectory {
   }
 
   credentials(cluster: string): ClusterCredentials {
-    const record = this.store.getCluster(cluster);
-    if (!record) throw new ControlError('not-found', `cluster "${cluster}" does not exist`);
-    const secret = this.store.listSecrets(cluster).find((s) => s.username === record.masterUsername);
+    const secret = this.listSecrets(cluster).find((s) => s.master);
     const value = secret ? this.store.getSecret(secret.arn) : null;
     if (!secret || !value) throw new ControlError('not-found', `no secret holds the master password of cluster "${cluster}"`);
-    return { cluster, username: record.masterUsername, password: value.value.password ?? '', secretArn: secret.arn };
+    return { cluster, username: secret.username, password: value.value.password ?? '', secretArn: secret.arn };
   }
 
   // ProxyDirectory
