@@ -9,18 +9,9 @@ import type { LocalInstance } from '../compute/local-instance.js';
 import { formatLsn, parseLsn, parseTimelineHistory } from '../pgwire/replication.js';
 import { lastRecordEnd } from '../pgwire/wal-records.js';
 import { OFF_TIMELINE_STARTUP, timelinePlace } from './failover-steps.js';
+import { CatchUpError } from './failover.js';
 import { withInstanceSession } from './instance-session.js';
 import type { StorageFleet } from './storage-fleet.js';
-
-export class CatchUpError extends Error {
-  override readonly name = 'CatchUpError';
-  /** The target is on a branch off storage's timeline chain: it can never be promoted, only cloned afresh. */
-  readonly offTimeline: boolean;
-  constructor(message: string, opts: { offTimeline?: boolean } = {}) {
-    super(message);
-    this.offTimeline = opts.offTimeline ?? false;
-  }
-}
 
 export interface CatchUpDeps {
   readonly superuser: string;

@@ -29,9 +29,10 @@ import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './pa
 import { checkPortsFree, portIsFree, portsToCheck } from './ports.js';
 import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
 import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
-import { CatchUpError, catchUpFromStorage, waitReplayed, type CatchUpDeps } from './catch-up.js';
+import { catchUpFromStorage, waitReplayed, type CatchUpDeps } from './catch-up.js';
+import { CatchUpError, FailoverError, finishFailover, recoverFailover, runFailover, type FailoverWorld } from './failover.js';
 import { crashPoint } from './crash-points.js';
-import { failoverRecovery, fenceVerdict, promotionOrder, type FailoverStep } from './failover-steps.js';
+import { promotionOrder } from './failover-steps.js';
 import { withInstanceSession } from './instance-session.js';
 import { InstanceProber } from './instance-probe.js';
 import { Identity, IdentityError, INTERNAL_SUPERUSER, RDS_IAM, RDS_SUPERUSER, type UserView } from './identity.js';
@@ -499,7 +500,7 @@ export class Supervisor implements ProxyDirectory {
       this.fleets.set(cluster.name, fleet);
       await fleet.start();
     }
-    await this.recoverFailover(cluster.name);
+    await recoverFailover(this.failoverWorld(cluster));
     // The writer first: readers clone it and stream from it.
     const records = this.store.listInstances(cluster.name).sort((x, y) => (x.role === y.role ? 0 : x.role === 'writer' ? -1 : 1));
     for (const record of records) {
@@ -707,17 +708,9 @@ export class Supervisor implements ProxyDirectory {
    * Aurora's FailoverDBCluster: a reader becomes the writer (the one asked
    * for, or the first by promotion tier, then capacity; a paused reader of
    * tier 0 or 1 is resumed for it), and the old writer comes back as a
-   * reader of it.
-   *
-   * Fence first, then promote (docs/storage-protocol.md, "Failover"): the
-   * old writer stops (a clean shutdown sends its last WAL to the standbys
-   * still connected); a new term naming the target goes to the storage
-   * nodes and must be accepted by a write quorum, after which the old writer
-   * could never gather four acknowledgements again; the target replays all
-   * it received and catches up from the fenced nodes' durable point; only
-   * then is it promoted, with the new term. Clients of the old writer lose
-   * their connections, as in Aurora; new ones reach the new writer through
-   * the same endpoints.
+   * reader of it. The order of the steps is failover.ts's; clients of the
+   * old writer lose their connections, as in Aurora, and new ones reach the
+   * new writer through the same endpoints.
    */
   async failover(clusterName: string, targetId?: string): Promise<{ writer: string; previous: string; tookMs: number }> {
     const cluster = this.store.getCluster(clusterName);
@@ -725,100 +718,97 @@ export class Supervisor implements ProxyDirectory {
     if (this.failingOver.has(clusterName)) throw new ControlError('conflict', `cluster "${clusterName}" is already failing over`);
     const records = this.store.listInstances(clusterName);
     const oldRecord = records.find((r) => r.role === 'writer');
-    const oldWriter = oldRecord ? this.instances.get(oldRecord.id) : undefined;
-    if (!oldRecord || !oldWriter) throw new ControlError('unavailable', `cluster "${clusterName}" has no writer`);
+    if (!oldRecord || !this.instances.get(oldRecord.id)) throw new ControlError('unavailable', `cluster "${clusterName}" has no writer`);
     const candidates = this.promotionCandidates(records);
     const targetRecord = targetId ? candidates.find((r) => r.id === targetId) : candidates[0];
     if (!targetRecord) {
       throw new ControlError('invalid', targetId ? `${targetId} is not an available reader of cluster "${clusterName}"` : `cluster "${clusterName}" has no available reader to fail over to`);
     }
-    const target = this.instances.get(targetRecord.id)!;
     if (this.store.getOperation(clusterName)) throw new ControlError('conflict', `cluster "${clusterName}" is still finishing an earlier failover`);
     this.failingOver.add(clusterName);
-    const started = Date.now();
-    let swapped = false;
-    /** The old writer was stopped (a failure before that leaves it running, untouched). */
-    let stopped = false;
-    const fleet = this.fleets.get(clusterName);
-    // Each step is recorded as it finishes: a supervisor killed between two
-    // of them resumes or rolls the failover back on its next start.
-    this.store.beginOperation({ cluster: clusterName, kind: 'failover', oldWriter: oldRecord.id, target: targetRecord.id, step: 'begun' });
-    const step = (name: FailoverStep): void => {
-      this.store.advanceOperation(clusterName, name);
-      crashPoint(`failover:${name}`);
-    };
-    crashPoint('failover:begun');
-    this.event('cluster', clusterName, 'failover-started', `failing over from ${oldRecord.id} to ${targetRecord.id}`);
     try {
-      if (target.state === 'paused') {
-        this.event('instance', targetRecord.id, 'resuming', `resuming paused reader ${targetRecord.id} (promotion tier ${targetRecord.promotionTier}) to fail over to it`);
-        if (!(await target.waitAvailable(this.settings.engineStartTimeoutMs))) throw new ControlError('unavailable', `${targetRecord.id} did not resume`);
-      }
-      await oldWriter.stop();
-      stopped = true;
-      step('old-writer-stopped');
-      if (fleet) {
-        const fence = await fleet.fence({ host: '127.0.0.1', port: targetRecord.enginePort });
-        let verdict = fenceVerdict(fence.statuses.map((s) => s.term), fence.term);
-        // A node that is slow to answer (or restarting) gets the same term again, until the deadline.
-        const deadline = Date.now() + this.settings.storageFenceTimeoutMs;
-        while (!verdict.ok && Date.now() < deadline) {
-          await new Promise((r) => setTimeout(r, 500));
-          verdict = fenceVerdict((await fleet.follow()).map((s) => s.term), fence.term);
-        }
-        if (!verdict.ok) throw new ControlError('unavailable', verdict.reason);
-        step('fenced');
-        this.event('cluster', clusterName, 'fenced', `storage term ${fence.term} accepted by ${verdict.value} storage nodes for ${targetRecord.id}; ${oldRecord.id} can no longer commit`);
-      }
-      await this.catchUp(cluster, target);
-      step('caught-up');
-      this.store.transaction(() => {
-        this.store.setInstanceRole(targetRecord.id, 'writer');
-        this.store.setInstanceRole(oldRecord.id, 'reader');
-        this.store.advanceOperation(clusterName, 'swapped');
-      });
-      swapped = true;
-      crashPoint('failover:swapped');
-      fleet?.endFence();
-      this.invalidateLookups();
-      // The new writer runs with the fenced term once its configuration is rewritten.
-      await target.promote(this.settings.engineStartTimeoutMs);
-      step('promoted');
-      this.store.endOperation(clusterName);
-      this.afterWriterAvailable(clusterName);
-      // Other readers stream from the new writer from now on.
-      for (const r of records) if (r.role === 'reader' && r.id !== targetRecord.id) this.instances.get(r.id)?.reconfigure();
-      const tookMs = Date.now() - started;
-      this.failovers.set(clusterName, (this.failovers.get(clusterName) ?? 0) + 1);
-      this.event('cluster', clusterName, 'failover', `${targetRecord.id} is the writer (failover took ${tookMs} ms); ${oldRecord.id} comes back as a reader`);
-      // The old writer's data may hold WAL the new writer never had: it is
-      // cloned afresh (and would be on any start: a reader's directory must be a standby's).
-      oldWriter.rebuild().catch((err: Error) => this.event('instance', oldRecord.id, 'failed', `could not come back as a reader: ${err.message}`));
+      const tookMs = await runFailover(this.failoverWorld(cluster), oldRecord.id, targetRecord.id);
       return { writer: targetRecord.id, previous: oldRecord.id, tookMs };
     } catch (err) {
-      this.event('cluster', clusterName, 'failover-failed', `failover to ${targetRecord.id} failed: ${(err as Error).message}`);
-      if (err instanceof CatchUpError && err.offTimeline && !swapped && !this.shuttingDown) {
-        // Off the chain for good: it is cloned afresh from the writer once the writer runs again.
-        this.event('instance', targetRecord.id, 'off-timeline', `${targetRecord.id} is on a branch storage did not keep; cloning it afresh from the writer`);
-        void target.rebuild().catch((e: Error) => this.event('instance', targetRecord.id, 'failed', `could not be cloned afresh: ${e.message}`));
-      }
-      if (swapped) {
-        // The target is the writer of record: the failover is finished on the supervisor's next start, or by the target's restart loop.
-        target.restartLater(`promotion failed: ${(err as Error).message}`);
-      } else if (!stopped) {
-        // Nothing was touched.
-        this.store.endOperation(clusterName);
-      } else if (!this.shuttingDown) {
-        // Nothing changed hands: the old writer takes writes again, in a
-        // term of its own (the fence, if it got anywhere, names the target).
-        void this.rollBackFailover(clusterName, oldWriter).catch((e: Error) => {
-          if (!this.shuttingDown) oldWriter.restartLater(`restart after a failed failover failed: ${e.message}`);
-        });
-      }
-      throw err instanceof CatchUpError ? new ControlError('unavailable', err.message) : err;
+      throw err instanceof CatchUpError || err instanceof FailoverError ? new ControlError('unavailable', err.message) : err;
     } finally {
       this.failingOver.delete(clusterName);
     }
+  }
+
+  /** The effects of a failover of `cluster`, as failover.ts runs them. */
+  private failoverWorld(cluster: ClusterRecord): FailoverWorld {
+    const name = cluster.name;
+    const instance = (id: string): LocalInstance => {
+      const i = this.instances.get(id);
+      if (!i) throw new ControlError('unavailable', `instance ${id} is not running under this supervisor`);
+      return i;
+    };
+    const enginePort = (id: string): number => this.store.listInstances(name).find((r) => r.id === id)?.enginePort ?? 0;
+    const fleet = this.fleets.get(name);
+    const { engineStartTimeoutMs } = this.settings;
+    return {
+      record: {
+        begin: (oldWriter, target) => this.store.beginOperation({ cluster: name, kind: 'failover', oldWriter, target, step: 'begun' }),
+        advance: (step) => this.store.advanceOperation(name, step),
+        swap: (oldWriter, target) => {
+          this.store.transaction(() => {
+            this.store.setInstanceRole(target, 'writer');
+            this.store.setInstanceRole(oldWriter, 'reader');
+            this.store.advanceOperation(name, 'swapped');
+          });
+          this.invalidateLookups();
+        },
+        current: () => this.store.getOperation(name),
+        writer: () => this.store.listInstances(name).find((r) => r.role === 'writer')?.id ?? null,
+        end: () => this.store.endOperation(name),
+      },
+      storage: fleet
+        ? {
+            fence: async (target) => {
+              const fence = await fleet.fence({ host: '127.0.0.1', port: enginePort(target) });
+              return { term: fence.term, terms: fence.statuses.map((s) => s.term) };
+            },
+            terms: async () => (await fleet.follow()).map((s) => s.term),
+            endFence: () => fleet.endFence(),
+            raiseTerm: async () => void (await fleet.raiseTerm()),
+          }
+        : null,
+      fenceTimeoutMs: this.settings.storageFenceTimeoutMs,
+      crashPoint,
+      resume: async (id) => {
+        const target = instance(id);
+        if (target.state !== 'paused') return true;
+        const tier = this.store.listInstances(name).find((r) => r.id === id)?.promotionTier;
+        this.event('instance', id, 'resuming', `resuming paused reader ${id} (promotion tier ${tier}) to fail over to it`);
+        return target.waitAvailable(engineStartTimeoutMs);
+      },
+      stop: (id) => instance(id).stop(),
+      start: (id) => instance(id).start(),
+      catchUp: (id) => this.catchUp(cluster, instance(id)),
+      // The new writer runs with the fenced term once its configuration is rewritten.
+      promote: (id) => instance(id).promote(engineStartTimeoutMs),
+      inRecovery: (id) => withInstanceSession(instance(id), adminOf(cluster), async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r),
+      afterPromotion: (writer, oldWriter) => {
+        this.afterWriterAvailable(name);
+        if (oldWriter === null) return;
+        // Other readers stream from the new writer from now on.
+        for (const r of this.store.listInstances(name)) if (r.role === 'reader' && r.id !== oldWriter) this.instances.get(r.id)?.reconfigure();
+        this.failovers.set(name, (this.failovers.get(name) ?? 0) + 1);
+        // The old writer's data may hold WAL the new writer never had: it is
+        // cloned afresh (and would be on any start: a reader's directory must be a standby's).
+        this.instances.get(oldWriter)?.rebuild().catch((err: Error) => this.event('instance', oldWriter, 'failed', `could not come back as a reader: ${err.message}`));
+      },
+      reclone: (id, why) => {
+        this.event('instance', id, 'off-timeline', why);
+        void this.instances.get(id)?.rebuild().catch((e: Error) => this.event('instance', id, 'failed', `could not be cloned afresh: ${e.message}`));
+      },
+      restartLater: (id, why) => this.instances.get(id)?.restartLater(why),
+      event: (kind, message, id) => (id ? this.event('instance', id, kind, message) : this.event('cluster', name, kind, message)),
+      shuttingDown: () => this.shuttingDown,
+      now: () => Date.now(),
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    };
   }
 
   /** Per reader, the recovery target timeline of its next start while a failover catches it up (catch-up.ts). */
@@ -838,38 +828,9 @@ export class Supervisor implements ProxyDirectory {
     if (fleet) await catchUpFromStorage(target, fleet, deps);
   }
 
-  /** A failover that did not swap roles is undone: a new term for the old writer, which starts again. */
-  private async rollBackFailover(cluster: string, oldWriter: LocalInstance): Promise<void> {
-    const fleet = this.fleets.get(cluster);
-    if (fleet) await fleet.raiseTerm();
-    this.store.endOperation(cluster);
-    await oldWriter.start();
-  }
-
-  /**
-   * A failover the last supervisor left unfinished (killed between two
-   * steps), found before the cluster's instances start (failover-steps.ts).
-   * Rolled back when roles were not swapped: the old writer gets a new term
-   * before it starts. Rolled forward when they were: the target, now the
-   * writer of record, is promoted once it runs (finishFailover).
-   */
-  private async recoverFailover(cluster: string): Promise<void> {
-    const op = this.store.getOperation(cluster);
-    if (!op) return;
-    const writer = this.store.listInstances(cluster).find((r) => r.role === 'writer')?.id ?? null;
-    const plan = failoverRecovery(op.step, writer, op.target);
-    this.event('cluster', cluster, plan.kind === 'roll-back' ? 'failover-rolled-back' : 'failover-resumed', `an unfinished failover from ${op.oldWriter} to ${op.target} was found: ${plan.reason}`);
-    if (plan.kind === 'roll-back') {
-      await this.fleets.get(cluster)?.raiseTerm();
-      this.store.endOperation(cluster);
-    }
-  }
-
   /**
    * The writer of record is running and a recorded failover names it as the
-   * target: the failover got as far as the role swap. It catches up from
-   * storage (again: harmless if it had) and is promoted if it is still a
-   * standby; then the failover is over.
+   * target: the failover got as far as the role swap (failover.ts).
    */
   private finishFailover(cluster: ClusterRecord, writer: LocalInstance): Promise<void> {
     const running = this.finishing.get(cluster.name);
@@ -885,22 +846,10 @@ export class Supervisor implements ProxyDirectory {
     if (this.failingOver.has(cluster.name)) return;
     this.failingOver.add(cluster.name);
     try {
-      const inRecovery = await withInstanceSession(writer, adminOf(cluster), async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
-      if (inRecovery) {
-        await this.catchUp(cluster, writer);
-        await writer.promote(this.settings.engineStartTimeoutMs);
-      }
-      this.store.advanceOperation(cluster.name, 'promoted');
-      this.store.endOperation(cluster.name);
-      this.event('cluster', cluster.name, 'failover', `${writer.id} is the writer (the failover was finished after a supervisor restart)`);
-    } catch (err) {
-      this.event('cluster', cluster.name, 'failover-failed', `finishing the failover to ${writer.id} failed (retried when it restarts): ${(err as Error).message}`);
-      if (!this.shuttingDown) writer.restartLater(`finishing its promotion failed: ${(err as Error).message}`);
-      return;
+      await finishFailover(this.failoverWorld(cluster), writer.id);
     } finally {
       this.failingOver.delete(cluster.name);
     }
-    this.afterWriterAvailable(cluster.name);
   }
 
   /**
