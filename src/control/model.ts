@@ -27,6 +27,8 @@ export interface ClusterRecord {
    * user was the superuser.
    */
   readonly adminUsername: string | null;
+  /** The PostgreSQL system identifier, recorded once the writer has run; null before. */
+  readonly systemId: string | null;
   readonly createdAt: string;
 }
 

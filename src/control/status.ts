@@ -30,6 +30,8 @@ export interface ClusterStatus {
   readonly name: string;
   readonly engineVersion: string;
   readonly masterUsername: string;
+  /** PostgreSQL's system identifier, once the writer has run (null before): the cluster's data comes only from it from then on. */
+  readonly systemId: string | null;
   /** available when the writer is available; otherwise the writer's state. */
   readonly status: InstanceState | 'no-writer';
   readonly instances: readonly InstanceStatus[];

@@ -140,6 +140,10 @@ const MIGRATIONS: readonly string[] = [
      started_at TEXT NOT NULL,
      updated_at TEXT NOT NULL
    );`,
+  // The PostgreSQL system identifier of every cluster whose writer has run,
+  // storage nodes or not: a cluster that has one never gets a fresh initdb
+  // (a writer without storage whose data directory is lost stays down).
+  `ALTER TABLE clusters ADD COLUMN system_id TEXT;`,
 ];
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
@@ -178,9 +182,30 @@ export class Store {
     let stmt = this.statements.get(sql);
     if (!stmt) {
       stmt = this.db.prepare(sql);
+      if (!stmt.reader) {
+        // Every write that changes a row moves the version (see `version`).
+        const run = stmt.run.bind(stmt);
+        stmt.run = (...params: unknown[]) => {
+          const result = run(...params);
+          if (result.changes > 0) this.changes++;
+          return result;
+        };
+      }
       this.statements.set(sql, stmt);
     }
     return stmt;
+  }
+
+  private changes = 0;
+
+  /**
+   * Moves with every statement that changed a row (in a transaction, with
+   * each of its statements): what was read from the store before is stale
+   * once it differs. The control plane's cached look-ups (directory.ts) are
+   * kept against it.
+   */
+  get version(): number {
+    return this.changes;
   }
 
   transaction<T>(fn: () => T): T {
@@ -188,13 +213,19 @@ export class Store {
   }
 
   listClusters(): ClusterRecord[] {
-    return this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, admin_username AS adminUsername, created_at AS createdAt FROM clusters ORDER BY created_at, name')
+    return this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, admin_username AS adminUsername, system_id AS systemId, created_at AS createdAt FROM clusters ORDER BY created_at, name')
       .all() as ClusterRecord[];
   }
 
   getCluster(name: string): ClusterRecord | null {
-    return (this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, admin_username AS adminUsername, created_at AS createdAt FROM clusters WHERE name = ?')
+    return (this.prepare('SELECT name, engine_version AS engineVersion, master_username AS masterUsername, admin_username AS adminUsername, system_id AS systemId, created_at AS createdAt FROM clusters WHERE name = ?')
       .get(name) as ClusterRecord | undefined) ?? null;
+  }
+
+  /** Records the system a cluster's writer runs, the first time; true if the recorded one is `systemId`. */
+  recordClusterSystemId(name: string, systemId: string): boolean {
+    this.prepare('UPDATE clusters SET system_id = ? WHERE name = ? AND system_id IS NULL').run(systemId, name);
+    return this.getCluster(name)?.systemId === systemId;
   }
 
   getClusterAccess(name: string): ClusterAccess | null {

@@ -19,7 +19,6 @@ import { canAccess, clusterServiceUserName, ensureOwned, ensureServiceUser, type
 import { compileAccessPolicy, OPEN_POLICY, type AccessPolicy } from '../proxy/access-policy.js';
 import type { EndpointRef, ProxyDirectory } from '../proxy/client-connection.js';
 import { loginMethod, type LoginMethod, type RoleRecord } from '../proxy/role-directory.js';
-import { routeConnection, type EndpointTarget } from '../proxy/routing.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { DataApiServer, type DataApiDirectory } from '../dataapi/data-api-server.js';
 import { ensureTlsMaterial } from '../proxy/tls-material.js';
@@ -27,18 +26,19 @@ import type { Logger } from '../util/logger.js';
 import { adminOf, endpointServerName, validateCidr, validateClusterName, validateUsername, type ClusterAccess, type ClusterRecord, type EndpointType, type InstanceRecord } from './model.js';
 import { ensureHome, homePaths, type HomePaths, type SupervisorInfo } from './paths.js';
 import { checkPortsFree, portIsFree, portsToCheck } from './ports.js';
-import type { ClusterStatus, InstanceStatus, StatusDocument } from './status.js';
-import { histogramSamples, type MetricFamily } from '../metrics/prometheus.js';
+import type { ClusterStatus, StatusDocument } from './status.js';
+import type { MetricFamily } from '../metrics/prometheus.js';
+import { metricFamilies } from './observability.js';
 import { catchUpFromStorage, waitReplayed, type CatchUpDeps } from './catch-up.js';
 import { CatchUpError, FailoverError, finishFailover, recoverFailover, runFailover, type FailoverWorld } from './failover.js';
 import { crashPoint } from './crash-points.js';
+import { EndpointDirectory } from './directory.js';
 import { promotionOrder } from './failover-steps.js';
 import { withInstanceSession } from './instance-session.js';
 import { InstanceProber } from './instance-probe.js';
 import { Identity, IdentityError, INTERNAL_SUPERUSER, RDS_IAM, RDS_SUPERUSER, type UserView } from './identity.js';
 import { REPLICATION_USER, StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
 import { Store } from './store.js';
-import { parseLsn } from '../pgwire/replication.js';
 
 export class ControlError extends Error {
   override readonly name = 'ControlError';
@@ -88,7 +88,6 @@ export class Supervisor implements ProxyDirectory {
   private readonly instances = new Map<string, LocalInstance>();
   private readonly fleets = new Map<string, StorageFleet>();
   private readonly accessPolicies = new Map<string, AccessPolicy>();
-  private readonly routeTurns = new Map<string, number>();
   private cgroups: CgroupSupport = { kind: 'none', reason: 'not detected yet' };
   private autoscaler: Autoscaler | null = null;
   /** ACU-seconds metered but not yet written to the store. */
@@ -117,6 +116,7 @@ export class Supervisor implements ProxyDirectory {
     ensureHome(p);
     fs.mkdirSync(p.instancesDir, { recursive: true, mode: 0o711 });
     this.store = new Store(p.stateDb, p.secretKey);
+    this.directory = new EndpointDirectory(this.store, this.settings.endpointDomain, (id) => this.instances.get(id)?.state === 'available');
     fs.chmodSync(p.stateDb, 0o600);
     // Before anything slow: a port in use is reported now, with the setting that chose it.
     const firstStart = this.store.listClusters().length === 0;
@@ -235,31 +235,15 @@ export class Supervisor implements ProxyDirectory {
     this.dataApiUrl = await this.dataApi.listen(this.settings.dataApiPort, this.settings.listenHost);
   }
 
-  /**
-   * Control-plane answers asked on every Data API request and every new
-   * proxy connection (a store read, sometimes a decryption), kept until the
-   * next control-plane change.
-   */
-  private readonly lookups = new Map<string, unknown>();
-
-  /** Bumped with every invalidation of the look-ups: a writer endpoint's sessions re-route when it changes. */
-  private lookupsVersion = 0;
-
-  private invalidateLookups(): void {
-    this.lookups.clear();
-    this.lookupsVersion++;
-  }
+  /** Endpoints to instances, and the look-ups cached against the store's version (directory.ts). */
+  private directory!: EndpointDirectory;
 
   routesVersion(): number {
-    return this.lookupsVersion;
+    return this.directory.version();
   }
 
   private cached<T>(key: string, compute: () => T): T {
-    if (this.lookups.has(key)) return this.lookups.get(key) as T;
-    const value = compute();
-    if (this.lookups.size > 10_000) this.lookups.clear(); // bounded, no change: the version stays
-    this.lookups.set(key, value);
-    return value;
+    return this.directory.cache.get(key, compute);
   }
 
   /** What the Data API needs from the control plane. */
@@ -436,7 +420,7 @@ export class Supervisor implements ProxyDirectory {
     const secretArn = `${SECRET_ARN_PREFIX}/${input.name}/${username}-${randomBytes(3).toString('hex')}`;
     const now = new Date().toISOString();
     // The master user is no superuser (as on Aurora): Borealis keeps its own, reachable only over the private socket.
-    const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, adminUsername: INTERNAL_SUPERUSER, createdAt: now };
+    const cluster: ClusterRecord = { name: input.name, engineVersion: this.binaries.version, masterUsername: username, adminUsername: INTERNAL_SUPERUSER, systemId: null, createdAt: now };
     const endpointPort = input.writerPort ?? (await this.allocatePort(this.settings.proxyPort));
     if (input.writerPort !== undefined) await checkPortsFree(this.settings.listenHost, [{ port: input.writerPort, what: `the writer endpoint of cluster ${input.name}`, setting: 'proxyPort' }]);
     const enginePort = await this.allocatePort(this.settings.enginePortBase, new Set([endpointPort]));
@@ -491,7 +475,7 @@ export class Supervisor implements ProxyDirectory {
         dir: path.join(this.paths.home, 'storage', cluster.name),
         token: this.storageToken(),
         // Whichever instance is the writer now (a failover moves it).
-        writer: () => ({ host: '127.0.0.1', port: this.cached(`writer-port\0${cluster.name}`, () => this.store.listInstances(cluster.name).find((r) => r.role === 'writer')?.enginePort ?? 0) }),
+        writer: () => ({ host: '127.0.0.1', port: this.directory.writerPort(cluster.name) }),
         identity: this.identityOf(cluster.name),
         log: this.log.child(`storage:${cluster.name}`),
         event: (kind, message) => this.event('cluster', cluster.name, kind, message),
@@ -560,7 +544,16 @@ export class Supervisor implements ProxyDirectory {
       restoreData: async (dataDir: string) => {
         if (this.roleOf(record.id) === 'reader') return reader.restoreData(dataDir);
         const fleet = storage();
-        if (!fleet) return false;
+        if (!fleet) {
+          const system = this.store.getCluster(cluster.name)?.systemId;
+          // Nothing to rebuild from: an empty database in its place would look available and hold none of the data.
+          if (system) {
+            throw new Error(
+              `the data directory is gone and cluster "${cluster.name}" has no storage nodes (storageNodeCount 0) to rebuild system ${system} from: the writer stays down rather than start empty; put the directory back, or fail over to a reader`,
+            );
+          }
+          return false;
+        }
         const requested = this.rebuildRequested.has(record.id);
         if (!requested && fs.existsSync(dataDir) && fs.readdirSync(dataDir).length > 0) {
           // Damaged rather than gone (or a mount not there yet): never rebuilt over on its own.
@@ -614,6 +607,21 @@ export class Supervisor implements ProxyDirectory {
     void this.roles.prepare(cluster).catch((err: Error) => this.log.warn('could not prepare the cluster\'s roles', { cluster, error: err.message }));
     const fleet = this.fleets.get(cluster);
     if (fleet) void this.afterWriterStart(cluster, fleet);
+    else if (!this.store.getCluster(cluster)?.systemId) void this.recordSystem(cluster);
+  }
+
+  /**
+   * A cluster without storage nodes records its system once its writer has
+   * run (with storage, pointStorageAtWriter does): from then on a lost data
+   * directory is never replaced by an empty one.
+   */
+  private async recordSystem(cluster: string): Promise<void> {
+    try {
+      const systemId = await this.withWriterSession(cluster, async (client) => (await client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id);
+      this.store.recordClusterSystemId(cluster, systemId);
+    } catch (err) {
+      this.log.warn('could not record the cluster\'s system identifier yet', { cluster, error: (err as Error).message });
+    }
   }
 
   private readonly rebuildRequested = new Set<string>();
@@ -757,7 +765,6 @@ export class Supervisor implements ProxyDirectory {
             this.store.setInstanceRole(oldWriter, 'reader');
             this.store.advanceOperation(name, 'swapped');
           });
-          this.invalidateLookups();
         },
         current: () => this.store.getOperation(name),
         writer: () => this.store.listInstances(name).find((r) => r.role === 'writer')?.id ?? null,
@@ -958,6 +965,7 @@ export class Supervisor implements ProxyDirectory {
       await this.withWriterSession(cluster, async (client) => {
         await client.query('SET synchronous_commit = local');
         const systemId = (await client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id;
+        this.store.recordClusterSystemId(cluster, systemId);
         if (!fleet.recordSystemId(systemId)) {
           this.event('cluster', cluster, 'system-mismatch', `the writer runs system ${systemId}, but the cluster is system ${fleet.systemId}; storage nodes will refuse it`);
         }
@@ -1065,7 +1073,6 @@ export class Supervisor implements ProxyDirectory {
       if (have.some((e) => e.type === w.type && e.name === w.name)) continue;
       const port = await this.allocatePort(this.settings.proxyPort);
       this.store.insertEndpoint({ cluster, ...w, port, customType: null, staticMembers: [], excludedMembers: [] });
-      this.invalidateLookups();
     }
   }
 
@@ -1198,7 +1205,6 @@ export class Supervisor implements ProxyDirectory {
     const accessKeyId = 'BKIA' + base32(randomBytes(10));
     const secretAccessKey = randomBytes(30).toString('base64');
     this.store.insertAccessKey(accessKeyId, secretAccessKey, description);
-    this.invalidateLookups();
     this.log.info('access key created', { accessKeyId });
     return { accessKeyId, secretAccessKey };
   }
@@ -1209,7 +1215,6 @@ export class Supervisor implements ProxyDirectory {
 
   deleteAccessKey(id: string): void {
     if (!this.store.deleteAccessKey(id)) throw new ControlError('not-found', `access key ${id} does not exist`);
-    this.invalidateLookups();
   }
 
   /**
@@ -1255,29 +1260,15 @@ export class Supervisor implements ProxyDirectory {
 
   /** The instance for a new connection on an endpoint (round robin among equals). */
   route(endpoint: EndpointRef): { instanceId: string } | null {
-    const record = this.cached(`endpoints\0${endpoint.cluster}`, () => this.store.listEndpoints(endpoint.cluster)).find((e) => e.type === endpoint.type && e.name === endpoint.name);
-    if (!record) return null;
-    const target: EndpointTarget =
-      record.type === 'instance'
-        ? { type: 'instance', instanceId: record.name }
-        : record.type === 'custom'
-          ? { type: 'custom', customType: record.customType ?? 'ANY', staticMembers: record.staticMembers, excludedMembers: record.excludedMembers }
-          : { type: record.type };
-    const instances = this.cached(`instances\0${endpoint.cluster}`, () => this.store.listInstances(endpoint.cluster)).map((i) => ({ id: i.id, role: i.role, available: this.instances.get(i.id)?.state === 'available' }));
-    const key = `${endpoint.cluster}/${endpoint.type}/${endpoint.name}`;
-    const turn = this.routeTurns.get(key) ?? 0;
-    this.routeTurns.set(key, turn + 1);
-    const chosen = routeConnection(target, instances, turn);
-    return chosen ? { instanceId: chosen.id } : null;
+    return this.directory.route(endpoint);
   }
 
   serverNameOf(endpoint: EndpointRef): string {
-    return endpointServerName(endpoint, this.settings.endpointDomain);
+    return this.directory.serverNameOf(endpoint);
   }
 
   endpointByServerName(serverName: string): EndpointRef | null {
-    const e = this.store.listEndpoints().find((x) => endpointServerName(x, this.settings.endpointDomain) === serverName.toLowerCase());
-    return e ? { cluster: e.cluster, type: e.type, name: e.name } : null;
+    return this.directory.endpointByServerName(serverName);
   }
 
   async awaitInstance(instanceId: string, timeoutMs: number, asWriter = false): Promise<{ socketPath: string } | 'moved' | null> {
@@ -1302,7 +1293,7 @@ export class Supervisor implements ProxyDirectory {
   }
 
   private writerOf(cluster: string): LocalInstance | null {
-    const id = this.cached(`writer\0${cluster}`, () => this.store.listInstances(cluster).find((i) => i.role === 'writer')?.id ?? null);
+    const id = this.directory.writerId(cluster);
     return id === null ? null : (this.instances.get(id) ?? null);
   }
 
@@ -1343,6 +1334,7 @@ export class Supervisor implements ProxyDirectory {
         name: c.name,
         engineVersion: c.engineVersion,
         masterUsername: c.masterUsername,
+        systemId: c.systemId,
         status: writer ? writer.state : 'no-writer',
         instances,
         endpoints: this.store.listEndpoints(c.name).map((e) => ({
@@ -1376,104 +1368,16 @@ export class Supervisor implements ProxyDirectory {
     };
   }
 
-  /** Per-instance, per-second figures with CloudWatch's names, for /metrics. */
+  /** Per-instance, per-second figures with CloudWatch's names, for /metrics (observability.ts). */
   metrics(): MetricFamily[] {
-    const status = this.status();
-    const perInstance = (name: string, help: string, type: 'gauge' | 'counter', value: (i: InstanceStatus) => number | null): MetricFamily => ({
-      name,
-      help,
-      type,
-      samples: status.clusters.flatMap((c) =>
-        c.instances.flatMap((i) => {
-          const v = value(i);
-          return v === null ? [] : [{ labels: { cluster: c.name, instance: i.id, role: i.role }, value: v }];
-        }),
-      ),
+    return metricFamilies(this.status(), {
+      failovers: (cluster) => this.failovers.get(cluster) ?? 0,
+      commitLatency: (id) => this.proxy.instanceCommitLatency(id),
+      resumes: (id) => {
+        const i = this.instances.get(id);
+        return { count: i?.resumeCount ?? 0, lastMs: i?.lastResume?.totalMs ?? null };
+      },
     });
-    const proxy = status.proxy;
-    return [
-      perInstance('borealis_serverless_database_capacity_acu', 'Capacity in ACUs (CloudWatch ServerlessDatabaseCapacity); 0 while paused.', 'gauge', (i) => i.capacityAcu),
-      perInstance('borealis_acu_utilization_percent', 'Largest of CPU and memory use against capacity (CloudWatch ACUUtilization).', 'gauge', (i) => i.metrics?.acuUtilizationPercent ?? null),
-      perInstance('borealis_cpu_utilization_percent', 'CPU used against the capacity\'s CPU (CloudWatch CPUUtilization).', 'gauge', (i) => i.metrics?.cpuUtilizationPercent ?? null),
-      perInstance('borealis_memory_used_bytes', 'Memory in use by the instance, without reclaimable cache.', 'gauge', (i) => (i.metrics ? i.metrics.memoryMiB * 1024 * 1024 : null)),
-      perInstance('borealis_database_connections', 'Client sessions on the instance (CloudWatch DatabaseConnections).', 'gauge', (i) => i.metrics?.connections ?? null),
-      perInstance('borealis_queued_clients', 'Clients waiting for a server connection to the instance.', 'gauge', (i) => i.metrics?.queuedClients ?? null),
-      perInstance('borealis_acu_seconds_total', 'Capacity consumed, in ACU-seconds.', 'counter', (i) => i.acuSeconds),
-      {
-        name: 'borealis_failovers_total',
-        help: 'Failovers (a reader promoted to writer) since the supervisor started.',
-        type: 'counter',
-        samples: status.clusters.map((c) => ({ labels: { cluster: c.name }, value: this.failovers.get(c.name) ?? 0 })),
-      },
-      {
-        name: 'borealis_commit_latency_seconds',
-        help: 'Explicit COMMITs through the front door, from the client\'s message to the server\'s answer (CloudWatch CommitLatency).',
-        type: 'histogram',
-        samples: histogramSamples(status.clusters.flatMap((c) => c.instances.map((i) => ({ labels: { cluster: c.name, instance: i.id, role: i.role }, histogram: this.proxy.instanceCommitLatency(i.id) })))),
-      },
-      perInstance('borealis_replica_lag_seconds', 'How far a reader\'s replay is behind its writer (CloudWatch AuroraReplicaLag, in seconds).', 'gauge', (i) => i.replicaLag?.seconds ?? null),
-      perInstance('borealis_replica_lag_bytes', 'WAL the writer has written that a reader has not replayed yet.', 'gauge', (i) => i.replicaLag?.bytes ?? null),
-      perInstance('borealis_instance_available', '1 when the instance accepts connections.', 'gauge', (i) => (i.state === 'available' ? 1 : 0)),
-      perInstance('borealis_instance_paused', '1 while the instance is auto-paused.', 'gauge', (i) => (i.state === 'paused' ? 1 : 0)),
-      perInstance('borealis_resumes_total', 'Resumes from auto-pause.', 'counter', (i) => this.instances.get(i.id)?.resumeCount ?? 0),
-      perInstance('borealis_resume_duration_seconds', 'Duration of the last resume, from the first client to PostgreSQL answering.', 'gauge', (i) => {
-        const r = this.instances.get(i.id)?.lastResume;
-        return r ? r.totalMs / 1000 : null;
-      }),
-      {
-        name: 'borealis_proxy_clients',
-        help: 'Client connections at the front door, by state.',
-        type: 'gauge',
-        samples: Object.entries(proxy.clientsByState).filter(([state]) => state !== 'closed').map(([state, value]) => ({ labels: { state }, value })),
-      },
-      ...this.storageMetrics(status),
-      { name: 'borealis_proxy_pinned_clients', help: 'Clients pinned to a server by session state.', type: 'gauge', samples: [{ value: proxy.pinnedClients }] },
-      {
-        name: 'borealis_pool_servers',
-        help: 'Server connections per pool, by state.',
-        type: 'gauge',
-        samples: proxy.pools.flatMap((p) => [
-          { labels: { cluster: p.cluster, instance: p.instanceId, user: p.user, database: p.database, state: 'idle' }, value: p.idle },
-          { labels: { cluster: p.cluster, instance: p.instanceId, user: p.user, database: p.database, state: 'active' }, value: p.active },
-        ]),
-      },
-    ];
-  }
-
-  private storageMetrics(status: StatusDocument): MetricFamily[] {
-    const perNode = (name: string, help: string, type: 'gauge' | 'counter', value: (n: StorageNodeView) => number | null | undefined): MetricFamily => ({
-      name,
-      help,
-      type,
-      samples: status.clusters.flatMap((c) =>
-        c.storage.nodes.flatMap((n) => {
-          const v = value(n);
-          return v === null || v === undefined ? [] : [{ labels: { cluster: c.name, node: n.name, zone: n.zone }, value: v }];
-        }),
-      ),
-    });
-    const lsn = (text: string | null | undefined): number | null => (text ? Number(parseLsn(text)) : null);
-    return [
-      perNode('borealis_storage_node_streaming', '1 while the storage node streams WAL from its writer.', 'gauge', (n) => (n.state === 'streaming' ? 1 : 0)),
-      perNode('borealis_storage_node_term', 'Term the storage node has accepted.', 'gauge', (n) => n.term),
-      perNode('borealis_storage_flush_lsn_bytes', 'Durable end of WAL on the node, as a byte position.', 'gauge', (n) => lsn(n.flushLsn)),
-      perNode('borealis_storage_lag_bytes', 'WAL the writer has sent or announced that the node has not yet made durable.', 'gauge', (n) => n.lagBytes),
-      perNode('borealis_storage_disk_bytes', 'Disk used by the node (WAL and base backups).', 'gauge', (n) => n.diskBytes),
-      perNode('borealis_storage_flushes_total', 'WAL flushes (fdatasync) since the node started.', 'counter', (n) => n.flushes),
-      {
-        name: 'borealis_storage_write_quorum_available',
-        help: '1 while at least four storage nodes stream from the writer (commits can be acknowledged); 0 once the write quorum has been lost for storageWriteQuorumGraceMs.',
-        type: 'gauge',
-        samples: status.clusters.filter((c) => c.storage.nodes.length > 0).map((c) => ({ labels: { cluster: c.name }, value: c.storage.writeQuorumLost ? 0 : 1 })),
-      },
-      {
-        name: 'borealis_storage_rebuilds_total',
-        help: 'Writers rebuilt from storage (lost data directory) since the supervisor started.',
-        type: 'counter',
-        samples: status.clusters.filter((c) => c.storage.nodes.length > 0).map((c) => ({ labels: { cluster: c.name }, value: c.storage.rebuilds })),
-      },
-      perNode('borealis_storage_flush_seconds_avg', 'Mean duration of a WAL flush since the node started.', 'gauge', (n) => (n.flushMsAvg === undefined ? null : n.flushMsAvg / 1000)),
-    ];
   }
 
   async shutdown(): Promise<void> {
@@ -1495,8 +1399,6 @@ export class Supervisor implements ProxyDirectory {
   }
 
   private event(sourceType: 'cluster' | 'instance', sourceId: string, kind: string, message: string): void {
-    // Every control-plane change records an event: cached look-ups go stale with it.
-    if (sourceType === 'cluster') this.invalidateLookups();
     const e = this.store.addEvent({ sourceType, sourceId, kind, message });
     this.log.info(message, { event: e.id, sourceType, sourceId, kind });
   }

@@ -83,3 +83,28 @@ test('a writer whose data directory is deleted stops acknowledging within second
   assert.ok(writerEvents.some((e) => e.kind === 'data-dir-lost' && e.message.includes(dataDir)), JSON.stringify(writerEvents.slice(-8)));
   assert.ok(writerEvents.some((e) => e.kind === 'rebuilding'), JSON.stringify(writerEvents.slice(-8)));
 });
+
+test('without storage nodes, a writer whose data directory is lost stays down instead of starting empty', async () => {
+  const local = await Borealis.start({ BOREALIS_STORAGE_NODE_COUNT: '0' });
+  try {
+    await local.sql('CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept VALUES (1)');
+    // The cluster's system is recorded once its writer has run.
+    await local.waitFor('the system to be recorded', async () => (await local.status()).clusters[0]!.systemId ?? null);
+    const dataDir = path.join(local.home, 'instances', 'default-instance-1', 'data');
+    fs.rmSync(dataDir, { recursive: true, force: true, maxRetries: 10 });
+    type Event = { sourceId: string; kind: string; message: string };
+    const refusal = await local.waitFor('the writer to refuse to start empty (or, wrongly, to start)', async () => {
+      const w = (await local.status()).clusters[0]!.instances.find((i) => i.role === 'writer')!;
+      if (w.state === 'available') return 'started';
+      const events = JSON.parse((await local.cli(['events', '--json', '--limit', '200'])).stdout) as Event[];
+      return events.find((e) => e.sourceId === 'default-instance-1' && /no storage nodes/.test(e.message))?.message ?? null;
+    }, 120_000);
+    assert.notEqual(refusal, 'started', 'the writer came back on a new, empty data directory');
+    assert.match(refusal, /stays down rather than start empty/);
+    assert.ok(!fs.existsSync(path.join(dataDir, 'PG_VERSION')), 'initdb ran');
+    const w = (await local.status()).clusters[0]!.instances.find((i) => i.role === 'writer')!;
+    assert.notEqual(w.state, 'available');
+  } finally {
+    await local.destroy();
+  }
+});
