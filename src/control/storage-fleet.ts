@@ -73,6 +73,16 @@ export class StorageError extends Error {
 /** Storage cannot rebuild the writer yet (too few nodes hold the system's WAL); try again later, never initdb. */
 export class StorageWait extends StorageError {}
 
+/** No node served a copy of a base backup that matches its SHA-256 (every copy damaged, or unreachable). */
+class UnverifiedBackup extends StorageError {}
+
+/** A file's SHA-256, read in chunks (a base backup can be larger than memory). */
+async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 /** A read quorum's recovery point, with the timeline histories the nodes hold. */
 export interface DurablePoint extends RecoveryPoint {
   readonly histories: ReadonlyMap<number, string>;
@@ -586,21 +596,33 @@ export class StorageFleet {
     const point = recoveryPoint(reports, term, this.historyLookup(histories));
     if (!point.ok) throw new StorageWait(point.reason);
     const { source, timeline, lsn } = point.value;
-    const backup = [...backups].reverse().find((b) => parseLsn(b.endLsn) <= lsn && b.timeline <= timeline);
-    if (!backup) throw new StorageError(`no base backup ends before ${formatLsn(lsn)}`);
-    log.info('rebuilding the writer from storage', { term, source, timeline, to: formatLsn(lsn), backup: backup.id, fenced: accepted.length });
-    this.deps.event('rebuild', `rebuilding from base backup ${backup.id} and WAL to ${formatLsn(lsn)} on timeline ${timeline} (term ${term}, ${accepted.length} of ${this.nodes.length} nodes fenced, read quorum ${READ_QUORUM})`);
+    // Newest first; an older one (its WAL is kept from its start) when no node holds a copy of a newer one that verifies.
+    const usable = [...backups].reverse().filter((b) => parseLsn(b.endLsn) <= lsn && b.timeline <= timeline);
+    if (usable.length === 0) throw new StorageError(`no base backup ends before ${formatLsn(lsn)}`);
     // Built aside and renamed into place only when whole: a copy that fails,
     // or a supervisor killed mid-way, leaves no data directory that
     // PostgreSQL would open read-write with part of the data.
     const staging = stagingFor(dataDir, 'restore');
     let targetLsn: bigint | null = null;
     try {
-      fs.rmSync(staging, { recursive: true, force: true });
       // Where an older Borealis built it (inside the instance directory).
       fs.rmSync(`${dataDir}.restore`, { recursive: true, force: true });
-      // From the nodes that just answered first: one that is stopped or paused would hold each try to its timeout.
-      await this.extractBackup(backup, staging, new Set(accepted.map((a) => a.name)));
+      let backup: BackupInfo | null = null;
+      for (const candidate of usable) {
+        fs.rmSync(staging, { recursive: true, force: true });
+        log.info('rebuilding the writer from storage', { term, source, timeline, to: formatLsn(lsn), backup: candidate.id, fenced: accepted.length });
+        this.deps.event('rebuild', `rebuilding from base backup ${candidate.id} and WAL to ${formatLsn(lsn)} on timeline ${timeline} (term ${term}, ${accepted.length} of ${this.nodes.length} nodes fenced, read quorum ${READ_QUORUM})`);
+        try {
+          // From the nodes that just answered first: one that is stopped or paused would hold each try to its timeout.
+          await this.extractBackup(candidate, staging, new Set(accepted.map((a) => a.name)));
+          backup = candidate;
+          break;
+        } catch (err) {
+          if (!(err instanceof UnverifiedBackup)) throw err;
+          this.deps.event('backup-unusable', `${err.message}; ${candidate === usable[usable.length - 1] ? 'no older base backup is kept' : 'trying an older base backup'}`);
+        }
+      }
+      if (!backup) throw new StorageError(`no storage node served a verified copy of any base backup that ends before ${formatLsn(lsn)}`);
       const wal = await this.copyWal(source, timeline, histories, lsn, parseLsn(backup.startLsn), path.join(staging, 'pg_wal'));
       targetLsn = this.recoveryTarget(wal, backup, lsn);
       // Every history any node knows: PostgreSQL then never reuses a timeline number.
@@ -671,21 +693,23 @@ export class StorageFleet {
     const tar = path.join(this.deps.dir, `${backup.id}.restore.tar`);
     try {
       let got = false;
+      const failed: string[] = [];
       const order = [...this.nodes.filter((n) => answering.has(n.name)), ...this.nodes.filter((n) => !answering.has(n.name))];
       for (const n of order) {
         try {
           await n.client.getBackup(backup.id, tar);
-          const sha = createHash('sha256').update(fs.readFileSync(tar)).digest('hex');
-          if (sha === backup.sha256) {
+          if ((await sha256OfFile(tar)) === backup.sha256) {
             got = true;
             break;
           }
-          this.deps.log.warn('a base backup copy does not verify; trying another node', { node: n.name });
+          failed.push(`${n.name}: its copy does not match the backup's SHA-256`);
+          this.deps.log.warn('a base backup copy does not verify; trying another node', { node: n.name, backup: backup.id });
         } catch (err) {
+          failed.push(`${n.name}: ${(err as Error).message}`);
           this.deps.log.warn('could not fetch the base backup', { node: n.name, error: (err as Error).message });
         }
       }
-      if (!got) throw new StorageError(`no storage node served a verified copy of backup ${backup.id}`);
+      if (!got) throw new UnverifiedBackup(`no storage node served a verified copy of base backup ${backup.id} (${failed.join('; ')})`);
       await unpackBaseBackup(tar, dataDir);
     } finally {
       fs.rmSync(tar, { force: true });
