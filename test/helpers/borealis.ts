@@ -132,13 +132,13 @@ export class Borealis {
     };
   }
 
-  /** One statement on a fresh connection (TLS unless `tls: false`; `port` picks an endpoint); its rows. */
-  async sql<T extends import('pg').QueryResultRow>(text: string, opts: { port?: number; tls?: boolean } = {}): Promise<T[]> {
+  /** One statement on a fresh connection (TLS unless `tls: false`; `port` picks an endpoint; `params` its $1, $2…); its rows. */
+  async sql<T extends import('pg').QueryResultRow>(text: string, opts: { port?: number; tls?: boolean; params?: readonly unknown[] } = {}): Promise<T[]> {
     const { default: pg } = await import('pg');
     const c = new pg.Client({ ...this.pgConfig(opts.tls === false ? { tls: false } : {}), ...(opts.port ? { port: opts.port } : {}), connectionTimeoutMillis: 60_000 });
     await c.connect();
     try {
-      return (await c.query<T>(text)).rows;
+      return (await c.query<T>(text, opts.params ? [...opts.params] : undefined)).rows;
     } finally {
       await c.end();
     }

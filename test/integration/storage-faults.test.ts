@@ -40,15 +40,7 @@ after(async () => {
   await b?.destroy();
 });
 
-async function query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client(b.pgConfig());
-  await c.connect();
-  try {
-    return (await c.query<T>(sql, params)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const query = <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> => b.sql<T>(sql, { params });
 
 async function storage(): Promise<StorageStatus> {
   const r = await b.cli(['storage', 'status', '--json']);

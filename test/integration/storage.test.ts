@@ -87,15 +87,7 @@ async function allStreamingAt(lsn: bigint, names?: string[]): Promise<StorageSta
   });
 }
 
-async function query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client(b.pgConfig());
-  await c.connect();
-  try {
-    return (await c.query<T>(sql, params)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const query = <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> => b.sql<T>(sql, { params });
 
 function nodeLog(name: string): string {
   return fs.readFileSync(path.join(b.home, 'storage', 'default', `${name}.log`), 'utf8');
