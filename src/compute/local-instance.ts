@@ -29,8 +29,10 @@ export interface LocalInstanceOptions {
   readonly startTimeoutMs: number;
   readonly stopTimeoutMs: number;
   readonly restartBackoffMsMax: number;
-  /** Settings beyond the base and capacity ones (storage quorum, term). */
+  /** Settings beyond the base and capacity ones (storage quorum, term, the address storage reaches it at). */
   readonly extraSettings?: () => Record<string, PgValue>;
+  /** Who may connect for replication from other hosts than loopback (storage nodes placed elsewhere). */
+  readonly replicationSources?: () => { user: string; cidrs: readonly string[] };
   /**
    * Called when the data directory is missing: restores it (from storage)
    * and resolves true, or resolves false for a fresh initdb. Throws when
@@ -182,7 +184,7 @@ export class LocalInstance extends EventEmitter<{ transition: [InstanceTransitio
     const binaries = this.server.options.binaries;
     // Preloaded when the installation has it, as on Aurora: its view works as soon as the extension is created.
     const preload: Record<string, PgValue> = hasLibrary(binaries, 'pg_stat_statements') ? { shared_preload_libraries: 'pg_stat_statements' } : {};
-    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir, binaries.majorVersion), ...preload, ...restartTime, ...this.options.extraSettings?.() });
+    this.server.writeConfig({ ...baseSettings(record.enginePort, this.server.options.socketDir, binaries.majorVersion), ...preload, ...restartTime, ...this.options.extraSettings?.() }, this.options.replicationSources?.());
   }
 
   /**

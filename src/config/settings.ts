@@ -2,8 +2,10 @@
 // name, an environment variable and a line of documentation. The CLI maps
 // flags onto the same keys; docs/configuration.md lists them all (a unit
 // test keeps the two in step).
+import net from 'node:net';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { parseZoneHosts, STORAGE_ZONES } from '../storage/placement.js';
 
 export interface Settings {
   home: string;
@@ -59,6 +61,8 @@ export interface Settings {
   pricePerAcuHour: number;
   storageNodeCount: number;
   storagePortBase: number;
+  storageZoneHosts: string;
+  storageWriterHost: string;
   storageRequestTimeoutMs: number;
   storageHealthIntervalMs: number;
   storageBackupWalBytes: number;
@@ -142,6 +146,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'pricePerAcuHour', env: 'BOREALIS_PRICE_PER_ACU_HOUR', kind: 'number', defaultValue: () => 0.12, doc: 'Price of one ACU-hour for the cost estimate (Aurora Serverless v2: about 0.12 USD).' },
   { key: 'storageNodeCount', env: 'BOREALIS_STORAGE_NODE_COUNT', kind: 'integer', defaultValue: () => 6, doc: 'Storage nodes per cluster: 6 (two in each of zones a, b, c; commits wait for 4) or 0 (the writer\'s local disk only, no quorum, no rebuild).' },
   { key: 'storagePortBase', env: 'BOREALIS_STORAGE_PORT_BASE', kind: 'integer', defaultValue: () => 7432, doc: 'First loopback port for storage nodes\' HTTP APIs (each node takes the next free one).' },
+  { key: 'storageZoneHosts', env: 'BOREALIS_STORAGE_ZONE_HOSTS', kind: 'string', defaultValue: () => '', doc: 'Where each zone\'s storage nodes listen, for clusters made from then on: zone=address[@netns] per zone, comma-separated (e.g. a=10.20.0.11@zone-a); the nodes of a zone named with a network namespace run inside it (ip netns exec). Zones not named stay on loopback.' },
+  { key: 'storageWriterHost', env: 'BOREALIS_STORAGE_WRITER_HOST', kind: 'string', defaultValue: () => '127.0.0.1', doc: 'Address storage nodes reach the writer at, for clusters made from then on; PostgreSQL listens there besides loopback and accepts replication from the zones\' addresses.' },
   { key: 'storageRequestTimeoutMs', env: 'BOREALIS_STORAGE_REQUEST_TIMEOUT_MS', kind: 'integer', defaultValue: () => 5_000, doc: 'Deadline of one request to a storage node, and of a node\'s connection attempt to the writer.' },
   { key: 'storageHealthIntervalMs', env: 'BOREALIS_STORAGE_HEALTH_INTERVAL_MS', kind: 'integer', defaultValue: () => 1_000, doc: 'How often the control plane checks storage nodes (restarts dead ones, re-sends the term to nodes that lost it).' },
   { key: 'storageBackupWalBytes', env: 'BOREALIS_STORAGE_BACKUP_WAL_BYTES', kind: 'integer', defaultValue: () => 256 * 1024 * 1024, doc: 'A new base backup is taken once this much WAL has been written since the last one.' },
@@ -210,5 +216,11 @@ export function loadSettings(overrides: Partial<Record<SettingKey, string | numb
   for (const key of ['proxyPort', 'apiPort', 'dataApiPort', 'enginePortBase', 'storagePortBase'] as const) {
     if (settings[key] < 1 || settings[key] > 65535) throw new SettingsError(`${key} must be a TCP port, got ${settings[key]}`);
   }
+  try {
+    parseZoneHosts(settings.storageZoneHosts, STORAGE_ZONES);
+  } catch (err) {
+    throw new SettingsError(`storageZoneHosts (BOREALIS_STORAGE_ZONE_HOSTS): ${(err as Error).message}`);
+  }
+  if (net.isIP(settings.storageWriterHost) === 0) throw new SettingsError(`storageWriterHost (BOREALIS_STORAGE_WRITER_HOST) must be an IP address, got "${settings.storageWriterHost}"`);
   return settings;
 }

@@ -24,10 +24,10 @@ import { ReplicationClient } from '../storage/replication-client.js';
 import type { Logger } from '../util/logger.js';
 import { crashPoint } from './crash-points.js';
 import { stagingFor, writeFileNoFollow } from '../util/no-follow.js';
-import type { Store } from './store.js';
+import type { StorageNodeRecord, Store } from './store.js';
+import { LOOPBACK, NODE_ZONES, STORAGE_ZONES, parseZoneHosts, urlHost } from '../storage/placement.js';
 
 export const REPLICATION_USER = 'borealis_storage';
-const ZONES = ['a', 'a', 'b', 'b', 'c', 'c'] as const;
 const BIN = fileURLToPath(new URL('../../bin/borealis.js', import.meta.url));
 const NODE_RESTART_MS = 1000;
 
@@ -35,15 +35,14 @@ export interface StorageNodeView extends Partial<NodeStatus> {
   readonly name: string;
   readonly zone: string;
   readonly port: number;
+  /** Where the node's HTTP API is reached. */
+  readonly url: string;
   readonly pid: number | null;
   readonly process: 'running' | 'stopped' | 'restarting';
   readonly reachable: boolean;
 }
 
-interface NodeProcess {
-  readonly name: string;
-  readonly zone: string;
-  readonly port: number;
+interface NodeProcess extends StorageNodeRecord {
   readonly client: StorageNodeClient;
   child: ChildProcess | null;
   /** Stopped on purpose (operator or shutdown): not restarted. */
@@ -127,17 +126,27 @@ export class StorageFleet {
 
   constructor(private readonly deps: FleetDeps) {}
 
-  /** Records the nodes (ports, zones) and the replication password the first time. */
-  static async create(store: Store, cluster: string, allocatePort: (taken: Set<number>) => Promise<number>): Promise<void> {
+  /**
+   * Records the nodes (zones, where each listens), the address they reach
+   * the writer at and the replication password, the first time.
+   */
+  static async create(store: Store, settings: Settings, cluster: string, allocatePort: (taken: Set<number>) => Promise<number>): Promise<void> {
     if (store.getStorage(cluster)) return;
+    const placement = parseZoneHosts(settings.storageZoneHosts, STORAGE_ZONES);
     const taken = new Set<number>();
-    const nodes: Array<{ name: string; zone: string; port: number }> = [];
-    for (let i = 0; i < ZONES.length; i++) {
+    const nodes: StorageNodeRecord[] = [];
+    for (const [i, zone] of NODE_ZONES.entries()) {
       const port = await allocatePort(taken);
       taken.add(port);
-      nodes.push({ name: `sn${i + 1}`, zone: ZONES[i]!, port });
+      const at = placement.get(zone);
+      nodes.push({ name: `sn${i + 1}`, zone, port, host: at?.address ?? LOOPBACK, netns: at?.netns ?? null });
     }
-    store.insertStorage(cluster, randomBytes(24).toString('base64url'), nodes);
+    store.insertStorage(cluster, randomBytes(24).toString('base64url'), settings.storageWriterHost, nodes);
+  }
+
+  /** Addresses other than loopback that storage nodes connect to the writer from (pg_hba.conf admits them for replication). */
+  static replicationSources(store: Store, cluster: string): string[] {
+    return [...new Set(store.listStorageNodes(cluster).map((n) => n.host))].filter((h) => h !== LOOPBACK);
   }
 
   get term(): number {
@@ -208,7 +217,7 @@ export class StorageFleet {
 
   async start(): Promise<void> {
     for (const r of this.deps.store.listStorageNodes(this.deps.cluster)) {
-      this.nodes.push({ ...r, client: new StorageNodeClient(`http://127.0.0.1:${r.port}`, this.deps.token, this.deps.settings.storageRequestTimeoutMs), child: null, held: false, restartTimer: null, last: null });
+      this.nodes.push({ ...r, client: new StorageNodeClient(`http://${urlHost(r.host)}:${r.port}`, this.deps.token, this.deps.settings.storageRequestTimeoutMs), child: null, held: false, restartTimer: null, last: null });
     }
     for (const n of this.nodes) this.spawnNode(n);
     await Promise.all(this.nodes.map((n) => this.waitReachable(n, 30_000)));
@@ -229,9 +238,12 @@ export class StorageFleet {
   private spawnNode(n: NodeProcess): void {
     fs.mkdirSync(this.nodeDir(n.name), { recursive: true, mode: 0o700 });
     const logFd = fs.openSync(path.join(this.deps.dir, `${n.name}.log`), 'a', 0o600);
-    const args = [...STORAGE_NODE_V8_FLAGS, BIN, 'storage-node', '--name', n.name, '--zone', n.zone, '--dir', this.nodeDir(n.name), '--port', String(n.port)];
+    const args = [...STORAGE_NODE_V8_FLAGS, BIN, 'storage-node', '--name', n.name, '--zone', n.zone, '--dir', this.nodeDir(n.name), '--host', n.host, '--port', String(n.port)];
+    // A node placed in a network namespace: `ip netns exec` enters it and
+    // execs node, so the child's pid is the node's own.
+    const [command, argv] = n.netns ? ['ip', ['netns', 'exec', n.netns, process.execPath, ...args]] : [process.execPath, args];
     // stdin is a pipe the node watches: it stops when this process dies, however.
-    const child = spawn(process.execPath, args, { stdio: ['pipe', logFd, logFd], env: { ...process.env, BOREALIS_STORAGE_PARENT_PIPE: '1', BOREALIS_STORAGE_TOKEN: this.deps.token, BOREALIS_STORAGE_BACKUP_BYTES_MAX: String(this.deps.settings.storageBackupBytesMax), BOREALIS_STORAGE_REQUEST_TIMEOUT_MS: String(this.deps.settings.storageRequestTimeoutMs) } });
+    const child = spawn(command, argv, { stdio: ['pipe', logFd, logFd], env: { ...process.env, BOREALIS_STORAGE_PARENT_PIPE: '1', BOREALIS_STORAGE_TOKEN: this.deps.token, BOREALIS_STORAGE_BACKUP_BYTES_MAX: String(this.deps.settings.storageBackupBytesMax), BOREALIS_STORAGE_REQUEST_TIMEOUT_MS: String(this.deps.settings.storageRequestTimeoutMs) } });
     fs.closeSync(logFd);
     n.child = child;
     n.held = false;
@@ -369,6 +381,7 @@ export class StorageFleet {
       name: n.name,
       zone: n.zone,
       port: n.port,
+      url: n.client.url,
       pid: n.child?.pid ?? null,
       process: n.child ? 'running' : n.held ? 'stopped' : 'restarting',
       reachable: n.last !== null,

@@ -144,7 +144,23 @@ const MIGRATIONS: readonly string[] = [
   // storage nodes or not: a cluster that has one never gets a fresh initdb
   // (a writer without storage whose data directory is lost stays down).
   `ALTER TABLE clusters ADD COLUMN system_id TEXT;`,
+  // Where storage runs (storage/placement.ts): each node's address and the
+  // network namespace it runs in, and the address the nodes reach the
+  // writer at. Fixed when the cluster is made.
+  `ALTER TABLE storage_nodes ADD COLUMN host TEXT NOT NULL DEFAULT '127.0.0.1';
+   ALTER TABLE storage_nodes ADD COLUMN netns TEXT;
+   ALTER TABLE storage ADD COLUMN writer_host TEXT NOT NULL DEFAULT '127.0.0.1';`,
 ];
+
+/** A storage node as recorded: its zone, and where it listens (storage/placement.ts). */
+export interface StorageNodeRecord {
+  readonly name: string;
+  readonly zone: string;
+  readonly port: number;
+  readonly host: string;
+  /** The network namespace it runs in; null: the supervisor's own. */
+  readonly netns: string | null;
+}
 
 /** Events kept; older ones are trimmed so the store stays bounded. */
 const EVENTS_KEPT_MAX = 10_000;
@@ -384,9 +400,9 @@ export class Store {
     return this.prepare('DELETE FROM access_keys WHERE id = ?').run(id).changes > 0;
   }
 
-  getStorage(cluster: string): { term: number; replicationPassword: string; systemId: string | null } | null {
-    const row = this.prepare('SELECT term, sealed_replication_password AS sealed, system_id AS systemId FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string; systemId: string | null } | undefined;
-    return row ? { term: row.term, replicationPassword: this.unseal(row.sealed), systemId: row.systemId } : null;
+  getStorage(cluster: string): { term: number; replicationPassword: string; systemId: string | null; writerHost: string } | null {
+    const row = this.prepare('SELECT term, sealed_replication_password AS sealed, system_id AS systemId, writer_host AS writerHost FROM storage WHERE cluster = ?').get(cluster) as { term: number; sealed: string; systemId: string | null; writerHost: string } | undefined;
+    return row ? { term: row.term, replicationPassword: this.unseal(row.sealed), systemId: row.systemId, writerHost: row.writerHost } : null;
   }
 
   /** A cluster's system identifier is set once and never changes; false if another is recorded. */
@@ -395,10 +411,12 @@ export class Store {
     return this.getStorage(cluster)?.systemId === systemId;
   }
 
-  insertStorage(cluster: string, replicationPassword: string, nodes: ReadonlyArray<{ name: string; zone: string; port: number }>): void {
-    this.prepare('INSERT INTO storage (cluster, term, sealed_replication_password) VALUES (?, 1, ?)').run(cluster, this.seal(replicationPassword));
-    const insert = this.prepare('INSERT INTO storage_nodes (cluster, name, zone, port) VALUES (?, ?, ?, ?)');
-    for (const n of nodes) insert.run(cluster, n.name, n.zone, n.port);
+  insertStorage(cluster: string, replicationPassword: string, writerHost: string, nodes: readonly StorageNodeRecord[]): void {
+    this.transaction(() => {
+      this.prepare('INSERT INTO storage (cluster, term, sealed_replication_password, writer_host) VALUES (?, 1, ?, ?)').run(cluster, this.seal(replicationPassword), writerHost);
+      const insert = this.prepare('INSERT INTO storage_nodes (cluster, name, zone, port, host, netns) VALUES (?, ?, ?, ?, ?, ?)');
+      for (const n of nodes) insert.run(cluster, n.name, n.zone, n.port, n.host, n.netns);
+    });
   }
 
   /** Terms only grow. */
@@ -426,8 +444,8 @@ export class Store {
     });
   }
 
-  listStorageNodes(cluster: string): Array<{ name: string; zone: string; port: number }> {
-    return this.prepare('SELECT name, zone, port FROM storage_nodes WHERE cluster = ? ORDER BY name').all(cluster) as Array<{ name: string; zone: string; port: number }>;
+  listStorageNodes(cluster: string): StorageNodeRecord[] {
+    return this.prepare('SELECT name, zone, port, host, netns FROM storage_nodes WHERE cluster = ? ORDER BY name').all(cluster) as StorageNodeRecord[];
   }
 
   usedStoragePorts(): Set<number> {

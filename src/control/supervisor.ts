@@ -38,6 +38,8 @@ import { withInstanceSession } from './instance-session.js';
 import { InstanceProber } from './instance-probe.js';
 import { Identity, IdentityError, INTERNAL_SUPERUSER, RDS_IAM, RDS_SUPERUSER, type UserView } from './identity.js';
 import { REPLICATION_USER, StorageFleet, StorageWait, type StorageNodeView } from './storage-fleet.js';
+import { LOOPBACK, singleAddressCidr } from '../storage/placement.js';
+import type { PgValue } from '../engine/pg-settings.js';
 import { Store } from './store.js';
 
 export class ControlError extends Error {
@@ -442,7 +444,7 @@ export class Supervisor implements ProxyDirectory {
       this.store.insertSecret(secretArn, input.name, username, { username, password, engine: 'postgres', host: this.settings.listenHost, port: String(endpointPort), dbClusterIdentifier: input.name });
     });
     if (this.settings.storageNodeCount > 0) {
-      await StorageFleet.create(this.store, input.name, (taken) => this.allocatePort(this.settings.storagePortBase, new Set([...taken, endpointPort, enginePort, ...this.store.usedStoragePorts()])));
+      await StorageFleet.create(this.store, this.settings, input.name, (taken) => this.allocatePort(this.settings.storagePortBase, new Set([...taken, endpointPort, enginePort, ...this.store.usedStoragePorts()])));
     }
     this.event('cluster', input.name, 'created', `cluster created with master user ${username}`);
     await this.startCluster(cluster);
@@ -475,7 +477,7 @@ export class Supervisor implements ProxyDirectory {
         dir: path.join(this.paths.home, 'storage', cluster.name),
         token: this.storageToken(),
         // Whichever instance is the writer now (a failover moves it).
-        writer: () => ({ host: '127.0.0.1', port: this.directory.writerPort(cluster.name) }),
+        writer: () => ({ host: this.store.getStorage(cluster.name)!.writerHost, port: this.directory.writerPort(cluster.name) }),
         identity: this.identityOf(cluster.name),
         log: this.log.child(`storage:${cluster.name}`),
         event: (kind, message) => this.event('cluster', cluster.name, kind, message),
@@ -539,7 +541,8 @@ export class Supervisor implements ProxyDirectory {
       startTimeoutMs: this.settings.engineStartTimeoutMs,
       stopTimeoutMs: this.settings.engineStopTimeoutMs,
       restartBackoffMsMax: this.settings.restartBackoffMsMax,
-      extraSettings: () => (this.roleOf(record.id) === 'reader' ? reader.extraSettings() : (storage()?.writerSettings() ?? {})),
+      extraSettings: () => ({ ...this.storageListenSettings(cluster.name), ...(this.roleOf(record.id) === 'reader' ? reader.extraSettings() : (storage()?.writerSettings() ?? {})) }),
+      replicationSources: () => ({ user: REPLICATION_USER, cidrs: StorageFleet.replicationSources(this.store, cluster.name).map(singleAddressCidr) }),
       standbyOnly: () => this.roleOf(record.id) === 'reader',
       restoreData: async (dataDir: string) => {
         if (this.roleOf(record.id) === 'reader') return reader.restoreData(dataDir);
@@ -627,6 +630,16 @@ export class Supervisor implements ProxyDirectory {
   private readonly rebuildRequested = new Set<string>();
 
   /** A reader's data comes from its writer (a clone), and it streams from the writer's socket through its own slot. */
+  /**
+   * Storage nodes placed on other addresses reach the writer at the
+   * cluster's recorded writer host, so every instance (any may become the
+   * writer) listens there too.
+   */
+  private storageListenSettings(cluster: string): Record<string, PgValue> {
+    const host = this.store.getStorage(cluster)?.writerHost;
+    return host && host !== LOOPBACK ? { listen_addresses: `${LOOPBACK},${host}` } : {};
+  }
+
   private readerHooks(cluster: ClusterRecord, record: InstanceRecord): Required<Pick<LocalInstanceOptions, 'restoreData' | 'extraSettings'>> {
     const writerSocket = (): { socketDir: string; port: number } | null => {
       const writer = this.writerOf(cluster.name);
@@ -773,7 +786,7 @@ export class Supervisor implements ProxyDirectory {
       storage: fleet
         ? {
             fence: async (target) => {
-              const fence = await fleet.fence({ host: '127.0.0.1', port: enginePort(target) });
+              const fence = await fleet.fence({ host: this.store.getStorage(name)!.writerHost, port: enginePort(target) });
               return { term: fence.term, terms: fence.statuses.map((s) => s.term) };
             },
             terms: async () => (await fleet.follow()).map((s) => s.term),

@@ -122,15 +122,18 @@ export function renderPostgresqlConf(values: Record<string, PgValue>): string {
 /**
  * Client authentication: the private socket trusts (only the service user
  * and the proxy can reach it); TCP on loopback requires SCRAM, and
- * replication needs SCRAM too.
+ * replication needs SCRAM too. Storage nodes placed on other addresses
+ * (`replication`: user and CIDRs) may connect for replication only, with
+ * SCRAM.
  */
-export function renderPgHbaConf(): string {
+export function renderPgHbaConf(replication: { user: string; cidrs: readonly string[] } = { user: 'all', cidrs: [] }): string {
   return [
     '# Written by Borealis.',
     'local all all trust',
     'local replication all trust',
     'host all all 127.0.0.1/32 scram-sha-256',
     'host replication all 127.0.0.1/32 scram-sha-256',
+    ...replication.cidrs.map((cidr) => `host replication ${replication.user} ${cidr} scram-sha-256`),
     '',
   ].join('\n');
 }

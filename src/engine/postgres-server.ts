@@ -103,10 +103,10 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
   }
 
   /** Writes postgresql.conf and pg_hba.conf from Borealis's tables. */
-  writeConfig(values: Record<string, PgValue>): void {
+  writeConfig(values: Record<string, PgValue>, replication?: Parameters<typeof renderPgHbaConf>[0]): void {
     this.writeFiles([
       ['postgresql.conf', renderPostgresqlConf(values) + `include_if_exists = '${CAPACITY_CONF}'\ninclude_if_exists = '${RECOVERY_CONF}'\n`],
-      ['pg_hba.conf', renderPgHbaConf()],
+      ['pg_hba.conf', renderPgHbaConf(replication)],
     ]);
   }
 

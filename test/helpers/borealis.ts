@@ -12,32 +12,53 @@ import type { StatusDocument } from '../../src/control/status.js';
 export const BIN = fileURLToPath(new URL('../../bin/borealis.js', import.meta.url));
 export const PASSWORD = 'correct-horse-battery';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Ports below which the kernel picks no local end of an outgoing connection. */
+function ephemeralLow(): number {
+  try {
+    return Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768; // Not Linux: the usual low end.
+  }
+}
+
+const PORTS_FROM = 10_000;
+/** Runs of ports handed out by portBase() in this process, which freePort() stays out of. */
+const spans: Array<{ from: number; to: number }> = [];
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 
 /**
+ * A free port for something a test's Borealis listens on and must listen on
+ * again after a restart (endpoints, the API, the Data API). Picked below the
+ * kernel's ephemeral range: a port in that range can be taken at any moment
+ * as the local end of some outgoing connection, and then the restarted
+ * supervisor cannot listen on it (EADDRINUSE). Outside every portBase() run.
+ */
+export async function freePort(): Promise<number> {
+  const low = ephemeralLow();
+  for (let i = 0; i < 1000; i++) {
+    const port = PORTS_FROM + Math.floor(Math.random() * (low - PORTS_FROM));
+    if (spans.some((r) => port >= r.from && port < r.to)) continue;
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port between ${PORTS_FROM} and ${low}`);
+}
+
+/**
  * The first of a run of ports a test's Borealis listens on (storage nodes,
- * engines), picked at random below the kernel's ephemeral range: a port in
- * that range can be taken at any moment as the local end of some outgoing
- * connection, and a storage node whose recorded port is taken cannot start.
+ * engines), picked at random below the kernel's ephemeral range for the
+ * same reason as freePort(); freePort() then keeps out of it.
  */
 export function portBase(span = 200): number {
-  let low = 32768;
-  try {
-    low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
-  } catch {
-    // Not Linux: keep the usual low end.
-  }
-  const from = 10_000;
-  return from + Math.floor(Math.random() * Math.max(1, low - from - span));
+  const from = PORTS_FROM + Math.floor(Math.random() * Math.max(1, ephemeralLow() - PORTS_FROM - span));
+  spans.push({ from, to: from + span });
+  return from;
 }
 
 export interface CliResult {
@@ -57,7 +78,8 @@ export class Borealis {
 
   static async start(extraEnv: Record<string, string> = {}): Promise<Borealis> {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-test-'));
-    const b = new Borealis(home, await freePort(), await freePort(), portBase(), {
+    const engines = portBase();
+    const b = new Borealis(home, await freePort(), await freePort(), engines, {
       ...process.env,
       BOREALIS_PASSWORD: PASSWORD,
       BOREALIS_DATA_API_PORT: String(await freePort()),

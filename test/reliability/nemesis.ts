@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { signalTree } from '../../src/util/process-tree.js';
 import type { Borealis } from '../helpers/borealis.js';
+import type { ZoneNetwork } from './zones.js';
 
 async function writerPidOf(b: Borealis, cluster: string): Promise<number> {
   const pid = await b.waitFor('a running writer', () => b.writerPid(cluster), 120_000);
@@ -95,6 +96,13 @@ export const nemeses = {
       const r = await b.cli(['cluster', 'failover', cluster], 300_000);
       if (r.code !== 0) throw new Error(`failover: ${r.stderr}`);
       return NO_HEAL;
+    },
+  }),
+  /** A network fault between the zones' hosts (zones.ts), undone at heal. */
+  network: (net: ZoneNetwork, cut: (net: ZoneNetwork) => Promise<void>): Nemesis => ({
+    async apply() {
+      await cut(net);
+      return () => net.heal();
     },
   }),
 };

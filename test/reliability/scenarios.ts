@@ -5,6 +5,8 @@
 import { Borealis } from '../helpers/borealis.js';
 import { checkHistory, type CheckResult } from './checker.js';
 import { nemeses, type Nemesis } from './nemesis.js';
+import { ZoneNetwork, ZonesUnavailable } from './zones.js';
+import { STORAGE_ZONES } from '../../src/storage/placement.js';
 import { BANK_ACCOUNTS, BANK_INITIAL, finalReads, longestGap, Recorder, runWorkload, seededRandom, setUpSchema } from './workloads.js';
 
 export interface ScenarioOptions {
@@ -27,6 +29,10 @@ export interface ScenarioResult {
   /** The final reads after healing succeeded. */
   readonly finalReadsDone: boolean;
   readonly error?: string;
+  /** Why the scenario could not run on this machine (zones need network namespaces). */
+  readonly skipped?: string;
+  /** What the run could not reproduce of the scenario (e.g. no latency between zones). */
+  readonly notes?: readonly string[];
 }
 
 interface Scenario {
@@ -36,7 +42,9 @@ interface Scenario {
   readonly env?: Record<string, string>;
   /** Run before the workload (e.g. add a reader). */
   readonly prepare?: (b: Borealis) => Promise<void>;
-  readonly nemesis: (b: Borealis) => Nemesis;
+  /** Each storage zone in its own network namespace (zones.ts); the nemesis gets the network. */
+  readonly zones?: boolean;
+  readonly nemesis: (b: Borealis, net: ZoneNetwork | null) => Nemesis;
   /** Heal right after applying (faults that are one event, not a state). */
   readonly instant?: boolean;
 }
@@ -61,10 +69,45 @@ export const SCENARIOS: readonly Scenario[] = [
     nemesis: (b) => nemeses.failover(b),
     instant: true,
   },
+  { name: 'zone-partition', description: "zone a's hosts cut off from the writer and the other zones (both ways)", zones: true, nemesis: (_b, net) => nemeses.network(net!, (n) => n.isolate('a')) },
+  {
+    name: 'writer-storage-partition',
+    description: 'the writer\'s host cut off from every storage zone (both ways; the zones still reach each other): writes stall, nothing is lost',
+    zones: true,
+    nemesis: (_b, net) => nemeses.network(net!, async (n) => {
+      for (const zone of n.zones) await n.partition('compute', zone);
+    }),
+  },
+  {
+    name: 'one-way-partition',
+    description: "packets from the writer's host to zones b and c dropped; theirs still arrive",
+    zones: true,
+    nemesis: (_b, net) => nemeses.network(net!, async (n) => {
+      await n.drop('compute', 'b');
+      await n.drop('compute', 'c');
+    }),
+  },
 ];
 
 export async function runScenario(s: Scenario, opts: ScenarioOptions): Promise<ScenarioResult> {
-  const b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5', ...s.env });
+  let net: ZoneNetwork | null = null;
+  if (s.zones) {
+    try {
+      net = await ZoneNetwork.create(STORAGE_ZONES);
+    } catch (err) {
+      if (!(err instanceof ZonesUnavailable)) throw err;
+      return { name: s.name, description: s.description, check: checkHistory([], {}), writeUnavailableMs: 0, readUnavailableMs: 0, recoveryMs: 0, finalReadsDone: false, skipped: err.message };
+    }
+  }
+  try {
+    return await runOn(s, net, opts);
+  } finally {
+    await net?.destroy();
+  }
+}
+
+async function runOn(s: Scenario, net: ZoneNetwork | null, opts: ScenarioOptions): Promise<ScenarioResult> {
+  const b = await Borealis.start({ BOREALIS_DEFAULT_MIN_CAPACITY_ACU: '0.5', ...net?.env(), ...s.env });
   const connection = b.pgConfig({ tls: false });
   try {
     await s.prepare?.(b);
@@ -78,7 +121,7 @@ export async function runScenario(s: Scenario, opts: ScenarioOptions): Promise<S
     let error: string | undefined;
     let heal: () => Promise<void> = () => Promise.resolve();
     try {
-      heal = await s.nemesis(b).apply();
+      heal = await s.nemesis(b, net).apply();
     } catch (err) {
       error = `fault could not be applied: ${(err as Error).message}`;
     }
@@ -102,6 +145,7 @@ export async function runScenario(s: Scenario, opts: ScenarioOptions): Promise<S
       recoveryMs: writeGap.endMs - faultAt,
       finalReadsDone,
       ...(error ? { error } : {}),
+      ...(net && net.notes.length > 0 ? { notes: net.notes } : {}),
     };
   } finally {
     await b.destroy();

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import { test } from 'node:test';
 import { renderConfigurationDoc } from '../../src/config/config-doc.js';
 import { loadSettings, SETTINGS, SettingsError } from '../../src/config/settings.js';
-import { renderPostgresqlConf, sizedSettings } from '../../src/engine/pg-settings.js';
+import { renderPgHbaConf, renderPostgresqlConf, sizedSettings } from '../../src/engine/pg-settings.js';
+import { parseZoneHosts, singleAddressCidr, STORAGE_ZONES, urlHost } from '../../src/storage/placement.js';
 
 test('docs/configuration.md is the rendering of the settings tables', () => {
   const onDisk = fs.readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
@@ -47,4 +48,31 @@ test('capacity sizes memory settings monotonically', () => {
   for (const key of ['shared_buffers', 'max_connections', 'work_mem', 'effective_cache_size'] as const) {
     assert.ok(Number(big[key]) > Number(small[key]), key);
   }
+});
+
+test('storage placement: zone=address[@netns] per zone, and every mistake named', () => {
+  const placed = parseZoneHosts('a=10.20.0.11@zone-a, b=10.20.0.12,c=fd00::13@z.c', STORAGE_ZONES);
+  assert.deepEqual([...placed], [
+    ['a', { address: '10.20.0.11', netns: 'zone-a' }],
+    ['b', { address: '10.20.0.12', netns: null }],
+    ['c', { address: 'fd00::13', netns: 'z.c' }],
+  ]);
+  assert.equal(parseZoneHosts('', STORAGE_ZONES).size, 0);
+  assert.throws(() => parseZoneHosts('d=10.0.0.1', STORAGE_ZONES), /zone d is not one of the storage zones \(a, b, c\)/);
+  assert.throws(() => parseZoneHosts('a=10.0.0.1,a=10.0.0.2', STORAGE_ZONES), /placed twice/);
+  assert.throws(() => parseZoneHosts('a=zone-a.example', STORAGE_ZONES), /not an IP address/);
+  assert.throws(() => parseZoneHosts('a=10.0.0.1@$(reboot)', STORAGE_ZONES), /not a network namespace name/);
+  assert.throws(() => parseZoneHosts('a10.0.0.1', STORAGE_ZONES), /not zone=address/);
+  assert.throws(() => loadSettings({}, { BOREALIS_STORAGE_ZONE_HOSTS: 'a=nowhere' }), (e: unknown) => e instanceof SettingsError && /BOREALIS_STORAGE_ZONE_HOSTS/.test(e.message));
+  assert.throws(() => loadSettings({}, { BOREALIS_STORAGE_WRITER_HOST: 'localhost' }), /storageWriterHost .* must be an IP address/);
+  assert.equal(singleAddressCidr('10.0.0.1'), '10.0.0.1/32');
+  assert.equal(singleAddressCidr('fd00::1'), 'fd00::1/128');
+  assert.equal(urlHost('fd00::1'), '[fd00::1]');
+});
+
+test('pg_hba admits replication from placed storage addresses only, for the storage user, with SCRAM', () => {
+  const hba = renderPgHbaConf({ user: 'borealis_storage', cidrs: ['10.20.0.11/32'] });
+  assert.match(hba, /^host replication borealis_storage 10\.20\.0\.11\/32 scram-sha-256$/m);
+  assert.doesNotMatch(hba, /^host all all 10\.20/m);
+  assert.doesNotMatch(renderPgHbaConf(), /10\.20/);
 });
