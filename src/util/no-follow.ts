@@ -17,6 +17,11 @@ export class LinkRefused extends Error {
   override readonly name = 'LinkRefused';
 }
 
+/** A tree deeper than CHOWN_DEPTH_MAX, not walked. */
+export class TreeTooDeep extends Error {
+  override readonly name = 'TreeTooDeep';
+}
+
 /**
  * Writes `file` whole through a fresh temporary name (created exclusively,
  * never through a link) renamed over it: a link at `file` is replaced, not
@@ -102,7 +107,11 @@ export function ownDirectory(dir: string, mode: number, owner: { uid: number; gi
  * opened without following links, every other entry (links included) by
  * lchown, which changes a link itself and never what it points at.
  */
-export function chownTreeNoFollow(dir: string, owner: { uid: number; gid: number }): void {
+export function chownTreeNoFollow(dir: string, owner: { uid: number; gid: number }, depth = 0): void {
+  // Each level holds a descriptor: a tree deeper than any data directory
+  // (which the cluster's user could make to exhaust descriptors or the
+  // stack) is refused rather than walked.
+  if (depth > CHOWN_DEPTH_MAX) throw new TreeTooDeep(`${dir} lies more than ${CHOWN_DEPTH_MAX} directories deep; refusing to walk further`);
   const fd = openDirectory(dir);
   try {
     fs.fchownSync(fd, owner.uid, owner.gid);
@@ -110,13 +119,16 @@ export function chownTreeNoFollow(dir: string, owner: { uid: number; gid: number
     const here = `/proc/self/fd/${fd}`;
     for (const entry of fs.readdirSync(here, { withFileTypes: true })) {
       const p = path.join(here, entry.name);
-      if (entry.isDirectory()) chownTreeNoFollow(p, owner);
+      if (entry.isDirectory()) chownTreeNoFollow(p, owner, depth + 1);
       else fs.lchownSync(p, owner.uid, owner.gid);
     }
   } finally {
     fs.closeSync(fd);
   }
 }
+
+/** Far deeper than PostgreSQL's data directory (about 5 levels) or a storage node's. */
+export const CHOWN_DEPTH_MAX = 64;
 
 function openDirectory(dir: string): number {
   try {

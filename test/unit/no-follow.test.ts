@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { LinkRefused, chownTreeNoFollow, openAppendNoFollow, ownDirectory, stagingFor, writeFileNoFollow } from '../../src/util/no-follow.js';
+import { CHOWN_DEPTH_MAX, LinkRefused, TreeTooDeep, chownTreeNoFollow, openAppendNoFollow, ownDirectory, stagingFor, writeFileNoFollow } from '../../src/util/no-follow.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
 const isRoot = process.getuid?.() === 0;
@@ -40,6 +40,20 @@ test('a tree is given away without following links to a file or a directory', { 
   assert.throws(() => chownTreeNoFollow(linked, NOBODY), LinkRefused);
   assert.throws(() => ownDirectory(linked, 0o700, NOBODY), LinkRefused);
   assert.equal(fs.statSync(victimDir).uid, 0);
+});
+
+test('a tree deeper than any data directory is refused, not walked until descriptors or the stack run out', { skip: !isRoot && 'needs root to chown' }, () => {
+  const { dir } = setup();
+  let deep = path.join(dir, 'data');
+  for (let i = 0; i < CHOWN_DEPTH_MAX + 5; i++) deep = path.join(deep, 'd');
+  fs.mkdirSync(deep, { recursive: true });
+  assert.throws(() => chownTreeNoFollow(dir, NOBODY), TreeTooDeep);
+  let shallow = path.join(dir, 'data');
+  fs.rmSync(path.join(shallow, 'd'), { recursive: true });
+  for (let i = 0; i < CHOWN_DEPTH_MAX - 2; i++) shallow = path.join(shallow, 'd');
+  fs.mkdirSync(shallow, { recursive: true });
+  chownTreeNoFollow(dir, NOBODY);
+  assert.equal(fs.statSync(shallow).uid, NOBODY.uid, 'a tree within the bound is given away whole');
 });
 
 test('a whole-file write and an append replace a link instead of writing through it', () => {
