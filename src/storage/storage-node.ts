@@ -63,6 +63,11 @@ export class StorageNode {
         termState: () => ({ term: this.persisted.term, writer: this.persisted.writer, systemId: this.persisted.systemId, credentials: this.persisted.credentials }),
         adoptSystem: (systemId) => this.save({ ...this.persisted, systemId }),
         catchUpFromPeers: () => this.repair('the writer no longer has the WAL this node needs'),
+        segmentCorrupt: (timeline, segment) => {
+          // The chain's file for the segment may be an older timeline's: every held one at or below is suspect.
+          const held = this.store.listSegments().filter((h) => h.segment === segment && h.timeline <= timeline);
+          for (const h of held.length > 0 ? held : [{ timeline, segment }]) this.suspect.add(`${h.timeline}:${h.segment}`);
+        },
         beforeSession: async () => {
           if (this.suspect.size > 0 || (!this.store.state && this.persisted.peers.length > 0)) await this.repair(this.store.state ? 'segments failed their checksums' : 'this node holds no WAL');
         },
@@ -175,6 +180,9 @@ export class StorageNode {
       this.suspect.delete(key);
       added++;
     }
+    // What this peer does not hold it cannot mend: forgotten until a read finds it bad again, so that repairs do not repeat for nothing.
+    const listed = new Set(files.map((f) => `${f.timeline}:${f.segment}`));
+    for (const key of this.suspect) if (!listed.has(key)) this.suspect.delete(key);
     if (this.persisted.systemId === null) this.save({ ...this.persisted, systemId: source.status.systemId });
     if (this.backups.list().length === 0) await this.copyBackups(statuses.map((x) => x.client));
     const pos = this.store.open();

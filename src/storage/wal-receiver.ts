@@ -8,7 +8,7 @@ import { WalPageChecker, formatLsn, parseLsn, parseReplicationMessage, parseTime
 import type { Logger } from '../util/logger.js';
 import { acceptWriter, divergence, timelineOfPoint, type NodeTerm } from './protocol.js';
 import { ReplicationClient, ReplicationError } from './replication-client.js';
-import type { SegmentStore } from './segment-store.js';
+import { CorruptSegment, type SegmentStore } from './segment-store.js';
 
 export type ReceiverState = 'idle' | 'connecting' | 'streaming' | 'refused' | 'catching-up' | 'stopped';
 
@@ -21,6 +21,8 @@ export interface ReceiverHost {
   beforeSession(): Promise<void>;
   /** Fetches WAL the writer no longer has from peers; true if anything was added. */
   catchUpFromPeers(): Promise<boolean>;
+  /** A held segment failed its checks while the stream was set up: it is repaired before the next session. */
+  segmentCorrupt(timeline: number, segment: number): void;
 }
 
 export interface ReceiverOptions {
@@ -91,7 +93,12 @@ export class WalReceiver {
         const message = (err as Error).message;
         // Bytes that fail the WAL checks are refused loudly; nothing of them was written.
         if (err instanceof ProtocolViolation) this.log.error('refusing WAL from the writer', { error: message });
-        else if (message !== this.lastError) this.log.warn('WAL stream ended', { error: message });
+        else if (err instanceof CorruptSegment) {
+          // Moving onto the writer's timeline needs this segment's verified
+          // bytes: without a repair every retry would fail the same way.
+          this.log.error('a held segment fails its checks; repairing it from peers before streaming again', { error: message });
+          this.host.segmentCorrupt(err.timeline, err.segment);
+        } else if (message !== this.lastError) this.log.warn('WAL stream ended', { error: message });
         this.lastError = message;
         if (this.stateValue !== 'refused') this.stateValue = 'idle';
       }

@@ -2,7 +2,9 @@
 // arrives while the node is still connecting to the old writer (its startup
 // and authentication in flight) must win. The node checks its term again
 // once the connection is up and never streams from the writer it was just
-// told to leave.
+// told to leave. And a segment that fails its checks when the node moves
+// onto the writer's new timeline is handed over for repair, not retried as
+// is for ever.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -14,6 +16,7 @@ import { embeddedBinDir, resolveBinaries } from '../../src/engine/binaries.js';
 import { baseSettings } from '../../src/engine/pg-settings.js';
 import { PostgresServer } from '../../src/engine/postgres-server.js';
 import { ensureServiceUser } from '../../src/engine/service-user.js';
+import { parseLsn, segmentOf, segmentStart, walFileName } from '../../src/pgwire/replication.js';
 import { SegmentStore } from '../../src/storage/segment-store.js';
 import { WalReceiver } from '../../src/storage/wal-receiver.js';
 import type { NodeTerm } from '../../src/storage/protocol.js';
@@ -90,6 +93,7 @@ test('a term that moves on while the node connects is checked again before it st
       adoptSystem: (systemId) => (term = { ...term, systemId }),
       beforeSession: () => Promise.resolve(),
       catchUpFromPeers: () => Promise.resolve(false),
+      segmentCorrupt: () => undefined,
     },
     { name: 'sn1', connectTimeoutMs: 30_000, statusIntervalMs: 1000, retryMsMax: 500 },
     silentLogger,
@@ -117,5 +121,68 @@ test('a term that moves on while the node connects is checked again before it st
     await receiver.stop();
     store.close();
     relay.close();
+  }
+});
+
+test('a held segment that fails its checks on the move to the writer\'s new timeline is reported for repair', async () => {
+  const store = new SegmentStore(path.join(root, 'node-wal-2'));
+  store.open();
+  let term: NodeTerm & { credentials: typeof CREDENTIALS } = { term: 1, writer: { host: '127.0.0.1', port }, systemId: null, credentials: CREDENTIALS };
+  const corrupt: Array<{ timeline: number; segment: number }> = [];
+  const host = {
+    termState: () => term,
+    adoptSystem: (systemId: string) => void (term = { ...term, systemId }),
+    beforeSession: () => Promise.resolve(),
+    catchUpFromPeers: () => Promise.resolve(false),
+    segmentCorrupt: (timeline: number, segment: number) => void corrupt.push({ timeline, segment }),
+  };
+  const options = { name: 'sn2', connectTimeoutMs: 30_000, statusIntervalMs: 200, retryMsMax: 200 };
+  const c = new pg.Client({ host: path.join(root, 'run'), port, user: 'postgres', database: 'postgres' });
+  await c.connect();
+  // The writer's end of WAL at least 32 KB into a segment and well before its end: the switch will fall in the same segment.
+  await c.query('CREATE TABLE filler (g int)');
+  for (let i = 0; i < 200; i++) {
+    const lsn = parseLsn((await c.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!.l);
+    const offset = Number(lsn - segmentStart(segmentOf(lsn)));
+    if (offset >= 32 * 1024 && offset < 15 * 1024 * 1024) break;
+    if (offset >= 15 * 1024 * 1024) await c.query('SELECT pg_switch_wal()');
+    await c.query('INSERT INTO filler SELECT generate_series(1, 1000)');
+  }
+  const end = parseLsn((await c.query<{ l: string }>('SELECT pg_current_wal_flush_lsn()::text AS l')).rows[0]!.l);
+  await c.end();
+  let receiver = new WalReceiver(store, host, options, silentLogger);
+  try {
+    receiver.start();
+    const deadline = Date.now() + 30_000;
+    while ((store.state?.flushLsn ?? 0n) < end) {
+      assert.ok(Date.now() < deadline, `the node never reached the writer's end of WAL: ${receiver.lastError}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await receiver.stop();
+    const held = store.state!;
+    assert.equal(held.timeline, 1);
+    // A bit flips in a whole page before the node's end (the store has it verified and open; nothing reads it again until the switch).
+    const seg = segmentOf(held.flushLsn);
+    const page = Math.floor(Number(held.flushLsn - segmentStart(seg)) / 8192) - 1;
+    const fd = fs.openSync(path.join(root, 'node-wal-2', walFileName(1, seg)), 'r+');
+    const byte = Buffer.alloc(1);
+    fs.readSync(fd, byte, 0, 1, page * 8192 + 100);
+    byte[0] = byte[0]! ^ 0x40;
+    fs.writeSync(fd, byte, 0, 1, page * 8192 + 100);
+    fs.closeSync(fd);
+    // The writer moves to timeline 2: restarted as a standby and promoted.
+    await server.stop(10_000);
+    fs.writeFileSync(path.join(root, 'data', 'standby.signal'), '');
+    await server.start(60_000);
+    assert.equal(await server.promote(30_000), true);
+    receiver = new WalReceiver(store, host, options, silentLogger);
+    receiver.start();
+    const until = Date.now() + 30_000;
+    while (corrupt.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(corrupt[0], { timeline: 1, segment: seg }, `the damaged segment was not reported for repair (last error: ${receiver.lastError})`);
+    assert.equal(store.state!.timeline, 1, 'the node did not move onto the new timeline over WAL it cannot verify');
+  } finally {
+    await receiver.stop();
+    store.close();
   }
 });
