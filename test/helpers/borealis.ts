@@ -24,6 +24,8 @@ function ephemeralLow(): number {
 const PORTS_FROM = 10_000;
 /** Runs of ports handed out by portBase() in this process, which freePort() stays out of. */
 const spans: Array<{ from: number; to: number }> = [];
+/** Ports freePort() has handed out in this process: two calls in a row never get the same one. */
+const issued = new Set<number>();
 
 function bindable(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -38,14 +40,18 @@ function bindable(port: number): Promise<boolean> {
  * again after a restart (endpoints, the API, the Data API). Picked below the
  * kernel's ephemeral range: a port in that range can be taken at any moment
  * as the local end of some outgoing connection, and then the restarted
- * supervisor cannot listen on it (EADDRINUSE). Outside every portBase() run.
+ * supervisor cannot listen on it (EADDRINUSE). Outside every portBase() run,
+ * and never one handed out before in this process.
  */
 export async function freePort(): Promise<number> {
   const low = ephemeralLow();
   for (let i = 0; i < 1000; i++) {
     const port = PORTS_FROM + Math.floor(Math.random() * (low - PORTS_FROM));
-    if (spans.some((r) => port >= r.from && port < r.to)) continue;
-    if (await bindable(port)) return port;
+    if (issued.has(port) || spans.some((r) => port >= r.from && port < r.to)) continue;
+    if (await bindable(port)) {
+      issued.add(port);
+      return port;
+    }
   }
   throw new Error(`no free port between ${PORTS_FROM} and ${low}`);
 }
