@@ -197,9 +197,13 @@ async function borealisRounds(): Promise<{ rounds: Round[]; lost: number; acked:
     }
     const have = new Set((await b.sql<{ k: string }>("SELECT client || ':' || seq AS k FROM acked", { tls: false })).map((r) => r.k));
     const lost = load.acks.filter((a) => !have.has(`${a.client}:${a.seq}`)).length;
-    return { rounds, lost, acked: load.acks.length };
-  } finally {
     await b.destroy();
+    return { rounds, lost, acked: load.acks.length };
+  } catch (err) {
+    // Kept for a look at what went wrong: its logs, the instances' postgres logs.
+    await b.down();
+    log(`the run failed; its home (logs in logs/ and instances/*/postgres.log) is kept at ${b.home}`);
+    throw err;
   }
 }
 
