@@ -121,6 +121,8 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
    */
   async promote(timeoutMs: number): Promise<boolean> {
     const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres', options: INTERNAL_SESSION_OPTIONS });
+    // A server that dies meanwhile fails the query; its FATAL to the idle client must not end the supervisor.
+    client.on('error', () => undefined);
     await client.connect();
     try {
       const inRecovery = (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
@@ -270,6 +272,7 @@ export class PostgresServer extends EventEmitter<{ exit: [PostgresExit] }> {
     if (!untilPromoted) return status === 'ready' || status === 'standby';
     if (status !== 'ready' && status !== 'standby') return false;
     const client = new pg.Client({ host: this.options.socketDir, port: this.options.port, user: this.options.superuser, database: 'postgres', options: INTERNAL_SESSION_OPTIONS });
+    client.on('error', () => undefined);
     try {
       await client.connect();
       return !(await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;

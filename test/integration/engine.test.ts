@@ -8,6 +8,8 @@ import { after, test } from 'node:test';
 import pg from 'pg';
 import { embeddedBinDir, EngineNotFound, resolveBinaries } from '../../src/engine/binaries.js';
 import { baseSettings } from '../../src/engine/pg-settings.js';
+import type { LocalInstance } from '../../src/compute/local-instance.js';
+import { withInstanceSession } from '../../src/control/instance-session.js';
 import { PostgresServer } from '../../src/engine/postgres-server.js';
 import { chownTree, ensureServiceUser } from '../../src/engine/service-user.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -79,4 +81,29 @@ test('a standby made from the primary\'s files is promoted and takes writes', as
   assert.deepEqual(await query(standby, 'SELECT count(*)::int AS n FROM before_copy'), [{ n: 2 }]);
   // Promoting a primary is a no-op that says so.
   assert.equal(await standby.promote(5_000), false);
+});
+
+test('a postgres killed under an idle session of the supervisor\'s fails that session\'s next query and nothing else', async () => {
+  const s = server('killed', await freePort());
+  await s.initdb();
+  s.writeConfig(baseSettings(s.options.port, s.options.socketDir, s.options.binaries.majorVersion));
+  await s.start(60_000);
+  // withInstanceSession reads only these two fields of the instance.
+  const instance = { server: s, options: { record: { enginePort: s.options.port } } } as unknown as LocalInstance;
+  const uncaught: Error[] = [];
+  const onUncaught = (err: Error): void => void uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  try {
+    const outcome = withInstanceSession(instance, 'postgres', async (client) => {
+      await client.query('SELECT 1');
+      // Idle between two queries when its server dies: PostgreSQL's FATAL reaches an idle client.
+      s.killGroup();
+      await new Promise((r) => setTimeout(r, 1000));
+      await client.query('SELECT 1');
+    });
+    await assert.rejects(outcome, 'the query on the dead session fails');
+    assert.deepEqual(uncaught.map((e) => e.message), [], 'no error escaped to the process');
+  } finally {
+    process.off('uncaughtException', onUncaught);
+  }
 });
