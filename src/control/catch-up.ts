@@ -6,9 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 import type { LocalInstance } from '../compute/local-instance.js';
-import { formatLsn, historyFileName, parseLsn, parseTimelineHistory, type TimelineSwitch } from '../pgwire/replication.js';
+import { formatLsn, parseLsn, parseTimelineHistory } from '../pgwire/replication.js';
 import { lastRecordEnd } from '../pgwire/wal-records.js';
-import { OFF_TIMELINE_STARTUP, timelinePlace, type TimelinePlace } from './failover-steps.js';
+import { OFF_TIMELINE_STARTUP, timelinePlace } from './failover-steps.js';
 import { CatchUpError } from './failover.js';
 import { withInstanceSession } from './instance-session.js';
 import type { StorageFleet } from './storage-fleet.js';
@@ -57,29 +57,6 @@ const replayState = async (client: pg.Client): Promise<{ replayed: bigint; floor
   return { replayed: parseLsn(row.lsn), floor: row.floor };
 };
 
-/**
- * A standby's own history of `timeline`, from its pg_wal (a standby that
- * followed a promotion received the new timeline's history file), or null
- * when it has none that parses.
- */
-function ownHistory(standby: LocalInstance, timeline: number): TimelineSwitch[] | null {
-  let fd: number | null = null;
-  try {
-    // The data directory belongs to the cluster's user: a link planted there is not followed.
-    fd = fs.openSync(path.join(standby.server.options.dataDir, 'pg_wal', historyFileName(timeline)), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    const buf = Buffer.alloc(HISTORY_BYTES_MAX);
-    const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    return n < buf.length ? parseTimelineHistory(buf.subarray(0, n).toString('utf8')) : null;
-  } catch {
-    return null;
-  } finally {
-    if (fd !== null) fs.closeSync(fd);
-  }
-}
-
-/** A timeline history file is a line per ancestor; one this large is not one. */
-const HISTORY_BYTES_MAX = 1024 * 1024;
-
 /** Waits until a standby has replayed everything it received and nothing more arrives. */
 export async function waitReplayed(standby: LocalInstance, deps: CatchUpDeps): Promise<void> {
   await withInstanceSession(standby, deps.superuser, async (client) => {
@@ -106,21 +83,17 @@ export async function catchUpFromStorage(target: LocalInstance, fleet: StorageFl
   const point = await fleet.durablePoint();
   const historyText = point.histories.get(point.timeline);
   const history = point.timeline === 1 || historyText === undefined ? [] : parseTimelineHistory(historyText);
-  const place = async (): Promise<{ replayed: bigint; place: TimelinePlace }> => {
-    const { replayed, floor } = await withInstanceSession(target, deps.superuser, replayState);
-    return { replayed, place: timelinePlace(history, point.timeline, floor, replayed, point.lsn, floor > point.timeline ? ownHistory(target, floor) : null) };
-  };
-  let { replayed, place: where } = await place();
-  if (where.kind === 'unknown') {
+  let { replayed, floor } = await withInstanceSession(target, deps.superuser, replayState);
+  let place = timelinePlace(history, point.timeline, floor, replayed);
+  if (place.kind === 'unknown') {
     // A restartpoint brings its control file up to where replay stands (timeline included), then look again.
-    await withInstanceSession(target, deps.superuser, (client) => client.query('CHECKPOINT'));
-    ({ replayed, place: where } = await place());
+    ({ replayed, floor } = await withInstanceSession(target, deps.superuser, async (client) => {
+      await client.query('CHECKPOINT');
+      return replayState(client);
+    }));
+    place = timelinePlace(history, point.timeline, floor, replayed);
   }
-  if (where.kind === 'ahead') {
-    deps.event(target.id, 'catching-up', `nothing to copy from storage: ${where.reason}`);
-    return;
-  }
-  if (where.kind !== 'on-chain') throw new CatchUpError(`${target.id} cannot be promoted: ${where.reason}; promoting it would risk losing acknowledged commits`, { offTimeline: true });
+  if (place.kind !== 'on-chain') throw new CatchUpError(`${target.id} cannot be promoted: ${place.reason}; promoting it would risk losing acknowledged commits`, { offTimeline: true });
   if (replayed >= point.lsn) return;
   deps.event(target.id, 'catching-up', `replayed to ${formatLsn(replayed)}; copying WAL up to ${formatLsn(point.lsn)} from storage node ${point.source} before promotion`);
   await target.stop();

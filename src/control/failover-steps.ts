@@ -74,12 +74,6 @@ export function failoverRecovery(step: string, writerOfRecord: string | null, ta
 export type TimelinePlace =
   /** On the durable point's timeline, or on an ancestor and not past where the chain left it: an LSN comparison decides the rest. */
   | { readonly kind: 'on-chain' }
-  /**
-   * On a newer timeline whose own history left the durable point's timeline
-   * at or after the durable point: it followed a promotion storage holds
-   * none of yet, and already has everything storage acknowledged.
-   */
-  | { readonly kind: 'ahead'; readonly reason: string }
   /** Past where the chain left the newest timeline it is known to be on: it may have followed the switch, or be on a branch storage did not keep. */
   | { readonly kind: 'unknown'; readonly reason: string }
   /** On a branch that is not on the chain at all: it can never be promoted without losing acknowledged commits. */
@@ -93,29 +87,11 @@ export type TimelinePlace =
  * replays (from its control file: the timelines of its minimum recovery
  * point and of its last restartpoint; replay only moves to newer
  * timelines); `history` is the durable point timeline's history: each
- * ancestor timeline with the LSN where the chain left it. `floorHistory`
- * is the target's own history of its floor timeline (from its pg_wal),
- * when it has one: a target on a newer timeline than storage's is safe to
- * promote only if that history left storage's timeline at or after
- * storage's durable point `pointLsn`.
+ * ancestor timeline with the LSN where the chain left it.
  */
-export function timelinePlace(history: readonly TimelineSwitch[], pointTimeline: number, floor: number, replayed: bigint, pointLsn: bigint, floorHistory: readonly TimelineSwitch[] | null): TimelinePlace {
+export function timelinePlace(history: readonly TimelineSwitch[], pointTimeline: number, floor: number, replayed: bigint): TimelinePlace {
   if (floor === pointTimeline) return { kind: 'on-chain' };
-  if (floor > pointTimeline) {
-    const left = floorHistory?.find((h) => h.timeline === pointTimeline);
-    // Replay past the switch too (a floor on a newer timeline implies it; asked anyway): it holds storage's timeline up to there.
-    if (left && left.switchLsn >= pointLsn && replayed >= left.switchLsn) {
-      return { kind: 'ahead', reason: `it replays timeline ${floor}, which left timeline ${pointTimeline} at ${formatLsn(left.switchLsn)}, at or after storage's durable point ${formatLsn(pointLsn)}` };
-    }
-    const why = !floorHistory
-      ? 'and its history of that timeline is not on its disk'
-      : !left
-        ? `whose history does not pass through timeline ${pointTimeline}`
-        : left.switchLsn < pointLsn
-          ? `which left timeline ${pointTimeline} at ${formatLsn(left.switchLsn)}, before storage's durable point ${formatLsn(pointLsn)}`
-          : `which left timeline ${pointTimeline} at ${formatLsn(left.switchLsn)}, and it has replayed only to ${formatLsn(replayed)}`;
-    return { kind: 'off-chain', reason: `it replays timeline ${floor} or later, newer than timeline ${pointTimeline} that storage's quorum holds, ${why}` };
-  }
+  if (floor > pointTimeline) return { kind: 'off-chain', reason: `it replays timeline ${floor} or later, newer than timeline ${pointTimeline} that storage's quorum holds` };
   const left = history.find((h) => h.timeline === floor);
   if (!left) return { kind: 'off-chain', reason: `its timeline ${floor} is not in the history of timeline ${pointTimeline} that storage's quorum holds` };
   if (replayed <= left.switchLsn) return { kind: 'on-chain' };

@@ -30,32 +30,17 @@ test('a target on the durable timeline is compared by LSN; one past where the ch
     { timeline: 1, switchLsn: 0x3000000n },
     { timeline: 2, switchLsn: 0x5000000n },
   ];
-  assert.deepEqual(timelinePlace(history, 3, 3, 0x9000000n, 0x9000000n, null), { kind: 'on-chain' });
+  assert.deepEqual(timelinePlace(history, 3, 3, 0x9000000n), { kind: 'on-chain' });
   // Replayed past the switch out of timeline 2 with nothing to show it followed: not known to be on the chain.
-  assert.equal(timelinePlace(history, 3, 2, 0x6000000n, 0x9000000n, null).kind, 'unknown');
+  assert.equal(timelinePlace(history, 3, 2, 0x6000000n).kind, 'unknown');
   // Not yet at the switch out of its timeline: on the chain.
-  assert.deepEqual(timelinePlace(history, 3, 1, 0x1000000n, 0x9000000n, null), { kind: 'on-chain' });
-  assert.deepEqual(timelinePlace(history, 3, 2, 0x5000000n, 0x9000000n, null), { kind: 'on-chain' }, 'exactly at the switch');
-  assert.equal(timelinePlace(history, 3, 4, 0x1000000n, 0x9000000n, null).kind, 'off-chain', 'a timeline newer than storage holds');
-  assert.equal(timelinePlace([{ timeline: 1, switchLsn: 0x3000000n }], 2, 5, 0x1000000n, 0x9000000n, null).kind, 'off-chain');
-  const sibling = timelinePlace([{ timeline: 1, switchLsn: 0x3000000n }, { timeline: 3, switchLsn: 0x4000000n }], 4, 2, 0x3800000n, 0x9000000n, null);
+  assert.deepEqual(timelinePlace(history, 3, 1, 0x1000000n), { kind: 'on-chain' });
+  assert.deepEqual(timelinePlace(history, 3, 2, 0x5000000n), { kind: 'on-chain' }, 'exactly at the switch');
+  assert.equal(timelinePlace(history, 3, 4, 0x1000000n).kind, 'off-chain', 'a timeline newer than storage holds');
+  assert.equal(timelinePlace([{ timeline: 1, switchLsn: 0x3000000n }], 2, 5, 0x1000000n).kind, 'off-chain');
+  const sibling = timelinePlace([{ timeline: 1, switchLsn: 0x3000000n }, { timeline: 3, switchLsn: 0x4000000n }], 4, 2, 0x3800000n);
   assert.equal(sibling.kind, 'off-chain', 'timeline 2 is a sibling branch, not an ancestor of 4');
   assert.match((sibling as { reason: string }).reason, /timeline 2 is not in the history of timeline 4/);
-});
-
-test('a target that followed a promotion storage holds none of is ahead only if its own history left storage\'s timeline at or after the durable point', () => {
-  const storage = [{ timeline: 1, switchLsn: 0x3000000n }];
-  // Storage's quorum ends on timeline 2 at 0/5000000; the target replays timeline 3, which left 2 at 0/5800000.
-  const own = [...storage, { timeline: 2, switchLsn: 0x5800000n }];
-  assert.equal(timelinePlace(storage, 2, 3, 0x6000000n, 0x5000000n, own).kind, 'ahead');
-  assert.equal(timelinePlace(storage, 2, 3, 0x6000000n, 0x5800000n, own).kind, 'ahead', 'exactly at the durable point');
-  const early = timelinePlace(storage, 2, 3, 0x6000000n, 0x5900000n, own);
-  assert.equal(early.kind, 'off-chain', 'its branch left before storage\'s last acknowledged commit');
-  assert.match((early as { reason: string }).reason, /left timeline 2 at 0\/5800000, before storage's durable point 0\/5900000/);
-  assert.match((timelinePlace(storage, 2, 3, 0x6000000n, 0x5000000n, null) as { reason: string }).reason, /not on its disk/);
-  assert.match((timelinePlace(storage, 2, 3, 0x5400000n, 0x5000000n, own) as { reason: string }).reason, /replayed only to 0\/5400000/, 'not yet past the switch');
-  // Its history passes through timeline 1 only: a sibling of storage's 2.
-  assert.equal(timelinePlace(storage, 2, 3, 0x6000000n, 0x2000000n, [{ timeline: 1, switchLsn: 0x5000000n }]).kind, 'off-chain');
 });
 
 test('a failover found unfinished is rolled forward exactly when roles were swapped', () => {
