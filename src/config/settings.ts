@@ -2,10 +2,9 @@
 // name, an environment variable and a line of documentation. The CLI maps
 // flags onto the same keys; docs/configuration.md lists them all (a unit
 // test keeps the two in step).
-import net from 'node:net';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { parseZoneHosts, STORAGE_ZONES } from '../storage/placement.js';
+import { parseZoneHosts, STORAGE_ZONES, unusableAddress } from '../storage/placement.js';
 
 export interface Settings {
   home: string;
@@ -221,6 +220,7 @@ export function loadSettings(overrides: Partial<Record<SettingKey, string | numb
   } catch (err) {
     throw new SettingsError(`storageZoneHosts (BOREALIS_STORAGE_ZONE_HOSTS): ${(err as Error).message}`);
   }
-  if (net.isIP(settings.storageWriterHost) === 0) throw new SettingsError(`storageWriterHost (BOREALIS_STORAGE_WRITER_HOST) must be an IP address, got "${settings.storageWriterHost}"`);
+  const badWriterHost = unusableAddress(settings.storageWriterHost);
+  if (badWriterHost) throw new SettingsError(`storageWriterHost (BOREALIS_STORAGE_WRITER_HOST) must be one host's IP address: ${badWriterHost}`);
   return settings;
 }

@@ -144,9 +144,16 @@ export class StorageFleet {
     store.insertStorage(cluster, randomBytes(24).toString('base64url'), settings.storageWriterHost, nodes);
   }
 
-  /** Addresses other than loopback that storage nodes connect to the writer from (pg_hba.conf admits them for replication). */
+  /**
+   * Addresses other than loopback that storage nodes connect to the writer
+   * from (pg_hba.conf admits them for replication). A node left on loopback
+   * that dials a writer host of this machine connects from that address.
+   */
   static replicationSources(store: Store, cluster: string): string[] {
-    return [...new Set(store.listStorageNodes(cluster).map((n) => n.host))].filter((h) => h !== LOOPBACK);
+    const hosts = new Set(store.listStorageNodes(cluster).map((n) => n.host));
+    const writerHost = store.getStorage(cluster)?.writerHost ?? LOOPBACK;
+    if (hosts.has(LOOPBACK)) hosts.add(writerHost);
+    return [...hosts].filter((h) => h !== LOOPBACK);
   }
 
   get term(): number {

@@ -44,11 +44,28 @@ export function parseZoneHosts(text: string, zones: readonly string[]): Map<stri
     const [, zone, address, netns] = m as unknown as [string, string, string, string | undefined];
     if (!ZONE_NAME.test(zone) || !zones.includes(zone)) throw new PlacementError(`"${entry}": zone ${zone} is not one of the storage zones (${zones.join(', ')})`);
     if (out.has(zone)) throw new PlacementError(`"${entry}": zone ${zone} is placed twice`);
-    if (net.isIP(address) === 0) throw new PlacementError(`"${entry}": ${address} is not an IP address`);
+    const bad = unusableAddress(address);
+    if (bad) throw new PlacementError(`"${entry}": ${bad}`);
     if (netns !== undefined && !NETNS_NAME.test(netns)) throw new PlacementError(`"${entry}": ${netns} is not a network namespace name (letters, digits, _ . -)`);
     out.set(zone, { address, netns: netns ?? null });
   }
   return out;
+}
+
+/**
+ * Why an address cannot be one a node or the writer listens on and is
+ * reached at, or null: it must be one unicast IP address (not the
+ * any-address, which would listen on every interface, not multicast, and
+ * without an IPv6 zone, which URLs would need encoded).
+ */
+export function unusableAddress(address: string): string | null {
+  if (address.includes('%')) return `${address} names an IPv6 zone; use an address without one`;
+  const family = net.isIP(address);
+  if (family === 0) return `${address} is not an IP address`;
+  if (address === '0.0.0.0' || /^[0:]+$/.test(address)) return `${address} is the any-address, not one host's`;
+  if (family === 4 && Number(address.split('.')[0]) >= 224) return `${address} is not a unicast address`;
+  if (family === 6 && /^ff/i.test(address)) return `${address} is a multicast address`;
+  return null;
 }
 
 /** The host part of an HTTP URL: IPv6 addresses in brackets. */

@@ -26,13 +26,30 @@ export class ZonesUnavailable extends Error {}
 
 const COMMAND_TIMEOUT_MS = 10_000;
 const NOWHERE_MAC = '02:00:5e:00:de:ad';
-const NAME = /^bz(\d+)-\d+/;
+/** Exactly the names this harness makes: namespaces bz<pid>-<n>-<zone>, the bridge bz<pid>-<n>br, links bz<pid>-<n><zone>. */
+const NAME = /^bz(\d+)-\d+(?:-[a-z][a-z0-9-]*|br|[a-z][a-z0-9]*)$/;
 
 let made = 0;
 const live = new Set<ZoneNetwork>();
 process.once('exit', () => {
   for (const z of live) z.destroySync();
 });
+// Interrupted (Ctrl-C, a timeout's SIGTERM): clean up, then end as the signal would have.
+const onSignal = (signal: NodeJS.Signals): void => {
+  for (const z of live) z.destroySync();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  process.kill(process.pid, signal);
+};
+function watchSignals(on: boolean): void {
+  if (on && process.listenerCount('SIGINT') === 0 && process.listenerCount('SIGTERM') === 0) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  } else if (!on) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
 
 function ip(args: readonly string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -88,6 +105,7 @@ export class ZoneNetwork {
     made += 1;
     const z = new ZoneNetwork(`bz${process.pid}-${made}`, await freeSubnet(), zones);
     live.add(z);
+    watchSignals(true);
     try {
       await z.build(latencyMs);
     } catch (err) {
@@ -185,6 +203,7 @@ export class ZoneNetwork {
     if (this.destroyed) return;
     this.destroyed = true;
     live.delete(this);
+    if (live.size === 0) watchSignals(false);
     for (const zone of this.zones) await ip(['netns', 'del', this.netns(zone)]).catch(() => undefined);
     for (const zone of this.zones) await ip(['link', 'del', this.link(zone)]).catch(() => undefined);
     await ip(['link', 'del', this.bridge()]).catch(() => undefined);

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { EndpointDirectory, LookupCache } from '../../src/control/directory.js';
+import { StorageFleet } from '../../src/control/storage-fleet.js';
 import { Store } from '../../src/control/store.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'borealis-directory-'));
@@ -69,4 +70,19 @@ test('the writer endpoint routes to the writer of record after a swap, and its v
   assert.equal(directory.writerPort('c'), 11002);
   assert.equal(directory.route({ cluster: 'c', type: 'reader', name: '' }), null, 'no reader endpoint recorded');
   store.close();
+});
+
+test('replication is admitted from every placed zone address, and from the writer host itself when some node stays on loopback', () => {
+  const store = storeWithCluster('placement');
+  const node = (name: string, host: string) => ({ name, zone: 'a', port: 13000 + Number(name.slice(2)), host, netns: null });
+  store.insertStorage('c', 'pw', '10.20.0.1', [node('sn1', '10.20.0.11'), node('sn2', '10.20.0.11'), node('sn3', '127.0.0.1')]);
+  // sn3 dials 10.20.0.1 from this machine: its source address is 10.20.0.1, not loopback.
+  assert.deepEqual(StorageFleet.replicationSources(store, 'c').sort(), ['10.20.0.1', '10.20.0.11']);
+  const all = storeWithCluster('placement-all');
+  all.insertStorage('c', 'pw', '10.20.0.1', [node('sn1', '10.20.0.11'), node('sn2', '10.20.0.12')]);
+  assert.deepEqual(StorageFleet.replicationSources(all, 'c').sort(), ['10.20.0.11', '10.20.0.12']);
+  const none = storeWithCluster('placement-none');
+  none.insertStorage('c', 'pw', '127.0.0.1', [node('sn1', '127.0.0.1')]);
+  assert.deepEqual(StorageFleet.replicationSources(none, 'c'), [], 'the default: loopback only');
+  for (const s of [store, all, none]) s.close();
 });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { renderConfigurationDoc } from '../../src/config/config-doc.js';
 import { loadSettings, SETTINGS, SettingsError } from '../../src/config/settings.js';
 import { renderPgHbaConf, renderPostgresqlConf, sizedSettings } from '../../src/engine/pg-settings.js';
-import { parseZoneHosts, singleAddressCidr, STORAGE_ZONES, urlHost } from '../../src/storage/placement.js';
+import { parseZoneHosts, PlacementError, singleAddressCidr, STORAGE_ZONES, urlHost } from '../../src/storage/placement.js';
 
 test('docs/configuration.md is the rendering of the settings tables', () => {
   const onDisk = fs.readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
@@ -64,7 +64,9 @@ test('storage placement: zone=address[@netns] per zone, and every mistake named'
   assert.throws(() => parseZoneHosts('a=10.0.0.1@$(reboot)', STORAGE_ZONES), /not a network namespace name/);
   assert.throws(() => parseZoneHosts('a10.0.0.1', STORAGE_ZONES), /not zone=address/);
   assert.throws(() => loadSettings({}, { BOREALIS_STORAGE_ZONE_HOSTS: 'a=nowhere' }), (e: unknown) => e instanceof SettingsError && /BOREALIS_STORAGE_ZONE_HOSTS/.test(e.message));
-  assert.throws(() => loadSettings({}, { BOREALIS_STORAGE_WRITER_HOST: 'localhost' }), /storageWriterHost .* must be an IP address/);
+  assert.throws(() => loadSettings({}, { BOREALIS_STORAGE_WRITER_HOST: 'localhost' }), /storageWriterHost .* must be one host's IP address: localhost is not an IP address/);
+  assert.throws(() => loadSettings({}, { BOREALIS_STORAGE_WRITER_HOST: '0.0.0.0' }), /any-address/, 'it would listen on every interface');
+  for (const address of ['::', '224.0.0.1', 'ff02::1', 'fe80::1%eth0']) assert.throws(() => parseZoneHosts(`a=${address}`, STORAGE_ZONES), PlacementError, address);
   assert.equal(singleAddressCidr('10.0.0.1'), '10.0.0.1/32');
   assert.equal(singleAddressCidr('fd00::1'), 'fd00::1/128');
   assert.equal(urlHost('fd00::1'), '[fd00::1]');
